@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/db"
+	"github.com/syncworker/syncworker/internal/tasks"
+)
+
+// Exit codes of the command.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitRunning = 2
+)
+
+// exitCodeError carries an exit code other than 1 up to execute.
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e *exitCodeError) Error() string { return e.err.Error() }
+func (e *exitCodeError) Unwrap() error { return e.err }
+
+// app holds what the commands share: their streams, the configuration and
+// the connections, opened when a command first needs them.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	configFile     string
+	jsonOut        bool
+
+	cfg       config.Config
+	pool      *pgxpool.Pool
+	store     *checkpoint.Store
+	client    *asynq.Client
+	inspector *asynq.Inspector
+}
+
+// execute runs the command line args and returns the process's exit code.
+func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	defer a.close()
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "enqueue:", err)
+	var ec *exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
+	return exitError
+}
+
+// flagKeys maps the CLI's flags to the configuration keys they override.
+var flagKeys = map[string]string{
+	"database-url": "database_url",
+	"redis-url":    "redis_url",
+	"batch-size":   "sync.batch_size",
+	"partitions":   "sync.partitions",
+}
+
+// load reads the configuration, with cmd's flags on top.
+func (a *app) load(cmd *cobra.Command) error {
+	keys := map[string]string{}
+	for flag, key := range flagKeys {
+		if cmd.Flags().Lookup(flag) != nil {
+			keys[flag] = key
+		}
+	}
+	cfg, err := config.Load(config.Options{File: a.configFile, Flags: cmd.Flags(), FlagKeys: keys})
+	if err != nil {
+		return err
+	}
+	a.cfg = cfg
+	return nil
+}
+
+// openDB loads the configuration and connects to Postgres.
+func (a *app) openDB(cmd *cobra.Command) error {
+	if err := a.load(cmd); err != nil {
+		return err
+	}
+	pool, err := db.Open(cmd.Context(), a.cfg.DatabaseURL, 4)
+	if err != nil {
+		return err
+	}
+	a.pool = pool
+	if err := db.CheckSchema(cmd.Context(), pool); err != nil {
+		return err
+	}
+	a.store = checkpoint.New(pool)
+	return nil
+}
+
+// openAll connects to Postgres and Redis and returns the run operations.
+func (a *app) openAll(cmd *cobra.Command) (*tasks.Control, error) {
+	if err := a.openDB(cmd); err != nil {
+		return nil, err
+	}
+	opt, err := asynq.ParseRedisURI(a.cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis_url: %w", err)
+	}
+	a.client = asynq.NewClient(opt)
+	a.inspector = asynq.NewInspector(opt)
+	enqueuer := tasks.NewEnqueuer(a.client, a.cfg.Sync.MaxRetry, a.cfg.Sync.TaskTimeout)
+	return tasks.NewControl(a.pool, a.store, enqueuer, a.inspector), nil
+}
+
+func (a *app) close() {
+	if a.client != nil {
+		a.client.Close()
+	}
+	if a.inspector != nil {
+		a.inspector.Close()
+	}
+	if a.pool != nil {
+		a.pool.Close()
+	}
+}
+
+// stderrIsTerminal reports whether progress can be drawn as a live bar.
+func (a *app) stderrIsTerminal() bool {
+	f, ok := a.stderr.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// parseRunID parses a run id argument.
+func parseRunID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 1 {
+		return 0, fmt.Errorf("invalid run id %q: want a whole number of 1 or more", s)
+	}
+	return id, nil
+}
+
+// warnNotEnqueued turns ErrNotEnqueued into a warning: the run's state is
+// safe in Postgres and the sweeper enqueues its tasks later.
+func (a *app) warnNotEnqueued(err error) error {
+	if errors.Is(err, tasks.ErrNotEnqueued) {
+		fmt.Fprintln(a.stderr, "enqueue: warning:", err)
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/quotes"
+	"github.com/syncworker/syncworker/internal/stocks"
+	"github.com/syncworker/syncworker/internal/tasks"
+)
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "enqueue",
+		Short: "Start, follow, retry and cancel syncworker runs",
+		Long: `enqueue is syncworker's operator CLI.
+
+Exit codes: 0 success (with --wait: the run completed); 1 an error, or a run
+that failed or was cancelled; 2 the run was still running when --timeout
+elapsed (nothing is lost: the run goes on, check it later with enqueue status).
+
+Configuration comes from configs/worker.yaml (or --config / SYNCWORKER_CONFIG),
+then environment variables (DATABASE_URL, REDIS_URL, SYNC_BATCH_SIZE, ...),
+then flags.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configFile, "config", "", "configuration file (default $"+config.FileEnv+" or "+config.DefaultFile+")")
+	pf.String("database-url", "", "Postgres URL (overrides DATABASE_URL)")
+	pf.String("redis-url", "", "Redis URL (overrides REDIS_URL)")
+	pf.BoolVar(&a.jsonOut, "json", false, "print the result as JSON on stdout")
+	root.AddCommand(a.dailySyncCmd(), a.statusCmd(), a.retryCmd(), a.cancelCmd(), a.failuresCmd(), a.stocksCmd())
+	return root
+}
+
+// waitFlags are the flags of the commands that can follow a run to its end.
+type waitFlags struct {
+	wait     bool
+	timeout  time.Duration
+	interval time.Duration
+}
+
+func (w *waitFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&w.wait, "wait", false, "follow the run until it ends, showing progress")
+	cmd.Flags().DurationVar(&w.timeout, "timeout", 0, "with --wait: stop waiting after this long and exit 2 (0: wait until the run ends)")
+	cmd.Flags().DurationVar(&w.interval, "progress-interval", 10*time.Second, "with --wait and no terminal: time between progress lines")
+}
+
+func (w *waitFlags) check(cmd *cobra.Command) error {
+	switch {
+	case cmd.Flags().Changed("timeout") && !w.wait:
+		return errors.New("--timeout only applies with --wait")
+	case w.timeout < 0:
+		return fmt.Errorf("--timeout %s: want a duration of 0 or more", w.timeout)
+	case w.interval <= 0:
+		return fmt.Errorf("--progress-interval %s: want a positive duration", w.interval)
+	}
+	return nil
+}
+
+// finish follows run when asked to, prints it, and turns its end into the
+// command's outcome.
+func (a *app) finish(cmd *cobra.Command, run checkpoint.Run, w waitFlags) error {
+	if !w.wait {
+		return a.printRun(run)
+	}
+	run, err := a.follow(cmd.Context(), run, w)
+	if perr := a.printRun(run); perr != nil {
+		return perr
+	}
+	if err != nil {
+		return err
+	}
+	switch run.Status {
+	case checkpoint.StatusCompleted:
+		return nil
+	case checkpoint.StatusFailed:
+		return fmt.Errorf("run %d failed: %s; resume it with `enqueue retry %d`", run.ID, run.LastError, run.ID)
+	default:
+		return fmt.Errorf("run %d is %s", run.ID, run.Status)
+	}
+}
+
+func (a *app) dailySyncCmd() *cobra.Command {
+	var date string
+	var w waitFlags
+	cmd := &cobra.Command{
+		Use:   "daily-sync",
+		Short: "Start (or find) the daily stock-price sync of a trading date",
+		Long: `daily-sync starts the run of the daily stock-price sync for a trading date
+over the active symbols of the stocks table, and enqueues the first batch task
+of each partition. There is one run per date: when it exists, that run is
+returned (and its tasks enqueued again if it is active; that changes nothing
+where they exist). A completed run is not redone.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := w.check(cmd); err != nil {
+				return err
+			}
+			control, err := a.openAll(cmd)
+			if err != nil {
+				return err
+			}
+			loc := a.cfg.Location()
+			today := time.Now().In(loc)
+			day := today
+			if date != "" {
+				day, err = time.ParseInLocation(quotes.DateLayout, date, loc)
+				if err != nil {
+					return fmt.Errorf("invalid --date %q: want YYYY-MM-DD", date)
+				}
+			}
+			run, created, err := control.StartDailySync(cmd.Context(), tasks.DailySyncOptions{
+				Date: day, Today: today, BatchSize: a.cfg.Sync.BatchSize, Partitions: a.cfg.Sync.Partitions,
+			})
+			if err = a.warnNotEnqueued(err); err != nil {
+				return err
+			}
+			a.describeStart(cmd, run, created)
+			return a.finish(cmd, run, w)
+		},
+	}
+	cmd.Flags().StringVar(&date, "date", "", "trading date, YYYY-MM-DD (default: today in the market time zone)")
+	cmd.Flags().Int("batch-size", 0, "symbols per batch of a new run (overrides SYNC_BATCH_SIZE)")
+	cmd.Flags().Int("partitions", 0, "independent chains of a new run (overrides SYNC_PARTITIONS)")
+	w.register(cmd)
+	return cmd
+}
+
+// describeStart tells, on stderr, whether the run is new or found.
+func (a *app) describeStart(cmd *cobra.Command, run checkpoint.Run, created bool) {
+	if created {
+		fmt.Fprintf(a.stderr, "run %d: started %s %s over %d symbols in %d partitions, batches of %d\n",
+			run.ID, run.Job, run.RunKey, run.Total, run.Partitions, run.BatchSize)
+		return
+	}
+	fmt.Fprintf(a.stderr, "run %d: %s %s exists and is %s (%d/%d processed)\n",
+		run.ID, run.Job, run.RunKey, run.Status, run.Processed, run.Total)
+	for flag, v := range map[string]int{"batch-size": run.BatchSize, "partitions": run.Partitions} {
+		if cmd.Flags().Changed(flag) {
+			fmt.Fprintf(a.stderr, "run %d: --%s applies to new runs only; this run keeps %d\n", run.ID, flag, v)
+		}
+	}
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "status [RUN_ID]",
+		Short: "Show a run and its partitions, or the recent runs, newest first",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 1 {
+				return fmt.Errorf("--limit %d: want 1 or more", limit)
+			}
+			var id int64
+			if len(args) == 1 {
+				var err error
+				if id, err = parseRunID(args[0]); err != nil {
+					return err
+				}
+			}
+			if err := a.openDB(cmd); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if id == 0 {
+				runs, err := a.store.List(ctx, limit)
+				if err != nil {
+					return err
+				}
+				return a.printRuns(runs)
+			}
+			run, err := a.store.Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			parts, err := a.store.Partitions(ctx, id)
+			if err != nil {
+				return err
+			}
+			return a.printRunDetail(run, parts)
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 20, "number of recent runs to list")
+	return cmd
+}
+
+func (a *app) retryCmd() *cobra.Command {
+	var w waitFlags
+	cmd := &cobra.Command{
+		Use:   "retry RUN_ID",
+		Short: "Resume a failed or cancelled run from its checkpoints",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseRunID(args[0])
+			if err != nil {
+				return err
+			}
+			if err := w.check(cmd); err != nil {
+				return err
+			}
+			control, err := a.openAll(cmd)
+			if err != nil {
+				return err
+			}
+			run, err := control.Retry(cmd.Context(), id)
+			if err = a.warnNotEnqueued(err); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stderr, "run %d: resumed as attempt %d from %d/%d processed\n", run.ID, run.Attempt, run.Processed, run.Total)
+			return a.finish(cmd, run, w)
+		},
+	}
+	w.register(cmd)
+	return cmd
+}
+
+func (a *app) cancelCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel RUN_ID",
+		Short: "Cancel a run; what it committed stays, the rest is not done",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseRunID(args[0])
+			if err != nil {
+				return err
+			}
+			control, err := a.openAll(cmd)
+			if err != nil {
+				return err
+			}
+			run, err := control.Cancel(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stderr, "run %d: cancelled at %d/%d processed\n", run.ID, run.Processed, run.Total)
+			return a.printRun(run)
+		},
+	}
+}
+
+func (a *app) failuresCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "failures RUN_ID",
+		Short: "List the failed symbols of a run with their errors",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseRunID(args[0])
+			if err != nil {
+				return err
+			}
+			if err := a.openDB(cmd); err != nil {
+				return err
+			}
+			items, err := a.store.Failures(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			return a.printFailures(id, items)
+		},
+	}
+}
+
+func (a *app) stocksCmd() *cobra.Command {
+	stocksCmd := &cobra.Command{
+		Use:   "stocks",
+		Short: "Manage the stock universe",
+	}
+	stocksCmd.AddCommand(&cobra.Command{
+		Use:   "import FILE|-",
+		Short: "Upsert stocks from a CSV file (or stdin) with a symbol column",
+		Long: `import reads a CSV with a header row: a symbol column, and optional name,
+exchange and active (true/false) columns. Every row is checked first; one bad
+row rejects the whole file and nothing is written. Stocks that exist are
+updated, the others inserted.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var in io.Reader = a.stdin
+			name := "stdin"
+			if args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in, name = f, args[0]
+			}
+			list, err := stocks.ReadCSV(in)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if err := a.openDB(cmd); err != nil {
+				return err
+			}
+			res, err := stocks.Upsert(cmd.Context(), a.pool, list)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return writeJSON(a.stdout, res)
+			}
+			fmt.Fprintf(a.stdout, "imported %d stocks from %s: %d new, %d updated\n", len(list), name, res.Inserted, res.Updated)
+			return nil
+		},
+	})
+	return stocksCmd
+}

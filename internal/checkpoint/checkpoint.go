@@ -1,0 +1,134 @@
+// Package checkpoint owns the run model in Postgres: runs, their partitions
+// (the checkpoints of the chains), their items and the batch ledger. It holds
+// the one operation that moves a run forward, Commit, which writes a batch's
+// data, item outcomes, ledger row and a compare-and-set advance of the
+// partition's checkpoint in a single transaction, and the run state machine
+// around it.
+package checkpoint
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Status is the state of a run.
+type Status string
+
+// The states of a run. A run is created pending, is running once a worker
+// picks up one of its batches, and ends completed, failed or cancelled; a
+// failed or cancelled run may be retried, which makes it running again.
+const (
+	StatusPending   Status = "pending"
+	StatusRunning   Status = "running"
+	StatusPaused    Status = "paused"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled"
+)
+
+// Active reports whether work of a run in this state goes on.
+func (s Status) Active() bool { return s == StatusPending || s == StatusRunning }
+
+// Ended reports whether a run in this state has stopped for good or until retried.
+func (s Status) Ended() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// PartitionStatus is the state of one partition of a run.
+type PartitionStatus string
+
+// The states of a partition.
+const (
+	PartitionRunning   PartitionStatus = "running"
+	PartitionCompleted PartitionStatus = "completed"
+	PartitionFailed    PartitionStatus = "failed"
+	PartitionCancelled PartitionStatus = "cancelled"
+)
+
+// ItemStatus is the outcome of one item of a run.
+type ItemStatus string
+
+// The outcomes of an item.
+const (
+	ItemPending   ItemStatus = "pending"
+	ItemSucceeded ItemStatus = "succeeded"
+	ItemFailed    ItemStatus = "failed"
+)
+
+// Errors callers tell apart with errors.Is.
+var (
+	// ErrNotFound means the run does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrStale means a batch's compare-and-set matched no partition: another
+	// delivery of the batch committed it first, or the chain moved on (a
+	// newer attempt, a cancelled run). Nothing was written.
+	ErrStale = errors.New("stale batch")
+	// ErrState means the operation does not apply to the run in its current state.
+	ErrState = errors.New("invalid run state")
+)
+
+// Run is one run of a job, as stored.
+type Run struct {
+	ID         int64           `json:"id"`
+	Job        string          `json:"job"`
+	RunKey     string          `json:"run_key"`
+	Params     json.RawMessage `json:"params"`
+	Status     Status          `json:"status"`
+	BatchSize  int             `json:"batch_size"`
+	Partitions int             `json:"partitions"`
+	Total      int64           `json:"total"`
+	Processed  int64           `json:"processed"`
+	Succeeded  int64           `json:"succeeded"`
+	Failed     int64           `json:"failed"`
+	Records    int64           `json:"records"`
+	Attempt    int             `json:"attempt"`
+	LastError  string          `json:"last_error,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	StartedAt  *time.Time      `json:"started_at"`
+	FinishedAt *time.Time      `json:"finished_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+}
+
+// Partition is the checkpoint of one chain of a run: the positions
+// [StartPos, EndPos) of the run's items are its work, Cursor the next position
+// to process, Seq the number of batches committed, and TaskSeq the seq of the
+// task that owns the chain now.
+type Partition struct {
+	RunID          int64           `json:"run_id"`
+	Index          int             `json:"partition"`
+	Status         PartitionStatus `json:"status"`
+	Attempt        int             `json:"attempt"`
+	StartPos       int64           `json:"start_pos"`
+	EndPos         int64           `json:"end_pos"`
+	Cursor         int64           `json:"cursor"`
+	Seq            int64           `json:"seq"`
+	TaskSeq        int64           `json:"task_seq"`
+	LastError      string          `json:"last_error,omitempty"`
+	LastProgressAt time.Time       `json:"last_progress_at"`
+}
+
+// Remaining returns the number of positions the partition has left.
+func (p Partition) Remaining() int64 { return p.EndPos - p.Cursor }
+
+// Item is one unit of a run's frozen work, such as a symbol of a stock run.
+type Item struct {
+	Pos      int64      `json:"pos"`
+	Key      string     `json:"key"`
+	Status   ItemStatus `json:"status"`
+	Attempts int        `json:"attempts"`
+	Error    string     `json:"error,omitempty"`
+}
+
+// Store reads and writes the run model through a pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+func notFound(id int64) error { return fmt.Errorf("run %d: %w", id, ErrNotFound) }

@@ -1,0 +1,508 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncworker/syncworker/internal/testenv"
+)
+
+type env struct {
+	store *Store
+	pool  *pgxpool.Pool
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	db := testenv.Postgres(t)
+	if _, err := db.Pool.Exec(context.Background(), `CREATE TABLE probe (run_id bigint, seq bigint)`); err != nil {
+		t.Fatal(err)
+	}
+	return &env{store: New(db.Pool), pool: db.Pool}
+}
+
+func keys(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("K%04d", i)
+	}
+	return out
+}
+
+func (e *env) create(t *testing.T, key string, n, batch, parts int) Run {
+	t.Helper()
+	run, created, err := e.store.CreateRun(context.Background(), NewRun{
+		Job: "test", RunKey: key, Params: map[string]string{"k": key}, BatchSize: batch, Partitions: parts, Keys: keys(n),
+	})
+	if err != nil || !created {
+		t.Fatalf("CreateRun = created %v, %v", created, err)
+	}
+	return run
+}
+
+// probeWrite records in the probe table that a batch's write ran.
+func probeWrite(runID, seq int64) WriteFunc {
+	return func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO probe VALUES ($1, $2)`, runID, seq)
+		return err
+	}
+}
+
+func (e *env) count(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := e.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// batchOf returns the next batch of partition p with every item succeeding.
+func batchOf(run Run, p Partition, handover bool) Batch {
+	to := min(p.Cursor+int64(run.BatchSize), p.EndPos)
+	b := Batch{RunID: run.ID, Partition: p.Index, Attempt: p.Attempt, Seq: p.Seq, From: p.Cursor, To: to,
+		Handover: handover, TaskID: "test", Worker: "test", StartedAt: time.Now()}
+	for pos := p.Cursor; pos < to; pos++ {
+		b.Outcomes = append(b.Outcomes, Outcome{Pos: pos, OK: pos%3 != 0, Attempts: 1, Err: "boom"})
+		b.Records++
+	}
+	return b
+}
+
+func (e *env) partition(t *testing.T, runID int64, idx int) Partition {
+	t.Helper()
+	_, p, err := e.store.Load(context.Background(), runID, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSplit(t *testing.T) {
+	tests := []struct {
+		n           int64
+		parts       int
+		starts, end []int64
+	}{
+		{10, 3, []int64{0, 3, 6}, []int64{3, 6, 10}},
+		{2, 4, []int64{0, 1}, []int64{1, 2}},
+		{1, 1, []int64{0}, []int64{1}},
+		{7, 1, []int64{0}, []int64{7}},
+		{8, 4, []int64{0, 2, 4, 6}, []int64{2, 4, 6, 8}},
+	}
+	for _, tt := range tests {
+		s, e := split(tt.n, tt.parts)
+		if !reflect.DeepEqual(s, tt.starts) || !reflect.DeepEqual(e, tt.end) {
+			t.Errorf("split(%d, %d) = %v %v, want %v %v", tt.n, tt.parts, s, e, tt.starts, tt.end)
+		}
+	}
+}
+
+func TestCreateRunFreezesItemsAndPartitions(t *testing.T) {
+	e := setup(t)
+	run := e.create(t, "2026-01-02", 10, 3, 3)
+	if run.Status != StatusPending || run.Total != 10 || run.Partitions != 3 || run.Attempt != 1 || run.BatchSize != 3 {
+		t.Fatalf("new run = %+v", run)
+	}
+	parts, err := e.store.Partitions(context.Background(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var covered int64
+	for i, p := range parts {
+		if p.Index != i || p.Status != PartitionRunning || p.Cursor != p.StartPos || p.Seq != 0 || p.TaskSeq != 0 {
+			t.Errorf("partition %d = %+v", i, p)
+		}
+		covered += p.EndPos - p.StartPos
+	}
+	if covered != 10 {
+		t.Errorf("partitions cover %d positions, want 10", covered)
+	}
+	items, err := e.store.Items(context.Background(), run.ID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range items {
+		if it.Pos != int64(i) || it.Key != keys(10)[i] || it.Status != ItemPending {
+			t.Errorf("item %d = %+v", i, it)
+		}
+	}
+}
+
+func TestCreateRunIsIdempotent(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	first := e.create(t, "2026-01-02", 10, 3, 2)
+
+	// Concurrent starts of the same run key: one run, the first one.
+	var wg sync.WaitGroup
+	results := make([]Run, 8)
+	createdFlags := make([]bool, 8)
+	errs := make([]error, 8)
+	for i := range results {
+		wg.Go(func() {
+			results[i], createdFlags[i], errs[i] = e.store.CreateRun(ctx, NewRun{
+				Job: "test", RunKey: "2026-01-02", BatchSize: 99, Partitions: 5, Keys: keys(50),
+			})
+		})
+	}
+	wg.Wait()
+	for i := range results {
+		if errs[i] != nil || createdFlags[i] || results[i].ID != first.ID {
+			t.Errorf("start %d = run %d created %v err %v; want run %d, not created", i, results[i].ID, createdFlags[i], errs[i], first.ID)
+		}
+		if results[i].Total != 10 || results[i].BatchSize != 3 || results[i].Partitions != 2 {
+			t.Errorf("start %d changed the frozen run: %+v", i, results[i])
+		}
+	}
+	if n := e.count(t, `SELECT count(*) FROM run_items WHERE run_id = $1`, first.ID); n != 10 {
+		t.Errorf("run has %d items, want 10", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM runs`); n != 1 {
+		t.Errorf("%d runs, want 1", n)
+	}
+}
+
+func TestConcurrentFirstStartsCreateOneRun(t *testing.T) {
+	e := setup(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created, ids := 0, map[int64]bool{}
+	for range 8 {
+		wg.Go(func() {
+			run, c, err := e.store.CreateRun(context.Background(), NewRun{Job: "test", RunKey: "k", BatchSize: 1, Partitions: 1, Keys: keys(3)})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ids[run.ID] = true
+			if c {
+				created++
+			}
+		})
+	}
+	wg.Wait()
+	if created != 1 || len(ids) != 1 {
+		t.Errorf("created %d runs with ids %v, want exactly one", created, ids)
+	}
+}
+
+func TestCreateRunRejectsBadSpecs(t *testing.T) {
+	e := setup(t)
+	tests := []struct {
+		name string
+		spec NewRun
+	}{
+		{"no items", NewRun{Job: "j", RunKey: "k", BatchSize: 1, Partitions: 1}},
+		{"no job", NewRun{RunKey: "k", BatchSize: 1, Partitions: 1, Keys: keys(1)}},
+		{"zero batch", NewRun{Job: "j", RunKey: "k", BatchSize: 0, Partitions: 1, Keys: keys(1)}},
+		{"zero partitions", NewRun{Job: "j", RunKey: "k", BatchSize: 1, Partitions: 0, Keys: keys(1)}},
+		{"duplicate keys", NewRun{Job: "j", RunKey: "k", BatchSize: 1, Partitions: 1, Keys: []string{"A", "A"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, err := e.store.CreateRun(context.Background(), tt.spec); err == nil {
+				t.Fatal("CreateRun succeeded")
+			}
+			if n := e.count(t, `SELECT count(*) FROM runs`); n != 0 {
+				t.Errorf("a rejected spec left %d runs", n)
+			}
+		})
+	}
+}
+
+func TestCommitAdvancesOnce(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 5, 2, 1)
+	p := e.partition(t, run.ID, 0)
+	b := batchOf(run, p, false)
+
+	res, err := e.store.Commit(ctx, b, probeWrite(run.ID, b.Seq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Partition; got.Cursor != 2 || got.Seq != 1 || got.TaskSeq != 0 || got.Status != PartitionRunning {
+		t.Fatalf("after commit partition = %+v", got)
+	}
+	after, _ := e.store.Get(ctx, run.ID)
+	if after.Status != StatusRunning || after.Processed != 2 || after.Succeeded != 1 || after.Failed != 1 || after.Records != 2 {
+		t.Fatalf("after commit run = %+v", after)
+	}
+
+	// The same batch again, and stale or foreign variants: nothing changes.
+	stale := []struct {
+		name string
+		b    Batch
+	}{
+		{"duplicate", b},
+		{"older seq", func() Batch { x := batchOf(run, res.Partition, false); x.Seq = 0; return x }()},
+		{"other attempt", func() Batch { x := batchOf(run, res.Partition, false); x.Attempt = 2; return x }()},
+		{"wrong cursor", func() Batch { x := batchOf(run, res.Partition, false); x.From = 3; x.To = 4; x.Outcomes = nil; return x }()},
+		{"beyond the partition", func() Batch { x := batchOf(run, res.Partition, false); x.To = 9; x.Outcomes = nil; return x }()},
+	}
+	for _, s := range stale {
+		if _, err := e.store.Commit(ctx, s.b, probeWrite(run.ID, 99)); !errors.Is(err, ErrStale) {
+			t.Errorf("%s: Commit = %v, want ErrStale", s.name, err)
+		}
+	}
+	again, _ := e.store.Get(ctx, run.ID)
+	if again.Processed != after.Processed || again.Succeeded != after.Succeeded || again.Records != after.Records {
+		t.Errorf("stale commits changed the counters: %+v -> %+v", after, again)
+	}
+	if n := e.count(t, `SELECT count(*) FROM probe`); n != 1 {
+		t.Errorf("the batch's write ran %d times, want 1", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM batch_ledger`); n != 1 {
+		t.Errorf("ledger has %d rows, want 1", n)
+	}
+}
+
+func TestConcurrentDuplicateCommitsCommitOnce(t *testing.T) {
+	e := setup(t)
+	run := e.create(t, "k", 4, 4, 1)
+	b := batchOf(run, e.partition(t, run.ID, 0), false)
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = e.store.Commit(context.Background(), b, probeWrite(run.ID, b.Seq)) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrStale):
+			t.Errorf("Commit = %v, want nil or ErrStale", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of %d concurrent deliveries committed, want 1", ok, len(errs))
+	}
+	if n := e.count(t, `SELECT count(*) FROM probe`); n != 1 {
+		t.Errorf("the write ran %d times", n)
+	}
+	r, _ := e.store.Get(context.Background(), run.ID)
+	if r.Processed != 4 || r.Status != StatusCompleted {
+		t.Errorf("run = %+v, want 4 processed and completed", r)
+	}
+}
+
+func TestFailedWriteRollsBackEverything(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 4, 2, 1)
+	p := e.partition(t, run.ID, 0)
+	boom := errors.New("disk on fire")
+	_, err := e.store.Commit(ctx, batchOf(run, p, true), func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO probe VALUES (1, 1)`); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Commit = %v, want the write's error", err)
+	}
+	if got := e.partition(t, run.ID, 0); got != p {
+		t.Errorf("partition moved: %+v -> %+v", p, got)
+	}
+	r, _ := e.store.Get(ctx, run.ID)
+	if r.Processed != 0 || r.Status != StatusPending {
+		t.Errorf("run changed: %+v", r)
+	}
+	for _, q := range []string{`SELECT count(*) FROM probe`, `SELECT count(*) FROM batch_ledger`,
+		`SELECT count(*) FROM run_items WHERE status <> 'pending'`} {
+		if n := e.count(t, q); n != 0 {
+			t.Errorf("%s = %d, want 0", q, n)
+		}
+	}
+
+	// A cancelled context rolls back the same way.
+	cctx, cancel := context.WithCancel(ctx)
+	_, err = e.store.Commit(cctx, batchOf(run, p, false), func(ctx context.Context, tx pgx.Tx) error {
+		cancel()
+		_, err := tx.Exec(ctx, `INSERT INTO probe VALUES (1, 1)`)
+		return err
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Commit under a cancelled context = %v", err)
+	}
+	if n := e.count(t, `SELECT count(*) FROM probe`); n != 0 {
+		t.Errorf("a cancelled commit wrote %d rows", n)
+	}
+}
+
+func TestHandoverMovesTaskSeq(t *testing.T) {
+	e := setup(t)
+	run := e.create(t, "k", 6, 2, 1)
+	p := e.partition(t, run.ID, 0)
+	res, err := e.store.Commit(context.Background(), batchOf(run, p, false), nil)
+	if err != nil || res.Partition.TaskSeq != 0 {
+		t.Fatalf("without handover: task_seq %d, %v", res.Partition.TaskSeq, err)
+	}
+	res, err = e.store.Commit(context.Background(), batchOf(run, res.Partition, true), nil)
+	if err != nil || res.Partition.TaskSeq != 2 || res.Partition.Seq != 2 {
+		t.Fatalf("with handover: %+v, %v; want seq 2 task_seq 2", res.Partition, err)
+	}
+}
+
+func TestLastPartitionsCompleteTheRunOnce(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	const parts = 8
+	run := e.create(t, "k", parts*2, 2, parts)
+	var wg sync.WaitGroup
+	completions := make([]bool, parts)
+	for i := range parts {
+		p := e.partition(t, run.ID, i)
+		wg.Go(func() {
+			res, err := e.store.Commit(ctx, batchOf(run, p, false), nil)
+			if err != nil {
+				t.Error(err)
+			}
+			completions[i] = res.RunCompleted
+		})
+	}
+	wg.Wait()
+	n := 0
+	for _, c := range completions {
+		if c {
+			n++
+		}
+	}
+	r, _ := e.store.Get(ctx, run.ID)
+	if n != 1 || r.Status != StatusCompleted || r.FinishedAt == nil || r.Processed != parts*2 {
+		t.Errorf("%d commits completed the run; run = %+v", n, r)
+	}
+}
+
+func TestFailPartitionIsFenced(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 6, 1, 2)
+	if failed, err := e.store.FailPartition(ctx, run.ID, 0, 1, 5, "stale task"); err != nil || failed {
+		t.Fatalf("stale FailPartition = %v, %v; want no change", failed, err)
+	}
+	if failed, err := e.store.FailPartition(ctx, run.ID, 0, 2, 0, "other attempt"); err != nil || failed {
+		t.Fatalf("FailPartition of another attempt = %v, %v; want no change", failed, err)
+	}
+	if r, _ := e.store.Get(ctx, run.ID); r.Status != StatusPending {
+		t.Fatalf("fenced failures changed the run: %+v", r)
+	}
+	failed, err := e.store.FailPartition(ctx, run.ID, 0, 1, 0, "source exploded")
+	if err != nil || !failed {
+		t.Fatalf("FailPartition = %v, %v", failed, err)
+	}
+	r, _ := e.store.Get(ctx, run.ID)
+	if r.Status != StatusFailed || r.LastError != "partition 0: source exploded" || r.FinishedAt == nil {
+		t.Errorf("run = %+v", r)
+	}
+	parts, _ := e.store.Partitions(ctx, run.ID)
+	for _, p := range parts {
+		if p.Status != PartitionFailed {
+			t.Errorf("partition %d is %s, want failed", p.Index, p.Status)
+		}
+	}
+	if parts[0].LastError != "source exploded" {
+		t.Errorf("partition 0 last error = %q", parts[0].LastError)
+	}
+	// Nothing commits on a failed run.
+	if _, err := e.store.Commit(ctx, batchOf(r, parts[1], false), nil); !errors.Is(err, ErrStale) {
+		t.Errorf("commit on a failed run = %v, want ErrStale", err)
+	}
+}
+
+func TestRetryResumesFromCheckpoints(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 6, 1, 2)
+	p0 := e.partition(t, run.ID, 0)
+	res, err := e.store.Commit(ctx, batchOf(run, p0, true), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.store.Retry(ctx, run.ID); !errors.Is(err, ErrState) {
+		t.Fatalf("retry of a running run = %v, want ErrState", err)
+	}
+	if _, err := e.store.FailPartition(ctx, run.ID, 0, 1, res.Partition.TaskSeq, "down"); err != nil {
+		t.Fatal(err)
+	}
+	r, parts, err := e.store.Retry(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != StatusRunning || r.Attempt != 2 || r.LastError != "" || r.FinishedAt != nil || r.Processed != 1 {
+		t.Errorf("retried run = %+v", r)
+	}
+	if len(parts) != 2 || parts[0].Cursor != 1 || parts[0].Seq != 1 || parts[0].TaskSeq != 1 || parts[0].Attempt != 2 {
+		t.Fatalf("resumed partitions = %+v", parts)
+	}
+	// The old attempt's tasks are stale now; the new attempt's commit.
+	old := batchOf(r, parts[0], false)
+	old.Attempt = 1
+	if _, err := e.store.Commit(ctx, old, nil); !errors.Is(err, ErrStale) {
+		t.Errorf("commit of the old attempt = %v, want ErrStale", err)
+	}
+	if _, err := e.store.Commit(ctx, batchOf(r, parts[0], false), nil); err != nil {
+		t.Errorf("commit of the new attempt: %v", err)
+	}
+	if n := e.count(t, `SELECT count(DISTINCT attempt) FROM batch_ledger WHERE run_id = $1`, run.ID); n != 2 {
+		t.Errorf("ledger shows %d attempts, want 2", n)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 4, 1, 2)
+	p1 := e.partition(t, run.ID, 1)
+	r, parts, err := e.store.Cancel(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != StatusCancelled || len(parts) != 2 || parts[0].Status != PartitionRunning {
+		t.Fatalf("Cancel = %+v, %+v", r, parts)
+	}
+	if _, err := e.store.Commit(ctx, batchOf(run, p1, false), nil); !errors.Is(err, ErrStale) {
+		t.Errorf("commit on a cancelled run = %v, want ErrStale", err)
+	}
+	if r2, parts2, err := e.store.Cancel(ctx, run.ID); err != nil || r2.Status != StatusCancelled || len(parts2) != 0 {
+		t.Errorf("second Cancel = %+v, %v, %v", r2, parts2, err)
+	}
+
+	done := e.create(t, "done", 1, 1, 1)
+	if _, err := e.store.Commit(ctx, batchOf(done, e.partition(t, done.ID, 0), false), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.store.Cancel(ctx, done.ID); !errors.Is(err, ErrState) {
+		t.Errorf("Cancel of a completed run = %v, want ErrState", err)
+	}
+}
+
+func TestUnknownRun(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	calls := map[string]error{}
+	_, calls["Get"] = e.store.Get(ctx, 999)
+	_, _, calls["Load"] = e.store.Load(ctx, 999, 0)
+	_, calls["Failures"] = e.store.Failures(ctx, 999)
+	_, _, calls["Retry"] = e.store.Retry(ctx, 999)
+	_, _, calls["Cancel"] = e.store.Cancel(ctx, 999)
+	_, calls["GetByKey"] = e.store.GetByKey(ctx, "test", "nope")
+	for name, err := range calls {
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s(999) = %v, want ErrNotFound", name, err)
+		}
+	}
+}

@@ -1,0 +1,173 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Batch is one batch of a partition, ready to commit: the checkpoint it starts
+// from (the compare-and-set), the range it covered and what came of it.
+type Batch struct {
+	RunID     int64
+	Partition int
+	// Attempt and Seq are the checkpoint the batch was computed from; the
+	// commit succeeds only if the partition is still there.
+	Attempt int
+	Seq     int64
+	// From and To are the positions the batch covered: [From, To).
+	From, To int64
+	// Handover passes the chain to the task of Seq+1: the partition's
+	// TaskSeq advances with its Seq, so that a sweeper looks for that task.
+	Handover bool
+	// Outcomes are the outcomes of the batch's items.
+	Outcomes []Outcome
+	// Records is the number of data rows the batch wrote.
+	Records int
+	// TaskID and Worker say who committed the batch, for the ledger.
+	TaskID, Worker string
+	// StartedAt is when the batch began.
+	StartedAt time.Time
+}
+
+// Outcome is what became of one item of a batch.
+type Outcome struct {
+	Pos int64
+	// OK is true when the item succeeded.
+	OK bool
+	// Attempts is how many times the item was tried in this batch.
+	Attempts int
+	// Err is the reason the item failed.
+	Err string
+}
+
+// Committed is the state after a commit.
+type Committed struct {
+	// Partition is the partition after its advance.
+	Partition Partition
+	// RunCompleted is true when this commit completed the run.
+	RunCompleted bool
+}
+
+// WriteFunc writes a batch's data within the commit's transaction.
+type WriteFunc func(ctx context.Context, tx pgx.Tx) error
+
+// Commit applies a batch in one transaction: the run's counters, the
+// compare-and-set advance of the partition from (Attempt, Seq, From) to
+// (Seq+1, To), the job's data through write, the item outcomes and the
+// ledger row; when the partition is done and every other partition too, the
+// run completes. If the compare-and-set matches no row (another delivery
+// committed the batch, the run stopped, a newer attempt took over) the whole
+// transaction rolls back and the error wraps ErrStale. Any other error also
+// rolls everything back.
+func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed, error) {
+	if b.To < b.From {
+		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: range [%d, %d) is reversed",
+			b.RunID, b.Partition, b.Seq, b.From, b.To)
+	}
+	var ok, failed int
+	pos := make([]int64, len(b.Outcomes))
+	status := make([]string, len(b.Outcomes))
+	attempts := make([]int32, len(b.Outcomes))
+	errs := make([]*string, len(b.Outcomes))
+	for i, o := range b.Outcomes {
+		if o.Pos < b.From || o.Pos >= b.To {
+			return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: item %d is outside [%d, %d)",
+				b.RunID, b.Partition, b.Seq, o.Pos, b.From, b.To)
+		}
+		pos[i], attempts[i] = o.Pos, int32(o.Attempts)
+		if o.OK {
+			ok++
+			status[i] = string(ItemSucceeded)
+		} else {
+			failed++
+			status[i] = string(ItemFailed)
+			e := o.Err
+			errs[i] = &e
+		}
+	}
+
+	var res Committed
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The run row first: every transaction that touches a run and its
+		// partitions locks the run before the partitions.
+		tag, err := tx.Exec(ctx, `UPDATE runs SET
+				processed = processed + $2, succeeded = succeeded + $3, failed = failed + $4,
+				records = records + $5,
+				status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
+				started_at = coalesce(started_at, now()), updated_at = now()
+			WHERE id = $1 AND status IN ('pending', 'running')`,
+			b.RunID, len(b.Outcomes), ok, failed, b.Records)
+		if err != nil {
+			return fmt.Errorf("count batch: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
+		}
+
+		p, err := scanPartition(tx.QueryRow(ctx, `UPDATE run_partitions p SET
+				cursor = $6, seq = p.seq + 1,
+				task_seq = CASE WHEN $7 THEN p.seq + 1 ELSE p.task_seq END,
+				status = CASE WHEN $6 = p.end_pos THEN 'completed' ELSE p.status END,
+				last_progress_at = now(), updated_at = now()
+			WHERE p.run_id = $1 AND p.partition = $2 AND p.attempt = $3 AND p.seq = $4
+				AND p.cursor = $5 AND p.status = 'running' AND $6 <= p.end_pos
+			RETURNING `+partitionColumns,
+			b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.To, b.Handover))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("partition %d at attempt %d seq %d cursor %d: %w", b.Partition, b.Attempt, b.Seq, b.From, ErrStale)
+		}
+		if err != nil {
+			return fmt.Errorf("advance checkpoint: %w", err)
+		}
+		res.Partition = p
+
+		if write != nil {
+			if err := write(ctx, tx); err != nil {
+				return fmt.Errorf("write batch data: %w", err)
+			}
+		}
+
+		if len(b.Outcomes) > 0 {
+			tag, err := tx.Exec(ctx, `UPDATE run_items i SET status = u.status, attempts = i.attempts + u.attempts,
+					error = u.error, updated_at = now()
+				FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[]) AS u(pos, status, attempts, error)
+				WHERE i.run_id = $1 AND i.pos = u.pos`,
+				b.RunID, pos, status, attempts, errs)
+			if err != nil {
+				return fmt.Errorf("record item outcomes: %w", err)
+			}
+			if n := tag.RowsAffected(); n != int64(len(b.Outcomes)) {
+				return fmt.Errorf("record item outcomes: %d of %d items exist", n, len(b.Outcomes))
+			}
+		}
+
+		if _, err := tx.Exec(ctx, `INSERT INTO batch_ledger (run_id, partition, seq, attempt,
+				cursor_from, cursor_to, items, succeeded, failed, records, task_id, worker,
+				started_at, duration_ms)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			b.RunID, b.Partition, b.Seq, b.Attempt, b.From, b.To, len(b.Outcomes), ok, failed,
+			b.Records, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds()); err != nil {
+			return fmt.Errorf("write ledger: %w", err)
+		}
+
+		if p.Status == PartitionCompleted {
+			tag, err := tx.Exec(ctx, `UPDATE runs SET status = 'completed', finished_at = now(), updated_at = now()
+				WHERE id = $1 AND status IN ('pending', 'running')
+					AND NOT EXISTS (SELECT 1 FROM run_partitions WHERE run_id = $1 AND status <> 'completed')`,
+				b.RunID)
+			if err != nil {
+				return fmt.Errorf("complete run: %w", err)
+			}
+			res.RunCompleted = tag.RowsAffected() == 1
+		}
+		return nil
+	})
+	if err != nil {
+		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %w", b.RunID, b.Partition, b.Seq, err)
+	}
+	return res, nil
+}

@@ -1,0 +1,415 @@
+package checkpoint
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// runColumns selects a Run from runs r; scanRun reads it.
+const runColumns = `r.id, r.job, r.run_key, r.params, r.status, r.batch_size,
+	(SELECT count(*) FROM run_partitions x WHERE x.run_id = r.id),
+	r.total, r.processed, r.succeeded, r.failed, r.records, r.attempt,
+	coalesce(r.last_error, ''), r.created_at, r.started_at, r.finished_at, r.updated_at`
+
+func scanRun(row pgx.Row) (Run, error) {
+	var r Run
+	err := row.Scan(&r.ID, &r.Job, &r.RunKey, &r.Params, &r.Status, &r.BatchSize,
+		&r.Partitions, &r.Total, &r.Processed, &r.Succeeded, &r.Failed, &r.Records, &r.Attempt,
+		&r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt)
+	return r, err
+}
+
+// partitionColumns selects a Partition from run_partitions p; scanPartition reads it.
+const partitionColumns = `p.run_id, p.partition, p.status, p.attempt, p.start_pos, p.end_pos,
+	p.cursor, p.seq, p.task_seq, coalesce(p.last_error, ''), p.last_progress_at`
+
+func scanPartition(row pgx.Row) (Partition, error) {
+	var p Partition
+	err := row.Scan(&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
+		&p.Cursor, &p.Seq, &p.TaskSeq, &p.LastError, &p.LastProgressAt)
+	return p, err
+}
+
+// NewRun describes a run to create.
+type NewRun struct {
+	// Job names the kind of run, such as "daily-sync".
+	Job string
+	// RunKey tells runs of one job apart, such as the trading date; there is
+	// at most one run per (Job, RunKey).
+	RunKey string
+	// Params are the job's parameters, stored as JSON.
+	Params any
+	// BatchSize is the number of items per batch.
+	BatchSize int
+	// Partitions is the number of chains; it is lowered to the number of
+	// items when there are fewer.
+	Partitions int
+	// Keys are the run's items in order, frozen with the run.
+	Keys []string
+}
+
+// CreateRun creates the run that spec describes, with its items and
+// partitions, in one transaction. When a run with the same job and run key
+// exists it returns that run instead, unchanged, with created false.
+func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bool, err error) {
+	switch {
+	case spec.Job == "" || spec.RunKey == "":
+		return Run{}, false, errors.New("create run: job and run key are required")
+	case spec.BatchSize < 1:
+		return Run{}, false, fmt.Errorf("create run: batch size must be at least 1, got %d", spec.BatchSize)
+	case spec.Partitions < 1:
+		return Run{}, false, fmt.Errorf("create run: partitions must be at least 1, got %d", spec.Partitions)
+	case len(spec.Keys) == 0:
+		return Run{}, false, errors.New("create run: a run needs at least one item")
+	}
+	params, err := json.Marshal(spec.Params)
+	if err != nil {
+		return Run{}, false, fmt.Errorf("create run: encode params: %w", err)
+	}
+
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var id int64
+		err := tx.QueryRow(ctx, `
+			INSERT INTO runs (job, run_key, params, batch_size, total)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (job, run_key) DO NOTHING
+			RETURNING id`,
+			spec.Job, spec.RunKey, params, spec.BatchSize, len(spec.Keys)).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // exists; read it below, outside this transaction
+		}
+		if err != nil {
+			return fmt.Errorf("insert run: %w", err)
+		}
+		created = true
+
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO run_items (run_id, pos, key)
+			SELECT $1, u.ord - 1, u.key FROM unnest($2::text[]) WITH ORDINALITY AS u(key, ord)`,
+			id, spec.Keys); err != nil {
+			return fmt.Errorf("insert items of run %d: %w", id, err)
+		}
+
+		starts, ends := split(int64(len(spec.Keys)), spec.Partitions)
+		idx := make([]int32, len(starts))
+		for i := range idx {
+			idx[i] = int32(i)
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO run_partitions (run_id, partition, start_pos, end_pos, cursor)
+			SELECT $1, u.i, u.s, u.e, u.s FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS u(i, s, e)`,
+			id, idx, starts, ends); err != nil {
+			return fmt.Errorf("insert partitions of run %d: %w", id, err)
+		}
+		run, err = scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r WHERE r.id = $1`, id))
+		if err != nil {
+			return fmt.Errorf("read run %d: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Run{}, false, err
+	}
+	if !created {
+		run, err = s.GetByKey(ctx, spec.Job, spec.RunKey)
+		if err != nil {
+			return Run{}, false, err
+		}
+	}
+	return run, created, nil
+}
+
+// split cuts n positions into at most parts contiguous, non-empty ranges
+// [starts[i], ends[i]) whose sizes differ by at most one.
+func split(n int64, parts int) (starts, ends []int64) {
+	p := min(int64(parts), n)
+	for i := int64(0); i < p; i++ {
+		starts = append(starts, i*n/p)
+		ends = append(ends, (i+1)*n/p)
+	}
+	return starts, ends
+}
+
+// Get returns the run with id, or an error wrapping ErrNotFound.
+func (s *Store) Get(ctx context.Context, id int64) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r WHERE r.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, notFound(id)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("read run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// GetByKey returns the run of job with runKey, or an error wrapping ErrNotFound.
+func (s *Store) GetByKey(ctx context.Context, job, runKey string) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx,
+		`SELECT `+runColumns+` FROM runs r WHERE r.job = $1 AND r.run_key = $2`, job, runKey))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, fmt.Errorf("run of %s for %s: %w", job, runKey, ErrNotFound)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("read run of %s for %s: %w", job, runKey, err)
+	}
+	return r, nil
+}
+
+// List returns the most recent runs, newest first.
+func (s *Store) List(ctx context.Context, limit int) ([]Run, error) {
+	rows, err := s.pool.Query(ctx,
+		`SELECT `+runColumns+` FROM runs r ORDER BY r.created_at DESC, r.id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return runs, nil
+}
+
+// Partitions returns the partitions of run id in order.
+func (s *Store) Partitions(ctx context.Context, id int64) ([]Partition, error) {
+	return s.queryPartitions(ctx, `SELECT `+partitionColumns+` FROM run_partitions p
+		WHERE p.run_id = $1 ORDER BY p.partition`, id)
+}
+
+// ActivePartitions returns every running partition of every active run: the
+// chains that must have a task on the queue.
+func (s *Store) ActivePartitions(ctx context.Context) ([]Partition, error) {
+	return s.queryPartitions(ctx, `SELECT `+partitionColumns+` FROM run_partitions p
+		JOIN runs r ON r.id = p.run_id
+		WHERE r.status IN ('pending', 'running') AND p.status = 'running'
+		ORDER BY p.run_id, p.partition`)
+}
+
+func (s *Store) queryPartitions(ctx context.Context, sql string, args ...any) ([]Partition, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read partitions: %w", err)
+	}
+	parts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Partition, error) { return scanPartition(row) })
+	if err != nil {
+		return nil, fmt.Errorf("read partitions: %w", err)
+	}
+	return parts, nil
+}
+
+// Load returns a run and one of its partitions, as a batch task needs them.
+func (s *Store) Load(ctx context.Context, id int64, partition int) (Run, Partition, error) {
+	row := s.pool.QueryRow(ctx, `SELECT `+runColumns+`, `+partitionColumns+`
+		FROM runs r JOIN run_partitions p ON p.run_id = r.id
+		WHERE r.id = $1 AND p.partition = $2`, id, partition)
+	var r Run
+	var p Partition
+	err := row.Scan(&r.ID, &r.Job, &r.RunKey, &r.Params, &r.Status, &r.BatchSize,
+		&r.Partitions, &r.Total, &r.Processed, &r.Succeeded, &r.Failed, &r.Records, &r.Attempt,
+		&r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt,
+		&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
+		&p.Cursor, &p.Seq, &p.TaskSeq, &p.LastError, &p.LastProgressAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, Partition{}, fmt.Errorf("run %d partition %d: %w", id, partition, ErrNotFound)
+	}
+	if err != nil {
+		return Run{}, Partition{}, fmt.Errorf("load run %d partition %d: %w", id, partition, err)
+	}
+	return r, p, nil
+}
+
+// MarkRunning moves a pending run to running; a run in any other state is left alone.
+func (s *Store) MarkRunning(ctx context.Context, id int64) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE runs SET status = 'running',
+		started_at = coalesce(started_at, now()), updated_at = now()
+		WHERE id = $1 AND status = 'pending'`, id); err != nil {
+		return fmt.Errorf("mark run %d running: %w", id, err)
+	}
+	return nil
+}
+
+// Items returns the items of run id at positions [from, to), in order.
+func (s *Store) Items(ctx context.Context, id, from, to int64) ([]Item, error) {
+	return s.queryItems(ctx, `SELECT pos, key, status, attempts, coalesce(error, '')
+		FROM run_items WHERE run_id = $1 AND pos >= $2 AND pos < $3 ORDER BY pos`, id, from, to)
+}
+
+// Failures returns the failed items of run id, in order.
+func (s *Store) Failures(ctx context.Context, id int64) ([]Item, error) {
+	if _, err := s.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	return s.queryItems(ctx, `SELECT pos, key, status, attempts, coalesce(error, '')
+		FROM run_items WHERE run_id = $1 AND status = 'failed' ORDER BY pos`, id)
+}
+
+func (s *Store) queryItems(ctx context.Context, sql string, args ...any) ([]Item, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read items: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Item, error) {
+		var it Item
+		err := row.Scan(&it.Pos, &it.Key, &it.Status, &it.Attempts, &it.Error)
+		return it, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read items: %w", err)
+	}
+	return items, nil
+}
+
+// lockRun locks the row of run id for the rest of tx and returns its state.
+// Every transaction that changes a run and its partitions locks the run
+// first, so that they never deadlock against each other.
+func lockRun(ctx context.Context, tx pgx.Tx, id int64) (Run, error) {
+	r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r WHERE r.id = $1 FOR UPDATE OF r`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, notFound(id)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("lock run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// Retry makes a failed or cancelled run running again as its next attempt:
+// every partition that is not completed resumes from its checkpoint. It
+// returns the run and the partitions whose tasks the caller must enqueue.
+func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
+	var parts []Partition
+	var run Run
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		r, err := lockRun(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if r.Status != StatusFailed && r.Status != StatusCancelled {
+			return fmt.Errorf("run %d is %s; only a failed or cancelled run can be retried: %w", id, r.Status, ErrState)
+		}
+		attempt := r.Attempt + 1
+		rows, err := tx.Query(ctx, `UPDATE run_partitions p SET status = 'running', attempt = $2,
+				task_seq = seq, last_error = NULL, updated_at = now()
+			WHERE p.run_id = $1 AND p.status <> 'completed'
+			RETURNING `+partitionColumns, id, attempt)
+		if err != nil {
+			return fmt.Errorf("resume partitions of run %d: %w", id, err)
+		}
+		parts, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Partition, error) { return scanPartition(row) })
+		if err != nil {
+			return fmt.Errorf("resume partitions of run %d: %w", id, err)
+		}
+		status := StatusRunning
+		if len(parts) == 0 {
+			status = StatusCompleted
+		}
+		run, err = scanRun(tx.QueryRow(ctx, `UPDATE runs r SET status = $2, attempt = $3, last_error = NULL,
+				finished_at = CASE WHEN $2 = 'completed' THEN now() END, updated_at = now()
+			WHERE r.id = $1 RETURNING `+runColumns, id, status, attempt))
+		if err != nil {
+			return fmt.Errorf("retry run %d: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Run{}, nil, err
+	}
+	return run, parts, nil
+}
+
+// Cancel stops a run that has not completed: its partitions that are not
+// completed are cancelled, and tasks still on the queue find nothing to do.
+// Cancelling a cancelled run changes nothing. It returns the partitions that
+// were running, whose queued tasks the caller may delete.
+func (s *Store) Cancel(ctx context.Context, id int64) (Run, []Partition, error) {
+	var parts []Partition
+	var run Run
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		r, err := lockRun(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		switch r.Status {
+		case StatusCancelled:
+			run = r
+			return nil
+		case StatusCompleted:
+			return fmt.Errorf("run %d is completed; there is nothing to cancel: %w", id, ErrState)
+		}
+		rows, err := tx.Query(ctx, `WITH old AS (
+				SELECT run_id, partition, status FROM run_partitions
+				WHERE run_id = $1 AND status <> 'completed' FOR UPDATE)
+			UPDATE run_partitions p SET status = 'cancelled', updated_at = now()
+			FROM old WHERE p.run_id = old.run_id AND p.partition = old.partition
+			RETURNING `+partitionColumns+`, old.status`, id)
+		if err != nil {
+			return fmt.Errorf("cancel partitions of run %d: %w", id, err)
+		}
+		all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Partition, error) {
+			var p Partition
+			var was PartitionStatus
+			err := row.Scan(&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
+				&p.Cursor, &p.Seq, &p.TaskSeq, &p.LastError, &p.LastProgressAt, &was)
+			p.Status = was
+			return p, err
+		})
+		if err != nil {
+			return fmt.Errorf("cancel partitions of run %d: %w", id, err)
+		}
+		for _, p := range all {
+			if p.Status == PartitionRunning {
+				parts = append(parts, p)
+			}
+		}
+		run, err = scanRun(tx.QueryRow(ctx, `UPDATE runs r SET status = 'cancelled',
+				finished_at = now(), updated_at = now()
+			WHERE r.id = $1 RETURNING `+runColumns, id))
+		if err != nil {
+			return fmt.Errorf("cancel run %d: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Run{}, nil, err
+	}
+	return run, parts, nil
+}
+
+// FailPartition records that a partition's chain cannot go on: the partition
+// fails with reason, its run fails with it, and the run's other running
+// partitions stop where they are (a retry resumes them all). The change is
+// fenced by attempt and taskSeq, the identity of the task that gives up, so
+// that a stale task cannot fail a chain that has moved on; failed is false
+// when the fence did not match and nothing changed.
+func (s *Store) FailPartition(ctx context.Context, id int64, partition, attempt int, taskSeq int64, reason string) (failed bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := lockRun(ctx, tx, id); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed', last_error = $5, updated_at = now()
+			WHERE run_id = $1 AND partition = $2 AND attempt = $3 AND task_seq = $4 AND status = 'running'`,
+			id, partition, attempt, taskSeq, reason)
+		if err != nil {
+			return fmt.Errorf("fail partition %d of run %d: %w", partition, id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		failed = true
+		if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed', updated_at = now()
+			WHERE run_id = $1 AND status = 'running'`, id); err != nil {
+			return fmt.Errorf("stop partitions of run %d: %w", id, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE runs SET status = 'failed', last_error = $2,
+				finished_at = now(), updated_at = now()
+			WHERE id = $1 AND status IN ('pending', 'running')`,
+			id, fmt.Sprintf("partition %d: %s", partition, reason)); err != nil {
+			return fmt.Errorf("fail run %d: %w", id, err)
+		}
+		return nil
+	})
+	return failed, err
+}

@@ -1,0 +1,363 @@
+// Package config loads syncworker's one typed configuration: defaults, then the
+// YAML file (configs/worker.yaml), then environment variables, then command-line
+// flags, each overriding the one before. Every key is validated, and an error
+// names the key and its environment variable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// DefaultFile is the configuration file read when none is named and it exists
+// in the working directory.
+const DefaultFile = "configs/worker.yaml"
+
+// FileEnv is the environment variable that names the configuration file.
+const FileEnv = "SYNCWORKER_CONFIG"
+
+// Config is the whole configuration of the worker and the operator CLI.
+type Config struct {
+	// DatabaseURL is the Postgres connection string (DATABASE_URL).
+	// Default: postgres://postgres@127.0.0.1:5432/syncworker?sslmode=disable.
+	DatabaseURL string `mapstructure:"database_url"`
+	// RedisURL is the Redis that carries the tasks (REDIS_URL).
+	// Default: redis://127.0.0.1:6379/0.
+	RedisURL string `mapstructure:"redis_url"`
+	// MarketTimezone is the IANA time zone whose calendar day is the default
+	// trading date of the daily sync (MARKET_TIMEZONE). Default: America/New_York.
+	MarketTimezone string `mapstructure:"market_timezone"`
+
+	Sync    Sync    `mapstructure:"sync"`
+	Quotes  Quotes  `mapstructure:"quotes"`
+	Worker  Worker  `mapstructure:"worker"`
+	Sweeper Sweeper `mapstructure:"sweeper"`
+	Log     Log     `mapstructure:"log"`
+}
+
+// Sync configures how runs are cut into batches and how batch tasks behave.
+type Sync struct {
+	// BatchSize is the number of items per batch of a new run
+	// (SYNC_BATCH_SIZE). Default: 500.
+	BatchSize int `mapstructure:"batch_size"`
+	// Partitions is the number of independent chains a new run is split into,
+	// so that several workers can work on one run (SYNC_PARTITIONS). Default: 4.
+	Partitions int `mapstructure:"partitions"`
+	// TaskSlice is how long one task goes on running consecutive batches of
+	// its partition, each committed on its own, before it hands over to its
+	// successor task; 0 means one batch per task (SYNC_TASK_SLICE). Default: 10s.
+	TaskSlice time.Duration `mapstructure:"task_slice"`
+	// TaskTimeout bounds one batch task; a task cut off by it runs again from
+	// its checkpoint (SYNC_TASK_TIMEOUT). Default: 15m.
+	TaskTimeout time.Duration `mapstructure:"task_timeout"`
+	// MaxRetry is how many times a failing batch task is retried before its
+	// partition and run are failed (SYNC_MAX_RETRY). Default: 10.
+	MaxRetry int `mapstructure:"max_retry"`
+	// RetryBackoffMax caps the exponential backoff between retries of a
+	// failing batch (SYNC_RETRY_BACKOFF_MAX). Default: 2m.
+	RetryBackoffMax time.Duration `mapstructure:"retry_backoff_max"`
+}
+
+// Quotes configures the quotes provider of the daily stock sync.
+type Quotes struct {
+	// BaseURL is the provider's base URL (QUOTES_BASE_URL).
+	// Default: http://127.0.0.1:8090.
+	BaseURL string `mapstructure:"base_url"`
+	// APIKey is sent as a bearer token when set (QUOTES_API_KEY). Default: empty.
+	APIKey string `mapstructure:"api_key"`
+	// RateLimit is the provider's request budget in requests per second,
+	// shared by every worker through Redis; 0 means unlimited
+	// (QUOTES_RATE_LIMIT). Default: 50.
+	RateLimit int `mapstructure:"rate_limit"`
+	// Concurrency is the number of requests in flight per batch
+	// (QUOTES_CONCURRENCY). Default: 8.
+	Concurrency int `mapstructure:"concurrency"`
+	// Timeout bounds one request (QUOTES_TIMEOUT). Default: 10s.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxAttempts is how many times one quote is requested when the provider
+	// answers with a transient error before the item fails with that error
+	// (QUOTES_MAX_ATTEMPTS). Default: 3.
+	MaxAttempts int `mapstructure:"max_attempts"`
+	// MaxRetryAfter is the longest Retry-After a request waits out in place;
+	// a longer one hands the whole batch back to the queue to run after that
+	// delay (QUOTES_MAX_RETRY_AFTER). Default: 5s.
+	MaxRetryAfter time.Duration `mapstructure:"max_retry_after"`
+}
+
+// Worker configures the asynq server of a worker process.
+type Worker struct {
+	// Concurrency is the number of tasks one worker process runs at once
+	// (WORKER_CONCURRENCY). Default: 10.
+	Concurrency int `mapstructure:"concurrency"`
+	// TaskCheckInterval is how long an idle worker waits before it polls
+	// Redis again for a task (WORKER_TASK_CHECK_INTERVAL). Default: 1s.
+	TaskCheckInterval time.Duration `mapstructure:"task_check_interval"`
+	// ShutdownTimeout is how long a stopping worker waits for its handlers,
+	// which stop at once on shutdown, before it gives up on them
+	// (WORKER_SHUTDOWN_TIMEOUT). Default: 10s.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+}
+
+// Sweeper configures the periodic sweep that puts lost chains back on the queue.
+type Sweeper struct {
+	// Interval is the time between sweeps; one worker at a time sweeps
+	// (SWEEPER_INTERVAL). Default: 15s.
+	Interval time.Duration `mapstructure:"interval"`
+}
+
+// Log configures the structured logger.
+type Log struct {
+	// Level is debug, info, warn or error (LOG_LEVEL). Default: info.
+	Level string `mapstructure:"level"`
+	// Format is text or json (LOG_FORMAT). Default: text.
+	Format string `mapstructure:"format"`
+}
+
+// defaults lists every key with its default value; it is the one place the
+// defaults live (the doc comments above and configs/worker.yaml repeat them,
+// and a test holds the file to them).
+var defaults = []struct {
+	key   string
+	value any
+}{
+	{"database_url", "postgres://postgres@127.0.0.1:5432/syncworker?sslmode=disable"},
+	{"redis_url", "redis://127.0.0.1:6379/0"},
+	{"market_timezone", "America/New_York"},
+	{"sync.batch_size", 500},
+	{"sync.partitions", 4},
+	{"sync.task_slice", "10s"},
+	{"sync.task_timeout", "15m"},
+	{"sync.max_retry", 10},
+	{"sync.retry_backoff_max", "2m"},
+	{"quotes.base_url", "http://127.0.0.1:8090"},
+	{"quotes.api_key", ""},
+	{"quotes.rate_limit", 50},
+	{"quotes.concurrency", 8},
+	{"quotes.timeout", "10s"},
+	{"quotes.max_attempts", 3},
+	{"quotes.max_retry_after", "5s"},
+	{"worker.concurrency", 10},
+	{"worker.task_check_interval", "1s"},
+	{"worker.shutdown_timeout", "10s"},
+	{"sweeper.interval", "15s"},
+	{"log.level", "info"},
+	{"log.format", "text"},
+}
+
+// EnvName returns the environment variable that sets key: the key in upper
+// case with dots as underscores (sync.batch_size is SYNC_BATCH_SIZE).
+func EnvName(key string) string {
+	return strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Options say where Load finds its inputs besides the environment.
+type Options struct {
+	// File is the configuration file; empty means $SYNCWORKER_CONFIG, else
+	// configs/worker.yaml when it exists, else none.
+	File string
+	// Flags are the command-line flags, and FlagKeys maps a flag's name to
+	// the key it overrides. Only flags the user set override anything.
+	Flags    *pflag.FlagSet
+	FlagKeys map[string]string
+}
+
+// Load reads the configuration and validates it. The error names every key
+// that is wrong.
+func Load(opts Options) (Config, error) {
+	v := newViper()
+	for _, d := range defaults {
+		if err := v.BindEnv(d.key, EnvName(d.key)); err != nil {
+			return Config{}, fmt.Errorf("bind %s: %w", d.key, err)
+		}
+	}
+
+	file, explicit := opts.File, opts.File != ""
+	if !explicit {
+		file, explicit = os.LookupEnv(FileEnv)
+	}
+	if !explicit {
+		if _, err := os.Stat(DefaultFile); err == nil {
+			file = DefaultFile
+		}
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+
+	fromFlag := map[string]string{}
+	for name, key := range opts.FlagKeys {
+		f := opts.Flags.Lookup(name)
+		if f == nil {
+			return Config{}, fmt.Errorf("flag --%s for %s is not defined", name, key)
+		}
+		if f.Changed {
+			v.Set(key, f.Value.String())
+			fromFlag[key] = name
+		}
+	}
+
+	cfg, err := unmarshal(v)
+	if err != nil {
+		where := "configuration"
+		if file != "" {
+			where = "config file " + file
+		}
+		return Config{}, fmt.Errorf("%s: %w", where, err)
+	}
+	if err := cfg.validate(fromFlag); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Default returns the configuration with every key at its default, ignoring
+// the environment and any file.
+func Default() Config {
+	cfg, err := unmarshal(newViper())
+	if err != nil {
+		panic(fmt.Sprintf("config defaults do not decode: %v", err))
+	}
+	return cfg
+}
+
+func newViper() *viper.Viper {
+	v := viper.New()
+	for _, d := range defaults {
+		v.SetDefault(d.key, d.value)
+	}
+	return v
+}
+
+// unmarshal decodes v strictly: a key that Config does not have is an error,
+// so that a misspelt key in the file does not pass unnoticed.
+func unmarshal(v *viper.Viper) (Config, error) {
+	var cfg Config
+	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+		)
+	})
+	return cfg, err
+}
+
+// Validate checks every key and returns one error naming each bad key.
+func (c Config) Validate() error { return c.validate(nil) }
+
+// validate is Validate naming, for keys set by a flag, the flag.
+func (c Config) validate(fromFlag map[string]string) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		source := EnvName(key)
+		if flag, ok := fromFlag[key]; ok {
+			source = "--" + flag
+		}
+		errs = append(errs, fmt.Errorf("config: %s (%s) %s", key, source, fmt.Sprintf(format, args...)))
+	}
+	checkURL := func(key, raw string, schemes ...string) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			bad(key, "is not a URL: %v", err)
+			return
+		}
+		for _, s := range schemes {
+			if u.Scheme == s && u.Host != "" {
+				return
+			}
+		}
+		bad(key, "must be a %s URL with a host, got %q", strings.Join(schemes, " or "), raw)
+	}
+	intRange := func(key string, v, lo, hi int) {
+		if v < lo || v > hi {
+			bad(key, "must be between %d and %d, got %d", lo, hi, v)
+		}
+	}
+	durRange := func(key string, v, lo, hi time.Duration) {
+		if v < lo || v > hi {
+			bad(key, "must be between %s and %s, got %s", lo, hi, v)
+		}
+	}
+
+	checkURL("database_url", c.DatabaseURL, "postgres", "postgresql")
+	checkURL("redis_url", c.RedisURL, "redis", "rediss")
+	if _, err := time.LoadLocation(c.MarketTimezone); err != nil || c.MarketTimezone == "" {
+		bad("market_timezone", "must be an IANA time zone such as America/New_York, got %q", c.MarketTimezone)
+	}
+
+	intRange("sync.batch_size", c.Sync.BatchSize, 1, 100_000)
+	intRange("sync.partitions", c.Sync.Partitions, 1, 1024)
+	durRange("sync.task_slice", c.Sync.TaskSlice, 0, time.Hour)
+	durRange("sync.task_timeout", c.Sync.TaskTimeout, time.Second, 24*time.Hour)
+	intRange("sync.max_retry", c.Sync.MaxRetry, 0, 1000)
+	durRange("sync.retry_backoff_max", c.Sync.RetryBackoffMax, time.Millisecond, 24*time.Hour)
+	if c.Sync.TaskSlice >= c.Sync.TaskTimeout {
+		bad("sync.task_slice", "must be shorter than sync.task_timeout (%s), got %s", c.Sync.TaskTimeout, c.Sync.TaskSlice)
+	}
+
+	checkURL("quotes.base_url", c.Quotes.BaseURL, "http", "https")
+	intRange("quotes.rate_limit", c.Quotes.RateLimit, 0, 1_000_000)
+	intRange("quotes.concurrency", c.Quotes.Concurrency, 1, 1024)
+	durRange("quotes.timeout", c.Quotes.Timeout, time.Millisecond, 10*time.Minute)
+	intRange("quotes.max_attempts", c.Quotes.MaxAttempts, 1, 100)
+	durRange("quotes.max_retry_after", c.Quotes.MaxRetryAfter, 0, time.Hour)
+
+	intRange("worker.concurrency", c.Worker.Concurrency, 1, 10_000)
+	durRange("worker.task_check_interval", c.Worker.TaskCheckInterval, time.Millisecond, time.Minute)
+	durRange("worker.shutdown_timeout", c.Worker.ShutdownTimeout, 0, time.Hour)
+
+	durRange("sweeper.interval", c.Sweeper.Interval, 10*time.Millisecond, time.Hour)
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// Location returns the market time zone; Validate has checked that it loads,
+// so an error here falls back to UTC rather than failing.
+func (c Config) Location() *time.Location {
+	loc, err := time.LoadLocation(c.MarketTimezone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// NewLogger returns the logger the configuration asks for, writing to w.
+func (l Log) NewLogger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch l.Level {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

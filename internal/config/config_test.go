@@ -1,0 +1,205 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// clearEnv unsets every configuration variable for the test, so that the
+// environment of the machine does not leak in.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, d := range defaults {
+		t.Setenv(EnvName(d.key), "")
+		os.Unsetenv(EnvName(d.key))
+	}
+	t.Setenv(FileEnv, "")
+	os.Unsetenv(FileEnv)
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "worker.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDefaultsValidate(t *testing.T) {
+	cfg := Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if cfg.Sync.BatchSize != 500 {
+		t.Errorf("default batch size = %d, want 500 (the seed's SYNC_BATCH_SIZE)", cfg.Sync.BatchSize)
+	}
+}
+
+// The shipped configs/worker.yaml must list every key at its default, so
+// that it documents the defaults truly.
+func TestShippedFileHoldsTheDefaults(t *testing.T) {
+	clearEnv(t)
+	got, err := Load(Options{File: "../../configs/worker.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("configs/worker.yaml differs from the defaults:\n got %+v\nwant %+v", got, want)
+	}
+	body, err := os.ReadFile("../../configs/worker.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range defaults {
+		leaf := d.key[strings.LastIndex(d.key, ".")+1:]
+		if !strings.Contains(string(body), leaf+":") {
+			t.Errorf("configs/worker.yaml does not list %s", d.key)
+		}
+		if !strings.Contains(string(body), "("+EnvName(d.key)+")") {
+			t.Errorf("configs/worker.yaml does not name the variable %s", EnvName(d.key))
+		}
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	clearEnv(t)
+	file := writeFile(t, "sync:\n  batch_size: 100\n  partitions: 3\nquotes:\n  rate_limit: 7\n")
+	t.Setenv("SYNC_BATCH_SIZE", "200")
+	t.Setenv("QUOTES_CONCURRENCY", "5")
+	flags := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	flags.Int("batch-size", 0, "")
+	flags.Int("partitions", 0, "")
+	if err := flags.Parse([]string{"--batch-size", "300"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Options{File: file, Flags: flags, FlagKeys: map[string]string{
+		"batch-size": "sync.batch_size", "partitions": "sync.partitions",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"flag over env over file", cfg.Sync.BatchSize, 300},
+		{"file over default (flag not set)", cfg.Sync.Partitions, 3},
+		{"file over default", cfg.Quotes.RateLimit, 7},
+		{"env over default", cfg.Quotes.Concurrency, 5},
+		{"default", cfg.Quotes.MaxAttempts, 3},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestSeedEnvNames(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("DATABASE_URL", "postgres://u@db.example:5432/x")
+	t.Setenv("REDIS_URL", "redis://cache.example:6379/3")
+	t.Setenv("SYNC_BATCH_SIZE", "250")
+	t.Setenv("QUOTES_BASE_URL", "https://quotes.example")
+	t.Setenv("QUOTES_RATE_LIMIT", "20")
+	t.Setenv("QUOTES_CONCURRENCY", "4")
+	t.Setenv("SYNC_TASK_SLICE", "2s")
+	cfg, err := Load(Options{File: os.DevNull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.DatabaseURL = "postgres://u@db.example:5432/x"
+	want.RedisURL = "redis://cache.example:6379/3"
+	want.Sync.BatchSize = 250
+	want.Quotes.BaseURL = "https://quotes.example"
+	want.Quotes.RateLimit = 20
+	want.Quotes.Concurrency = 4
+	want.Sync.TaskSlice = 2 * time.Second
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		env     map[string]string
+		wantErr []string
+	}{
+		{name: "unknown key in file", file: "sync:\n  batch_sise: 10\n", wantErr: []string{"batch_sise"}},
+		{name: "unknown top-level key", file: "databse_url: x\n", wantErr: []string{"databse_url"}},
+		{name: "wrong type in file", file: "sync:\n  batch_size: lots\n", wantErr: []string{"batch_size"}},
+		{name: "bad duration", file: "sync:\n  task_slice: soon\n", wantErr: []string{"task_slice"}},
+		{name: "not yaml", file: "sync: [\n", wantErr: []string{"config file"}},
+		{name: "zero batch size from env", env: map[string]string{"SYNC_BATCH_SIZE": "0"},
+			wantErr: []string{"sync.batch_size (SYNC_BATCH_SIZE)", "between 1 and"}},
+		{name: "batch size not a number", env: map[string]string{"SYNC_BATCH_SIZE": "many"},
+			wantErr: []string{"batch_size"}},
+		{name: "negative rate limit", env: map[string]string{"QUOTES_RATE_LIMIT": "-1"},
+			wantErr: []string{"quotes.rate_limit (QUOTES_RATE_LIMIT)"}},
+		{name: "database url scheme", env: map[string]string{"DATABASE_URL": "mysql://x/y"},
+			wantErr: []string{"database_url (DATABASE_URL)", "postgres"}},
+		{name: "redis url", env: map[string]string{"REDIS_URL": "127.0.0.1:6379"},
+			wantErr: []string{"redis_url (REDIS_URL)"}},
+		{name: "quotes url", env: map[string]string{"QUOTES_BASE_URL": "ftp://x"},
+			wantErr: []string{"quotes.base_url (QUOTES_BASE_URL)"}},
+		{name: "time zone", env: map[string]string{"MARKET_TIMEZONE": "Mars/Olympus"},
+			wantErr: []string{"market_timezone (MARKET_TIMEZONE)"}},
+		{name: "slice longer than timeout", env: map[string]string{"SYNC_TASK_SLICE": "20m"},
+			wantErr: []string{"sync.task_slice", "shorter than sync.task_timeout"}},
+		{name: "log level", env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: []string{"log.level (LOG_LEVEL)"}},
+		{name: "every bad key is named", env: map[string]string{"QUOTES_CONCURRENCY": "0", "WORKER_CONCURRENCY": "0"},
+			wantErr: []string{"quotes.concurrency", "worker.concurrency"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			file := os.DevNull
+			if tt.file != "" {
+				file = writeFile(t, tt.file)
+			}
+			_, err := Load(Options{File: file})
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestFlagNamedInError(t *testing.T) {
+	clearEnv(t)
+	flags := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	flags.Int("batch-size", 0, "")
+	if err := flags.Parse([]string{"--batch-size", "0"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(Options{File: os.DevNull, Flags: flags, FlagKeys: map[string]string{"batch-size": "sync.batch_size"}})
+	if err == nil || !strings.Contains(err.Error(), "--batch-size") {
+		t.Fatalf("error %v does not name --batch-size", err)
+	}
+}
+
+func TestMissingExplicitFile(t *testing.T) {
+	clearEnv(t)
+	_, err := Load(Options{File: filepath.Join(t.TempDir(), "nope.yaml")})
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("error %v does not name the missing file", err)
+	}
+}

@@ -1,0 +1,49 @@
+package quotes
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisLimiter is a rate limit shared by every process that uses the same
+// Redis and key: the provider's budget holds across all workers, however
+// many there are. It uses the GCRA of redis_rate.
+type RedisLimiter struct {
+	limiter *redis_rate.Limiter
+	key     string
+	limit   redis_rate.Limit
+}
+
+// NewRedisLimiter returns a limiter of perSecond requests per second (with a
+// burst of as many) under key.
+func NewRedisLimiter(rdb redis.UniversalClient, key string, perSecond int) *RedisLimiter {
+	return &RedisLimiter{
+		limiter: redis_rate.NewLimiter(rdb),
+		key:     key,
+		limit:   redis_rate.PerSecond(perSecond),
+	}
+}
+
+// Wait blocks until one request may be made or ctx ends.
+func (l *RedisLimiter) Wait(ctx context.Context) error {
+	for {
+		res, err := l.limiter.Allow(ctx, l.key, l.limit)
+		if err != nil {
+			return fmt.Errorf("take from rate limit %s: %w", l.key, err)
+		}
+		if res.Allowed > 0 {
+			return nil
+		}
+		t := time.NewTimer(max(res.RetryAfter, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,141 @@
+// Package sweeper keeps every chain of every active run alive. Postgres is
+// the truth and Redis only the transport: a periodic sweep, run by one worker
+// at a time, looks up the task that owns each running partition and enqueues
+// it again from the checkpoint when Redis has lost it (a flush, a restart
+// without persistence, a crash between a commit and an enqueue), and fails
+// the partition when asynq has archived the task after its last retry.
+package sweeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/tasks"
+)
+
+// Sweeper puts lost chains back on the queue.
+type Sweeper struct {
+	pool      *pgxpool.Pool
+	store     *checkpoint.Store
+	enqueuer  *tasks.Enqueuer
+	inspector *asynq.Inspector
+	interval  time.Duration
+	log       *slog.Logger
+}
+
+// New returns a Sweeper that sweeps every interval.
+func New(pool *pgxpool.Pool, store *checkpoint.Store, enqueuer *tasks.Enqueuer, inspector *asynq.Inspector, interval time.Duration, log *slog.Logger) *Sweeper {
+	return &Sweeper{pool: pool, store: store, enqueuer: enqueuer, inspector: inspector, interval: interval, log: log}
+}
+
+// Result counts what a sweep did.
+type Result struct {
+	// Skipped is true when another process held the sweep lock.
+	Skipped bool
+	// Checked is the number of running partitions looked at.
+	Checked int
+	// Enqueued is the number of chains whose task was missing and was enqueued.
+	Enqueued int
+	// Failed is the number of partitions failed because their task was archived.
+	Failed int
+}
+
+// Run sweeps every interval until ctx ends. A failed sweep is logged and the
+// next one tries again: the sweeper must outlive the outages it repairs.
+func (s *Sweeper) Run(ctx context.Context) {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		res, err := s.Sweep(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			s.log.Warn("sweep failed", "error", err)
+		case res.Enqueued > 0 || res.Failed > 0:
+			s.log.Info("sweep repaired chains", "checked", res.Checked, "enqueued", res.Enqueued, "failed", res.Failed)
+		}
+	}
+}
+
+// Sweep makes one pass over the running partitions, if no other process is
+// sweeping (a Postgres advisory lock, per schema, held for the pass).
+func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
+	var res Result
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx,
+			`SELECT pg_try_advisory_xact_lock(hashtext('syncworker.sweeper.' || current_schema()))`).Scan(&locked); err != nil {
+			return fmt.Errorf("take sweep lock: %w", err)
+		}
+		if !locked {
+			res.Skipped = true
+			return nil
+		}
+		parts, err := s.store.ActivePartitions(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range parts {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			res.Checked++
+			if err := s.check(ctx, p, &res); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("sweep: %w", err)
+	}
+	return res, nil
+}
+
+// check makes sure the task that owns p's chain exists.
+func (s *Sweeper) check(ctx context.Context, p checkpoint.Partition, res *Result) error {
+	payload := tasks.ChainPayload(p)
+	id := payload.TaskID()
+	info, err := s.inspector.GetTaskInfo(tasks.Queue, id)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		created, err := s.enqueuer.Enqueue(ctx, payload)
+		if err != nil {
+			return err
+		}
+		if created {
+			res.Enqueued++
+			s.log.Info("chain task was missing; enqueued it from the checkpoint",
+				"task", id, "run", p.RunID, "partition", p.Index, "cursor", p.Cursor)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up task %s: %w", id, err)
+	case info.State == asynq.TaskStateArchived:
+		failed, err := s.store.FailPartition(ctx, p.RunID, p.Index, p.Attempt, p.TaskSeq,
+			"retries exhausted: "+info.LastErr)
+		if err != nil {
+			return err
+		}
+		if failed {
+			res.Failed++
+			s.log.Warn("chain task was archived after its last retry; failed the run",
+				"task", id, "run", p.RunID, "partition", p.Index, "last_error", info.LastErr)
+		}
+	}
+	return nil
+}

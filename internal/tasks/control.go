@@ -1,0 +1,144 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/quotes"
+	"github.com/syncworker/syncworker/internal/stocks"
+)
+
+// ErrNotEnqueued means that a run's state in Postgres is right but some of
+// its tasks could not be put on the queue; the sweeper of any running worker
+// enqueues them once Redis answers, so nothing is lost.
+var ErrNotEnqueued = errors.New("tasks not enqueued")
+
+// ErrInput marks an error in what the caller asked for, such as a date in
+// the future or an empty stock universe.
+var ErrInput = errors.New("invalid input")
+
+// Control starts, retries and cancels runs: the operations behind the
+// operator CLI.
+type Control struct {
+	pool      *pgxpool.Pool
+	store     *checkpoint.Store
+	enqueuer  *Enqueuer
+	inspector *asynq.Inspector
+}
+
+// NewControl returns a Control.
+func NewControl(pool *pgxpool.Pool, store *checkpoint.Store, enqueuer *Enqueuer, inspector *asynq.Inspector) *Control {
+	return &Control{pool: pool, store: store, enqueuer: enqueuer, inspector: inspector}
+}
+
+// DailySyncOptions describe a daily sync to start.
+type DailySyncOptions struct {
+	// Date is the trading date (its calendar day is used).
+	Date time.Time
+	// Today is the current day in the market's time zone; Date may not be after it.
+	Today time.Time
+	// BatchSize and Partitions apply to a new run; an existing run keeps its own.
+	BatchSize, Partitions int
+}
+
+// StartDailySync starts the daily sync of opts.Date over the active symbols,
+// or finds the run that exists for that date. A new run's first task of each
+// partition is enqueued; for an existing active run the tasks of its chains
+// are enqueued again, which changes nothing where they exist. A completed run
+// is returned as it is.
+func (c *Control) StartDailySync(ctx context.Context, opts DailySyncOptions) (run checkpoint.Run, created bool, err error) {
+	day := opts.Date.Format(quotes.DateLayout)
+	if day > opts.Today.Format(quotes.DateLayout) {
+		return checkpoint.Run{}, false, fmt.Errorf("date %s is after today (%s) in the market's time zone: %w",
+			day, opts.Today.Format(quotes.DateLayout), ErrInput)
+	}
+	run, err = c.store.GetByKey(ctx, JobDailySync, day)
+	switch {
+	case err == nil:
+		if run.Status.Active() {
+			err = c.enqueueRunning(ctx, run.ID)
+		}
+		return run, false, err
+	case !errors.Is(err, checkpoint.ErrNotFound):
+		return checkpoint.Run{}, false, err
+	}
+
+	symbols, err := stocks.ActiveSymbols(ctx, c.pool)
+	if err != nil {
+		return checkpoint.Run{}, false, err
+	}
+	if len(symbols) == 0 {
+		return checkpoint.Run{}, false, fmt.Errorf("the stocks table has no active symbol; import some with `enqueue stocks import FILE`: %w", ErrInput)
+	}
+	run, created, err = c.store.CreateRun(ctx, checkpoint.NewRun{
+		Job: JobDailySync, RunKey: day, Params: DailyParams{Date: day},
+		BatchSize: opts.BatchSize, Partitions: opts.Partitions, Keys: symbols,
+	})
+	if err != nil {
+		return checkpoint.Run{}, false, err
+	}
+	if run.Status.Active() {
+		err = c.enqueueRunning(ctx, run.ID)
+	}
+	return run, created, err
+}
+
+// enqueueRunning enqueues the task of every running partition of run id.
+func (c *Control) enqueueRunning(ctx context.Context, id int64) error {
+	parts, err := c.store.Partitions(ctx, id)
+	if err != nil {
+		return err
+	}
+	var running []checkpoint.Partition
+	for _, p := range parts {
+		if p.Status == checkpoint.PartitionRunning {
+			running = append(running, p)
+		}
+	}
+	return c.enqueue(ctx, id, running)
+}
+
+func (c *Control) enqueue(ctx context.Context, id int64, parts []checkpoint.Partition) error {
+	var errs []error
+	for _, p := range parts {
+		if _, err := c.enqueuer.Enqueue(ctx, ChainPayload(p)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("run %d: %d of %d %w (a worker's sweeper will enqueue them): %w",
+			id, len(errs), len(parts), ErrNotEnqueued, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Retry resumes a failed or cancelled run from its checkpoints as its next
+// attempt, and enqueues the tasks of its partitions.
+func (c *Control) Retry(ctx context.Context, id int64) (checkpoint.Run, error) {
+	run, parts, err := c.store.Retry(ctx, id)
+	if err != nil {
+		return checkpoint.Run{}, err
+	}
+	return run, c.enqueue(ctx, id, parts)
+}
+
+// Cancel cancels a run and deletes the tasks of its chains that wait on the
+// queue; a task that is running finds the run cancelled at its commit and
+// writes nothing.
+func (c *Control) Cancel(ctx context.Context, id int64) (checkpoint.Run, error) {
+	run, parts, err := c.store.Cancel(ctx, id)
+	if err != nil {
+		return checkpoint.Run{}, err
+	}
+	for _, p := range parts {
+		// Best effort: a task that is gone or active is fine as it is.
+		_ = c.inspector.DeleteTask(Queue, ChainPayload(p).TaskID())
+	}
+	return run, nil
+}

@@ -1,0 +1,265 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/fault"
+)
+
+// Job does the work of one kind of run, one batch at a time.
+type Job interface {
+	// Fetch does a batch's work up to, not including, its write: it gets the
+	// data of the batch's items from the source and says what became of each
+	// item. An error is the batch's (it is classified with package fault);
+	// the failure of a single item is an Outcome.
+	Fetch(ctx context.Context, b Batch) (Fetched, error)
+}
+
+// Batch is what a Job gets to work on.
+type Batch struct {
+	Run   checkpoint.Run
+	Items []checkpoint.Item
+	// Final is true on the task's last attempt: the job should then record
+	// what it could not do as failed items rather than fail the batch again.
+	Final bool
+}
+
+// Fetched is the result of a Job's Fetch, ready to commit.
+type Fetched struct {
+	Outcomes []checkpoint.Outcome
+	// Records is the number of data rows Write writes.
+	Records int
+	// Write writes the batch's data within the commit's transaction.
+	Write checkpoint.WriteFunc
+}
+
+// errShutdown is the cause with which a handler's work is cancelled when the
+// worker stops.
+var errShutdown = fmt.Errorf("worker is shutting down: %w", context.Canceled)
+
+// Handler runs batch tasks: each task runs the batches of its partition from
+// the checkpoint, committing each one, until its time slice is used up, and
+// then hands the chain over to its successor task.
+type Handler struct {
+	store    *checkpoint.Store
+	enqueuer *Enqueuer
+	jobs     map[string]Job
+	slice    time.Duration
+	maxRetry int
+	worker   string
+	log      *slog.Logger
+	stopping <-chan struct{}
+}
+
+// HandlerOptions configure a Handler.
+type HandlerOptions struct {
+	Store    *checkpoint.Store
+	Enqueuer *Enqueuer
+	// Jobs maps a run's job name to the Job that does its work.
+	Jobs map[string]Job
+	// Slice is how long a task goes on with further batches of its
+	// partition before it hands over; 0 means one batch per task.
+	Slice time.Duration
+	// MaxRetry is the task's retry budget when the task's context does not
+	// say (a handler called outside asynq).
+	MaxRetry int
+	// Worker names this process in the ledger.
+	Worker string
+	Logger *slog.Logger
+	// Stopping is closed when the worker shuts down: running batches stop at
+	// once, their transactions roll back, and they run again elsewhere.
+	Stopping <-chan struct{}
+}
+
+// NewHandler returns a Handler.
+func NewHandler(opts HandlerOptions) *Handler {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		store:    opts.Store,
+		enqueuer: opts.Enqueuer,
+		jobs:     opts.Jobs,
+		slice:    opts.Slice,
+		maxRetry: opts.MaxRetry,
+		worker:   opts.Worker,
+		log:      log,
+		stopping: opts.Stopping,
+	}
+}
+
+// ProcessTask runs a batch task. It implements asynq.Handler.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	p, err := DecodePayload(t.Payload())
+	if err != nil {
+		return fmt.Errorf("malformed task payload: %w: %w", err, asynq.SkipRetry)
+	}
+	taskID, ok := asynq.GetTaskID(ctx)
+	if !ok {
+		taskID = p.TaskID()
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, ok := asynq.GetMaxRetry(ctx)
+	if !ok {
+		maxRetry = h.maxRetry
+	}
+	final := retried >= maxRetry
+
+	work, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-h.stopping:
+			cancel(errShutdown)
+		case <-work.Done():
+		}
+	}()
+
+	err = h.run(ctx, work, p, taskID, final)
+	return h.settle(ctx, p, err, final)
+}
+
+// run runs batches of p's partition until the chain is handed over or done.
+// work is ctx plus the worker's shutdown: batches use it, while what must
+// happen after a commit (the successor's enqueue) uses ctx.
+func (h *Handler) run(ctx, work context.Context, p Payload, taskID string, final bool) error {
+	start := time.Now()
+	for {
+		run, part, err := h.store.Load(work, p.Run, p.Partition)
+		if errors.Is(err, checkpoint.ErrNotFound) {
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		}
+		if err != nil {
+			return err
+		}
+		if !run.Status.Active() || part.Status != checkpoint.PartitionRunning {
+			h.log.Debug("nothing to do", "task", taskID, "run_status", run.Status, "partition_status", part.Status)
+			return nil
+		}
+		if part.Attempt != p.Attempt || part.TaskSeq != p.Seq {
+			// A stale task: the chain has moved on. Make sure the task that
+			// owns it now exists, in case this one was all that was left.
+			h.log.Debug("stale task", "task", taskID, "attempt", part.Attempt, "task_seq", part.TaskSeq)
+			if part.Attempt > p.Attempt || (part.Attempt == p.Attempt && part.TaskSeq > p.Seq) {
+				if _, err := h.enqueuer.Enqueue(ctx, ChainPayload(part)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if run.Status == checkpoint.StatusPending {
+			if err := h.store.MarkRunning(work, run.ID); err != nil {
+				return err
+			}
+		}
+		job, ok := h.jobs[run.Job]
+		if !ok {
+			return fault.Wrap(fault.RunFatal, fmt.Errorf("run %d has job %q, which this worker does not know", run.ID, run.Job))
+		}
+
+		from, to := part.Cursor, min(part.Cursor+int64(run.BatchSize), part.EndPos)
+		items, err := h.store.Items(work, run.ID, from, to)
+		if err != nil {
+			return err
+		}
+		if int64(len(items)) != to-from {
+			return fault.Wrap(fault.RunFatal, fmt.Errorf("run %d has %d items at positions [%d, %d), want %d", run.ID, len(items), from, to, to-from))
+		}
+		batchStart := time.Now()
+		fetched, err := job.Fetch(work, Batch{Run: run, Items: items, Final: final})
+		if err != nil {
+			return err
+		}
+
+		handover := to < part.EndPos &&
+			(h.slice == 0 || time.Since(start) >= h.slice || h.isStopping() || nearDeadline(ctx, time.Since(batchStart)))
+		res, err := h.store.Commit(work, checkpoint.Batch{
+			RunID: run.ID, Partition: part.Index, Attempt: part.Attempt, Seq: part.Seq,
+			From: from, To: to, Handover: handover,
+			Outcomes: fetched.Outcomes, Records: fetched.Records,
+			TaskID: taskID, Worker: h.worker, StartedAt: batchStart,
+		}, fetched.Write)
+		if errors.Is(err, checkpoint.ErrStale) {
+			h.log.Info("batch already committed elsewhere; dropping this delivery",
+				"task", taskID, "run", run.ID, "partition", part.Index, "seq", part.Seq)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		h.log.Debug("batch committed", "task", taskID, "run", run.ID, "partition", part.Index,
+			"seq", part.Seq, "from", from, "to", to, "items", len(fetched.Outcomes),
+			"duration", time.Since(batchStart))
+		if res.RunCompleted {
+			h.log.Info("run completed", "run", run.ID, "job", run.Job, "run_key", run.RunKey)
+		}
+		if res.Partition.Status != checkpoint.PartitionRunning {
+			return nil
+		}
+		if handover {
+			_, err := h.enqueuer.Enqueue(ctx, ChainPayload(res.Partition))
+			return err
+		}
+	}
+}
+
+func (h *Handler) isStopping() bool {
+	select {
+	case <-h.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// nearDeadline reports whether ctx's deadline leaves too little time for
+// another batch that takes about as long as the last one.
+func nearDeadline(ctx context.Context, last time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < 2*last+5*time.Second
+}
+
+// settle turns the outcome of a task into what asynq should do with it.
+func (h *Handler) settle(ctx context.Context, p Payload, err error, final bool) error {
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		return err
+	}
+	switch {
+	case fault.IsShutdown(err) || fault.ClassOf(err) == fault.RateLimited:
+		if final {
+			// asynq archives a task on its last attempt whatever the error;
+			// these are not failures, so drop the task instead and let the
+			// sweeper put the chain back from its checkpoint.
+			return fmt.Errorf("%w: %w", asynq.RevokeTask, err)
+		}
+		return err
+	case fault.ClassOf(err) == fault.RunFatal:
+		return fmt.Errorf("%w: %w", h.fail(ctx, p, err), asynq.SkipRetry)
+	case final:
+		return h.fail(ctx, p, fmt.Errorf("retries exhausted: %w", err))
+	default:
+		return err
+	}
+}
+
+// fail records on the partition and its run that the chain cannot go on,
+// and returns err, with the failure to record it if that failed too.
+func (h *Handler) fail(ctx context.Context, p Payload, err error) error {
+	failed, ferr := h.store.FailPartition(ctx, p.Run, p.Partition, p.Attempt, p.Seq, err.Error())
+	if ferr != nil {
+		return fmt.Errorf("%w (recording the failure failed too: %v)", err, ferr)
+	}
+	if failed {
+		// The error itself is logged once, by the server's error handler.
+		h.log.Warn("run failed", "run", p.Run, "partition", p.Partition, "attempt", p.Attempt)
+	}
+	return err
+}

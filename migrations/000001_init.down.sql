@@ -1,0 +1,6 @@
+DROP TABLE IF EXISTS batch_ledger;
+DROP TABLE IF EXISTS run_items;
+DROP TABLE IF EXISTS run_partitions;
+DROP TABLE IF EXISTS runs;
+DROP TABLE IF EXISTS stock_prices;
+DROP TABLE IF EXISTS stocks;
