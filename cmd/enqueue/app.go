@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -46,8 +47,7 @@ type app struct {
 	cfg       config.Config
 	pool      *pgxpool.Pool
 	store     *checkpoint.Store
-	client    *asynq.Client
-	inspector *asynq.Inspector
+	rdb       *redis.Client
 }
 
 // execute runs the command line args and returns the process's exit code.
@@ -117,22 +117,18 @@ func (a *app) openAll(cmd *cobra.Command) (*tasks.Control, error) {
 	if err := a.openDB(cmd); err != nil {
 		return nil, err
 	}
-	opt, err := asynq.ParseRedisURI(a.cfg.RedisURL)
+	opt, err := redis.ParseURL(a.cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("redis_url: %w", err)
 	}
-	a.client = asynq.NewClient(opt)
-	a.inspector = asynq.NewInspector(opt)
-	enqueuer := tasks.NewEnqueuer(a.client, a.cfg.Sync.MaxRetry, a.cfg.Sync.TaskTimeout)
-	return tasks.NewControl(a.pool, a.store, enqueuer, a.inspector), nil
+	a.rdb = redis.NewClient(opt)
+	enqueuer := tasks.NewEnqueuer(a.rdb, a.cfg.Sync.MaxRetry, a.cfg.Sync.TaskTimeout)
+	return tasks.NewControl(a.pool, a.store, enqueuer, asynq.NewInspectorFromRedisClient(a.rdb)), nil
 }
 
 func (a *app) close() {
-	if a.client != nil {
-		a.client.Close()
-	}
-	if a.inspector != nil {
-		a.inspector.Close()
+	if a.rdb != nil {
+		a.rdb.Close()
 	}
 	if a.pool != nil {
 		a.pool.Close()

@@ -102,6 +102,11 @@ type Worker struct {
 	// TaskCheckInterval is how long an idle worker waits before it polls
 	// Redis again for a task (WORKER_TASK_CHECK_INTERVAL). Default: 1s.
 	TaskCheckInterval time.Duration `mapstructure:"task_check_interval"`
+	// DelayedTaskCheckInterval is how often a worker moves tasks whose retry
+	// delay is over back onto the queue; it bounds how soon a retried batch
+	// (after a failure, a rate limit or a shutdown) runs again
+	// (WORKER_DELAYED_TASK_CHECK_INTERVAL). Default: 1s.
+	DelayedTaskCheckInterval time.Duration `mapstructure:"delayed_task_check_interval"`
 	// ShutdownTimeout is how long a stopping worker waits for its handlers,
 	// which stop at once on shutdown, before it gives up on them
 	// (WORKER_SHUTDOWN_TIMEOUT). Default: 10s.
@@ -148,6 +153,7 @@ var defaults = []struct {
 	{"quotes.max_retry_after", "5s"},
 	{"worker.concurrency", 10},
 	{"worker.task_check_interval", "1s"},
+	{"worker.delayed_task_check_interval", "1s"},
 	{"worker.shutdown_timeout", "10s"},
 	{"sweeper.interval", "15s"},
 	{"log.level", "info"},
@@ -317,6 +323,7 @@ func (c Config) validate(fromFlag map[string]string) error {
 
 	intRange("worker.concurrency", c.Worker.Concurrency, 1, 10_000)
 	durRange("worker.task_check_interval", c.Worker.TaskCheckInterval, time.Millisecond, time.Minute)
+	durRange("worker.delayed_task_check_interval", c.Worker.DelayedTaskCheckInterval, time.Millisecond, time.Minute)
 	durRange("worker.shutdown_timeout", c.Worker.ShutdownTimeout, 0, time.Hour)
 
 	durRange("sweeper.interval", c.Sweeper.Interval, 10*time.Millisecond, time.Hour)

@@ -113,6 +113,9 @@ func (s *Sweeper) check(ctx context.Context, p checkpoint.Partition, res *Result
 	info, err := s.inspector.GetTaskInfo(tasks.Queue, id)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			s.enqueuer.Republish() // Redis lost the queue's registration too
+		}
 		created, err := s.enqueuer.Enqueue(ctx, payload)
 		if err != nil {
 			return err

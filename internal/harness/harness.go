@@ -1,0 +1,393 @@
+// Package harness runs syncworker for tests: its own Postgres schema and
+// Redis database (package testenv), a quotes simulator, a stock universe,
+// in-process workers wired exactly as cmd/worker wires them, and the checks
+// that a run ended with every item done exactly once.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/simulator"
+	"github.com/syncworker/syncworker/internal/stocks"
+	"github.com/syncworker/syncworker/internal/tasks"
+	"github.com/syncworker/syncworker/internal/testenv"
+	"github.com/syncworker/syncworker/internal/worker"
+)
+
+// Options configure a Harness.
+type Options struct {
+	// Symbols is the number of symbols the simulator knows (default 100);
+	// Unknown is the number it does not know, all in the universe.
+	Symbols, Unknown int
+	// Sim configures the simulator's faults.
+	Sim simulator.Config
+	// Configure adjusts the configuration after the harness's test defaults.
+	Configure func(*config.Config)
+	// Wrap, when set, wraps the simulator's handler, to watch or alter what
+	// the workers see.
+	Wrap func(http.Handler) http.Handler
+}
+
+// Harness is a syncworker installation for one test.
+type Harness struct {
+	t testing.TB
+	// Config is the configuration workers and the control use: the test's
+	// database schema, Redis database and simulator.
+	Config    config.Config
+	DB        *testenv.DB
+	Redis     *testenv.Redis
+	Sim       *simulator.Server
+	SimURL    string
+	Store     *checkpoint.Store
+	Inspector *asynq.Inspector
+	Enqueuer  *tasks.Enqueuer
+	Control   *tasks.Control
+	// Symbols is the universe, Known those the simulator knows.
+	Symbols []string
+	Known   map[string]bool
+	// Log collects what the in-process workers logged.
+	Log *SafeBuffer
+}
+
+// New sets up a Harness for t; everything is torn down when t ends.
+func New(t testing.TB, opts Options) *Harness {
+	t.Helper()
+	if opts.Symbols == 0 {
+		opts.Symbols = 100
+	}
+	db := testenv.Postgres(t)
+	rdb := testenv.NewRedis(t)
+	sim := simulator.New(opts.Sim)
+	var handler http.Handler = sim
+	if opts.Wrap != nil {
+		handler = opts.Wrap(sim)
+	}
+	ts := httptest.NewServer(handler)
+	t.Cleanup(ts.Close)
+
+	cfg := config.Default()
+	cfg.DatabaseURL = db.URL
+	cfg.RedisURL = rdb.URL
+	cfg.Quotes.BaseURL = ts.URL
+	cfg.Quotes.RateLimit = 0
+	cfg.Quotes.Timeout = 2 * time.Second
+	cfg.Worker.Concurrency = 4
+	cfg.Worker.TaskCheckInterval = 10 * time.Millisecond
+	cfg.Worker.DelayedTaskCheckInterval = 50 * time.Millisecond
+	cfg.Worker.ShutdownTimeout = 5 * time.Second
+	cfg.Sweeper.Interval = 200 * time.Millisecond
+	cfg.Sync.RetryBackoffMax = 100 * time.Millisecond
+	cfg.Sync.TaskSlice = 0
+	cfg.Log.Level = "warn"
+	if opts.Configure != nil {
+		opts.Configure(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("harness config: %v", err)
+	}
+
+	h := &Harness{t: t, Config: cfg, DB: db, Redis: rdb, Sim: sim, SimURL: ts.URL,
+		Store: checkpoint.New(db.Pool), Known: map[string]bool{}, Log: &SafeBuffer{}}
+	h.Inspector = asynq.NewInspectorFromRedisClient(rdb.Client)
+	h.Enqueuer = tasks.NewEnqueuer(rdb.Client, cfg.Sync.MaxRetry, cfg.Sync.TaskTimeout)
+	h.Control = tasks.NewControl(db.Pool, h.Store, h.Enqueuer, h.Inspector)
+
+	h.Symbols = simulator.Universe(opts.Symbols, opts.Unknown)
+	list := make([]stocks.Stock, len(h.Symbols))
+	for i, s := range h.Symbols {
+		list[i] = stocks.Stock{Symbol: s, Active: true}
+		if simulator.Known(s, opts.Sim.UnknownRate) {
+			h.Known[s] = true
+		}
+	}
+	if _, err := stocks.Upsert(context.Background(), db.Pool, list); err != nil {
+		t.Fatalf("import universe: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker logs:\n%s", h.Log.String())
+		}
+	})
+	return h
+}
+
+// Jobs returns the jobs as a worker of h builds them.
+func (h *Harness) Jobs() map[string]tasks.Job {
+	h.t.Helper()
+	jobs, err := worker.Jobs(h.Config, h.Redis.Client)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return jobs
+}
+
+// Handler returns a batch handler wired like a worker's, for delivering
+// tasks by hand; closing stopping acts as the worker's shutdown.
+func (h *Harness) Handler(name string, stopping <-chan struct{}) *tasks.Handler {
+	return tasks.NewHandler(tasks.HandlerOptions{
+		Store: h.Store, Enqueuer: h.Enqueuer, Jobs: h.Jobs(), Slice: h.Config.Sync.TaskSlice,
+		MaxRetry: h.Config.Sync.MaxRetry, Worker: name, Logger: h.Logger(name), Stopping: stopping,
+	})
+}
+
+// Logger returns a logger that writes to h.Log, tagged with name.
+func (h *Harness) Logger(name string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(h.Log, &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", name)
+}
+
+// Worker is an in-process worker.
+type Worker struct {
+	Name   string
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// StartWorker starts an in-process worker (worker.Run, as cmd/worker runs
+// it) named name; it stops when t ends, if not before.
+func (h *Harness) StartWorker(name string) *Worker {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Worker{Name: name, cancel: cancel, done: make(chan error, 1)}
+	go func() { w.done <- worker.Run(ctx, h.Config, worker.Options{Name: name, Logger: h.Logger(name)}) }()
+	h.t.Cleanup(func() {
+		if err := w.Stop(); err != nil {
+			h.t.Errorf("worker %s: %v", name, err)
+		}
+	})
+	return w
+}
+
+// Stop shuts the worker down as SIGTERM does and waits for it.
+func (w *Worker) Stop() error {
+	w.once.Do(func() {
+		w.cancel()
+		select {
+		case w.err = <-w.done:
+		case <-time.After(30 * time.Second):
+			w.err = fmt.Errorf("worker %s did not stop within 30s", w.Name)
+		}
+	})
+	return w.err
+}
+
+// StartDailySync starts the daily sync of date (YYYY-MM-DD).
+func (h *Harness) StartDailySync(date string, batchSize, partitions int) checkpoint.Run {
+	h.t.Helper()
+	day, err := time.Parse(simulator.DateLayout, date)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	run, _, err := h.Control.StartDailySync(context.Background(), tasks.DailySyncOptions{
+		Date: day, Today: day, BatchSize: batchSize, Partitions: partitions,
+	})
+	if err != nil {
+		h.t.Fatalf("start daily sync: %v", err)
+	}
+	return run
+}
+
+// WaitFor polls run id until cond holds, failing the test after timeout.
+func (h *Harness) WaitFor(id int64, timeout time.Duration, what string, cond func(checkpoint.Run) bool) checkpoint.Run {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		run, err := h.Store.Get(context.Background(), id)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if cond(run) {
+			return run
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("run %d: not %s after %s: %+v", id, what, timeout, run)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitEnded waits until run id has ended and returns it.
+func (h *Harness) WaitEnded(id int64, timeout time.Duration) checkpoint.Run {
+	h.t.Helper()
+	return h.WaitFor(id, timeout, "ended", func(r checkpoint.Run) bool { return r.Status.Ended() })
+}
+
+// Count runs a count query.
+func (h *Harness) Count(sql string, args ...any) int64 {
+	h.t.Helper()
+	var n int64
+	if err := h.DB.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		h.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// LedgerRow is one row of the batch ledger.
+type LedgerRow struct {
+	Partition          int
+	Seq                int64
+	Attempt            int
+	From, To           int64
+	Items, OK, Failed  int
+	Worker             string
+	Started, Committed time.Time
+}
+
+// Ledger returns the ledger of run id by partition and seq.
+func (h *Harness) Ledger(id int64) []LedgerRow {
+	h.t.Helper()
+	rows, err := h.DB.Pool.Query(context.Background(), `SELECT partition, seq, attempt, cursor_from, cursor_to,
+		items, succeeded, failed, worker, started_at, committed_at
+		FROM batch_ledger WHERE run_id = $1 ORDER BY partition, seq`, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LedgerRow, error) {
+		var l LedgerRow
+		err := r.Scan(&l.Partition, &l.Seq, &l.Attempt, &l.From, &l.To, &l.Items, &l.OK, &l.Failed, &l.Worker, &l.Started, &l.Committed)
+		return l, err
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// VerifyExactlyOnce checks that run id completed with every item done
+// exactly once: every known symbol's price row present with exactly the
+// simulator's values, every unknown symbol failed with the provider's
+// error, the counters equal to the rows, and the ledger a gapless,
+// non-overlapping cover of every partition. It returns the ledger.
+func (h *Harness) VerifyExactlyOnce(id int64) []LedgerRow {
+	h.t.Helper()
+	ctx := context.Background()
+	t := h.t
+	run, err := h.Store.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Status != checkpoint.StatusCompleted {
+		t.Fatalf("run %d is %s, want completed (last error %q)", id, run.Status, run.LastError)
+	}
+	if run.Processed != run.Total || run.Succeeded+run.Failed != run.Total || run.Records != run.Succeeded {
+		t.Errorf("run %d counters do not add up: %+v", id, run)
+	}
+	date, err := time.Parse(simulator.DateLayout, run.RunKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	items, err := h.Store.Items(ctx, id, 0, run.Total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(items)) != run.Total {
+		t.Fatalf("run %d has %d items, total %d", id, len(items), run.Total)
+	}
+	var wantOK int64
+	for _, it := range items {
+		switch {
+		case h.Known[it.Key] && it.Status != checkpoint.ItemSucceeded:
+			t.Errorf("known symbol %s is %s (%s)", it.Key, it.Status, it.Error)
+		case !h.Known[it.Key] && (it.Status != checkpoint.ItemFailed || !strings.Contains(it.Error, "unknown symbol")):
+			t.Errorf("unknown symbol %s is %s with error %q, want failed as unknown", it.Key, it.Status, it.Error)
+		}
+		if h.Known[it.Key] {
+			wantOK++
+		}
+	}
+	if run.Succeeded != wantOK {
+		t.Errorf("run %d succeeded = %d, want %d", id, run.Succeeded, wantOK)
+	}
+
+	rows, err := h.DB.Pool.Query(ctx, `SELECT symbol, open::text, high::text, low::text, close::text, volume
+		FROM stock_prices WHERE trade_date = $1 ORDER BY symbol`, run.RunKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prices, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (simulator.Quote, error) {
+		var q simulator.Quote
+		var o, hi, lo, c string
+		err := r.Scan(&q.Symbol, &o, &hi, &lo, &c, &q.Volume)
+		q.Open, q.High, q.Low, q.Close = jsonNumber(o), jsonNumber(hi), jsonNumber(lo), jsonNumber(c)
+		return q, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(prices)) != wantOK {
+		t.Errorf("%d price rows for %s, want %d", len(prices), run.RunKey, wantOK)
+	}
+	for _, p := range prices {
+		want := simulator.Price(p.Symbol, date)
+		want.Date = ""
+		if !h.Known[p.Symbol] || p != want {
+			t.Errorf("price row %+v, want the simulator's %+v", p, want)
+		}
+	}
+
+	ledger := h.Ledger(id)
+	parts, err := h.Store.Partitions(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items64, ok64, failed64 int64
+	i := 0
+	for _, p := range parts {
+		cursor, seq := p.StartPos, int64(0)
+		for ; i < len(ledger) && ledger[i].Partition == p.Index; i++ {
+			l := ledger[i]
+			if l.Seq != seq || l.From != cursor || l.To <= l.From || int64(l.Items) != l.To-l.From {
+				t.Errorf("partition %d: ledger row %+v does not follow seq %d cursor %d", p.Index, l, seq, cursor)
+			}
+			cursor, seq = l.To, seq+1
+			items64 += int64(l.Items)
+			ok64 += int64(l.OK)
+			failed64 += int64(l.Failed)
+		}
+		if cursor != p.EndPos || p.Status != checkpoint.PartitionCompleted || p.Seq != seq {
+			t.Errorf("partition %d: ledger covers up to %d in %d batches; partition %+v", p.Index, cursor, seq, p)
+		}
+	}
+	if items64 != run.Total || ok64 != run.Succeeded || failed64 != run.Failed {
+		t.Errorf("ledger sums items %d ok %d failed %d; run %+v", items64, ok64, failed64, run)
+	}
+	return ledger
+}
+
+func jsonNumber(s string) json.Number { return json.Number(s) }
+
+// SafeBuffer is a bytes.Buffer safe for concurrent writers.
+type SafeBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *SafeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written.
+func (b *SafeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,188 @@
+// Package worker is the worker process of syncworker, wired from the
+// configuration: the asynq server that runs batch tasks with the daily-sync
+// job, and the sweeper. cmd/worker runs it; tests run it in-process.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/db"
+	"github.com/syncworker/syncworker/internal/fault"
+	"github.com/syncworker/syncworker/internal/quotes"
+	"github.com/syncworker/syncworker/internal/sweeper"
+	"github.com/syncworker/syncworker/internal/tasks"
+)
+
+// rateLimitKey is the Redis key of the quotes provider's shared rate limit.
+const rateLimitKey = "syncworker:ratelimit:quotes"
+
+// Options are what a worker takes besides the configuration.
+type Options struct {
+	// Name names the worker in the batch ledger; empty means hostname:pid.
+	Name string
+	// Logger receives the worker's logs; nil means the configured logger on stderr.
+	Logger *slog.Logger
+}
+
+// Run serves tasks until ctx ends, then shuts down: handlers stop at once,
+// their transactions roll back, and their tasks go back to the queue.
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = cfg.Log.NewLogger(os.Stderr)
+	}
+	name := opts.Name
+	if name == "" {
+		hostname, _ := os.Hostname()
+		name = hostname + ":" + strconv.Itoa(os.Getpid())
+	}
+
+	pool, err := db.Open(ctx, cfg.DatabaseURL, int32(cfg.Worker.Concurrency+4))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := db.CheckSchema(ctx, pool); err != nil {
+		return err
+	}
+
+	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("redis_url: %w", err)
+	}
+	rdbOpt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("redis_url: %w", err)
+	}
+	rdb := redis.NewClient(rdbOpt)
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("connect to redis at %s: %w", redact(cfg.RedisURL), err)
+	}
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+
+	jobs, err := Jobs(cfg, rdb)
+	if err != nil {
+		return err
+	}
+
+	store := checkpoint.New(pool)
+	enqueuer := tasks.NewEnqueuer(rdb, cfg.Sync.MaxRetry, cfg.Sync.TaskTimeout)
+	stopping := make(chan struct{})
+	handler := tasks.NewHandler(tasks.HandlerOptions{
+		Store:    store,
+		Enqueuer: enqueuer,
+		Jobs:     jobs,
+		Slice:    cfg.Sync.TaskSlice,
+		MaxRetry: cfg.Sync.MaxRetry,
+		Worker:   name,
+		Logger:   log,
+		Stopping: stopping,
+	})
+
+	srv := asynq.NewServer(redisOpt, tasks.ServerConfig(cfg.Worker, cfg.Sync,
+		asynq.ErrorHandlerFunc(logTaskError(log)), asynqLogger{log: log.With("component", "asynq")}))
+	if err := srv.Start(route(handler)); err != nil {
+		return fmt.Errorf("start asynq server: %w", err)
+	}
+
+	sw := sweeper.New(pool, store, enqueuer, inspector, cfg.Sweeper.Interval, log.With("component", "sweeper"))
+	var wg sync.WaitGroup
+	wg.Go(func() { sw.Run(ctx) })
+
+	log.Info("worker started", "name", name, "concurrency", cfg.Worker.Concurrency, "queue", tasks.Queue,
+		"task_slice", cfg.Sync.TaskSlice, "sweeper_interval", cfg.Sweeper.Interval,
+		"quotes", cfg.Quotes.BaseURL, "rate_limit", cfg.Quotes.RateLimit)
+	<-ctx.Done()
+	log.Info("shutting down: stopping running batches")
+	close(stopping)
+	srv.Shutdown()
+	wg.Wait()
+	log.Info("worker stopped")
+	return nil
+}
+
+// Jobs returns the jobs a worker runs, by name, with their sources built
+// from cfg; rdb carries the sources' rate limits, shared by all workers.
+func Jobs(cfg config.Config, rdb redis.UniversalClient) (map[string]tasks.Job, error) {
+	var limiter quotes.Limiter
+	if cfg.Quotes.RateLimit > 0 {
+		limiter = quotes.NewRedisLimiter(rdb, rateLimitKey, cfg.Quotes.RateLimit)
+	}
+	source, err := quotes.NewClient(quotes.Options{
+		BaseURL:       cfg.Quotes.BaseURL,
+		APIKey:        cfg.Quotes.APIKey,
+		Timeout:       cfg.Quotes.Timeout,
+		MaxAttempts:   cfg.Quotes.MaxAttempts,
+		MaxRetryAfter: cfg.Quotes.MaxRetryAfter,
+		Limiter:       limiter,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]tasks.Job{tasks.JobDailySync: tasks.NewDailySync(source, cfg.Quotes.Concurrency)}, nil
+}
+
+// route sends batch tasks to h and archives a task of any other type with
+// the reason, instead of retrying what no worker can handle.
+func route(h asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		if t.Type() != tasks.TypeBatch {
+			return fmt.Errorf("unknown task type %q: %w", t.Type(), asynq.SkipRetry)
+		}
+		return h.ProcessTask(ctx, t)
+	})
+}
+
+// logTaskError logs each task error once, at a level that fits its class.
+func logTaskError(log *slog.Logger) func(ctx context.Context, t *asynq.Task, err error) {
+	return func(ctx context.Context, t *asynq.Task, err error) {
+		id, _ := asynq.GetTaskID(ctx)
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		attrs := []any{"task", id, "type", t.Type(), "retried", retried, "max_retry", maxRetry, "error", err}
+		switch {
+		case fault.IsShutdown(err):
+			log.Info("task stopped for shutdown; it runs again", attrs...)
+		case errors.Is(err, asynq.RevokeTask):
+			log.Warn("task dropped on its last attempt without failing; the sweeper restores its chain", attrs...)
+		case errors.Is(err, asynq.SkipRetry) || retried >= maxRetry:
+			log.Error("task failed for good", append(attrs, "class", fault.ClassOf(err).String())...)
+		default:
+			log.Warn("task failed; asynq retries it", append(attrs, "class", fault.ClassOf(err).String())...)
+		}
+	}
+}
+
+// redact hides the password of a URL for messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Redacted()
+}
+
+// asynqLogger writes asynq's own logs through slog.
+type asynqLogger struct{ log *slog.Logger }
+
+func (l asynqLogger) Debug(args ...any) { l.log.Debug(fmt.Sprint(args...)) }
+func (l asynqLogger) Info(args ...any)  { l.log.Info(fmt.Sprint(args...)) }
+func (l asynqLogger) Warn(args ...any)  { l.log.Warn(fmt.Sprint(args...)) }
+func (l asynqLogger) Error(args ...any) { l.log.Error(fmt.Sprint(args...)) }
+func (l asynqLogger) Fatal(args ...any) {
+	l.log.Error(fmt.Sprint(args...))
+	os.Exit(1)
+}
