@@ -44,10 +44,10 @@ type app struct {
 	configFile     string
 	jsonOut        bool
 
-	cfg       config.Config
-	pool      *pgxpool.Pool
-	store     *checkpoint.Store
-	rdb       *redis.Client
+	cfg   config.Config
+	pool  *pgxpool.Pool
+	store *checkpoint.Store
+	rdb   *redis.Client
 }
 
 // execute runs the command line args and returns the process's exit code.

@@ -248,7 +248,13 @@ func TestCommitAdvancesOnce(t *testing.T) {
 		{"duplicate", b},
 		{"older seq", func() Batch { x := batchOf(run, res.Partition, false); x.Seq = 0; return x }()},
 		{"other attempt", func() Batch { x := batchOf(run, res.Partition, false); x.Attempt = 2; return x }()},
-		{"wrong cursor", func() Batch { x := batchOf(run, res.Partition, false); x.From = 3; x.To = 4; x.Outcomes = nil; return x }()},
+		{"wrong cursor", func() Batch {
+			x := batchOf(run, res.Partition, false)
+			x.From = 3
+			x.To = 4
+			x.Outcomes = nil
+			return x
+		}()},
 		{"beyond the partition", func() Batch { x := batchOf(run, res.Partition, false); x.To = 9; x.Outcomes = nil; return x }()},
 	}
 	for _, s := range stale {
