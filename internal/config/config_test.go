@@ -203,3 +203,26 @@ func TestMissingExplicitFile(t *testing.T) {
 		t.Fatalf("error %v does not name the missing file", err)
 	}
 }
+
+func TestEnvironRoundTrips(t *testing.T) {
+	clearEnv(t)
+	want := Default()
+	want.Sync.BatchSize = 123
+	want.Sync.TaskSlice = 1500 * time.Millisecond
+	want.Quotes.APIKey = "k"
+	env := want.Environ()
+	if len(env) != len(defaults) {
+		t.Errorf("Environ has %d variables, want one per key (%d)", len(env), len(defaults))
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	got, err := Load(Options{File: os.DevNull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip through the environment:\n got %+v\nwant %+v", got, want)
+	}
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/harness"
+	"github.com/syncworker/syncworker/internal/simulator"
+)
+
+const date = "2026-11-20"
+
+// cli runs the enqueue command in-process against h.
+type cli struct {
+	t *testing.T
+	h *harness.Harness
+}
+
+func setup(t *testing.T, opts harness.Options) *cli {
+	t.Helper()
+	h := harness.New(t, opts)
+	for _, kv := range h.Config.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	t.Setenv(config.FileEnv, os.DevNull)
+	return &cli{t: t, h: h}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (c *cli) run(stdin string, args ...string) result {
+	c.t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code := execute(ctx, args, strings.NewReader(stdin), &out, &errOut)
+	return result{code: code, stdout: out.String(), stderr: errOut.String()}
+}
+
+func (c *cli) runJSON(v any, args ...string) result {
+	c.t.Helper()
+	r := c.run("", append(args, "--json")...)
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		c.t.Fatalf("enqueue %v: stdout %q is not one JSON value: %v (stderr %q)", args, r.stdout, err, r.stderr)
+	}
+	return r
+}
+
+func TestDailySyncStartsOnceAndPrintsJSON(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 25})
+	var first map[string]any
+	r := c.runJSON(&first, "daily-sync", "--date", date, "--batch-size", "10", "--partitions", "2")
+	if r.code != 0 || !strings.Contains(r.stderr, "started daily-sync "+date+" over 25 symbols in 2 partitions, batches of 10") {
+		t.Fatalf("daily-sync = %+v", r)
+	}
+	for _, key := range []string{"id", "job", "run_key", "status", "total", "processed", "succeeded", "failed", "started_at", "finished_at"} {
+		if _, ok := first[key]; !ok {
+			t.Errorf("JSON lacks %q: %v", key, first)
+		}
+	}
+	if first["job"] != "daily-sync" || first["run_key"] != date || first["total"] != 25.0 || first["status"] != "pending" {
+		t.Errorf("JSON = %v", first)
+	}
+
+	var second map[string]any
+	r = c.runJSON(&second, "daily-sync", "--date", date, "--batch-size", "99")
+	if r.code != 0 || second["id"] != first["id"] || !strings.Contains(r.stderr, "exists and is pending") ||
+		!strings.Contains(r.stderr, "--batch-size applies to new runs only; this run keeps 10") {
+		t.Errorf("second daily-sync = %+v", r)
+	}
+	if n := c.h.Count(`SELECT count(*) FROM runs`); n != 1 {
+		t.Errorf("%d runs, want 1", n)
+	}
+}
+
+func TestWaitExitCodes(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 60, Sim: simulator.Config{Latency: 2 * time.Millisecond}})
+
+	// Nothing serves the queue: still running when the timeout elapses.
+	r := c.run("", "daily-sync", "--date", date, "--wait", "--timeout", "1s", "--progress-interval", "100ms", "--json")
+	if r.code != exitRunning || !strings.Contains(r.stderr, "still pending after 1s") || !strings.Contains(r.stderr, "it goes on") {
+		t.Fatalf("--wait with no worker = %+v, want exit 2", r)
+	}
+	var run checkpoint.Run
+	if err := json.Unmarshal([]byte(r.stdout), &run); err != nil || run.Status != checkpoint.StatusPending {
+		t.Fatalf("--json after a timeout printed %q (%v)", r.stdout, err)
+	}
+
+	// A worker serves it: waiting again for the same date follows it to the end.
+	c.h.StartWorker("w")
+	r = c.run("", "daily-sync", "--date", date, "--wait", "--progress-interval", "100ms", "--json")
+	if r.code != exitOK {
+		t.Fatalf("--wait with a worker = %+v, want exit 0", r)
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &run); err != nil || run.Status != checkpoint.StatusCompleted || run.Processed != 60 || run.FinishedAt == nil {
+		t.Fatalf("--json at the end = %q (%v)", r.stdout, err)
+	}
+	if !strings.Contains(r.stderr, "completed 60/60 (100.0%)") {
+		t.Errorf("progress lines lack the final state:\n%s", r.stderr)
+	}
+}
+
+func TestWaitOnAFailedRunExits1(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 5, Sim: simulator.Config{APIKey: "secret"}})
+	c.h.StartWorker("w")
+	r := c.run("", "daily-sync", "--date", date, "--wait")
+	if r.code != exitError || !strings.Contains(r.stderr, "failed") || !strings.Contains(r.stderr, "credentials") ||
+		!strings.Contains(r.stderr, "enqueue retry") {
+		t.Fatalf("--wait on a run that fails = %+v, want exit 1 with the reason and the way to resume", r)
+	}
+	if !strings.Contains(r.stdout, ": failed, 0/5 processed") {
+		t.Errorf("summary line = %q", r.stdout)
+	}
+}
+
+func TestStatusFailuresRetryCancel(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 20, Unknown: 3})
+	r := c.run("", "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "no runs yet") {
+		t.Fatalf("status with no runs = %+v", r)
+	}
+	var run checkpoint.Run
+	c.runJSON(&run, "daily-sync", "--date", date, "--batch-size", "5", "--partitions", "2")
+	id := strconv.FormatInt(run.ID, 10)
+
+	// Cancel, then retry resumes it; a worker completes it.
+	if r := c.run("", "cancel", id); r.code != 0 || !strings.Contains(r.stderr, "cancelled at 0/23") {
+		t.Fatalf("cancel = %+v", r)
+	}
+	if r := c.run("", "retry", id); r.code != 0 || !strings.Contains(r.stderr, "resumed as attempt 2") {
+		t.Fatalf("retry = %+v", r)
+	}
+	if r := c.run("", "retry", id); r.code != 1 || !strings.Contains(r.stderr, "only a failed or cancelled run can be retried") {
+		t.Errorf("retry of a running run = %+v, want exit 1", r)
+	}
+	c.h.StartWorker("w")
+	c.h.WaitEnded(run.ID, 30*time.Second)
+	if r := c.run("", "cancel", id); r.code != 1 || !strings.Contains(r.stderr, "completed; there is nothing to cancel") {
+		t.Errorf("cancel of a completed run = %+v", r)
+	}
+
+	r = c.run("", "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "RUN KEY") || !strings.Contains(r.stdout, date) || !strings.Contains(r.stdout, "23/23 100.0%") {
+		t.Errorf("status = %+v", r)
+	}
+	var list []checkpoint.Run
+	if r := c.runJSON(&list, "status"); r.code != 0 || len(list) != 1 || list[0].ID != run.ID {
+		t.Errorf("status --json = %+v", list)
+	}
+	r = c.run("", "status", id)
+	if r.code != 0 || !strings.Contains(r.stdout, "completed (attempt 2)") || !strings.Contains(r.stdout, "PARTITION") {
+		t.Errorf("status %s = %+v", id, r)
+	}
+	var detail struct {
+		checkpoint.Run
+		PartitionList []checkpoint.Partition `json:"partition_list"`
+	}
+	if r := c.runJSON(&detail, "status", id); r.code != 0 || detail.ID != run.ID || len(detail.PartitionList) != 2 {
+		t.Errorf("status %s --json = %+v", id, detail)
+	}
+
+	r = c.run("", "failures", id)
+	if r.code != 0 || !strings.Contains(r.stdout, "XX0001") || !strings.Contains(r.stdout, "3 failed symbols") || !strings.Contains(r.stdout, "404") {
+		t.Errorf("failures = %+v", r)
+	}
+	var items []checkpoint.Item
+	if r := c.runJSON(&items, "failures", id); r.code != 0 || len(items) != 3 || items[0].Status != checkpoint.ItemFailed {
+		t.Errorf("failures --json = %+v", items)
+	}
+}
+
+func TestStocksImport(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 2})
+	file := filepath.Join(t.TempDir(), "stocks.csv")
+	if err := os.WriteFile(file, []byte("symbol,name\nnew1,New One\nAAA,Renamed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.run("", "stocks", "import", file); r.code != 0 || !strings.Contains(r.stdout, "imported 2 stocks from "+file+": 1 new, 1 updated") {
+		t.Errorf("import file = %+v", r)
+	}
+	if r := c.run("symbol\nnew2\n", "stocks", "import", "-"); r.code != 0 || !strings.Contains(r.stdout, "1 new") {
+		t.Errorf("import stdin = %+v", r)
+	}
+	before := c.h.Count(`SELECT count(*) FROM stocks`)
+	r := c.run("symbol\nGOOD\nbad symbol!\n", "stocks", "import", "-")
+	if r.code != 1 || !strings.Contains(r.stderr, "stdin: csv line 3: invalid symbol") {
+		t.Errorf("import of a bad file = %+v", r)
+	}
+	if after := c.h.Count(`SELECT count(*) FROM stocks`); after != before {
+		t.Errorf("a rejected file changed the stocks: %d -> %d", before, after)
+	}
+	if r := c.run("", "stocks", "import", filepath.Join(t.TempDir(), "missing.csv")); r.code != 1 || !strings.Contains(r.stderr, "no such file") {
+		t.Errorf("import of a missing file = %+v", r)
+	}
+}
+
+func TestBadInputIsAnsweredClearly(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 2})
+	tomorrow := time.Now().In(c.h.Config.Location()).AddDate(0, 0, 2).Format("2006-01-02")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"malformed date", []string{"daily-sync", "--date", "20-11-2026"}, `invalid --date "20-11-2026": want YYYY-MM-DD`},
+		{"impossible date", []string{"daily-sync", "--date", "2026-02-30"}, "invalid --date"},
+		{"future date", []string{"daily-sync", "--date", tomorrow}, "is after today"},
+		{"timeout without wait", []string{"daily-sync", "--timeout", "5s"}, "--timeout only applies with --wait"},
+		{"negative timeout", []string{"daily-sync", "--wait", "--timeout", "-5s"}, "want a duration of 0 or more"},
+		{"zero batch size", []string{"daily-sync", "--batch-size", "0"}, "sync.batch_size (--batch-size) must be between 1"},
+		{"huge partitions", []string{"daily-sync", "--partitions", "99999"}, "sync.partitions (--partitions)"},
+		{"unknown flag", []string{"daily-sync", "--dat", date}, "unknown flag: --dat"},
+		{"unknown run", []string{"status", "999"}, "run 999: not found"},
+		{"unknown run failures", []string{"failures", "999"}, "run 999: not found"},
+		{"unknown run retry", []string{"retry", "999"}, "run 999: not found"},
+		{"unknown run cancel", []string{"cancel", "999"}, "run 999: not found"},
+		{"run id not a number", []string{"status", "abc"}, `invalid run id "abc"`},
+		{"run id zero", []string{"cancel", "0"}, `invalid run id "0"`},
+		{"sql in run id", []string{"status", "1; DROP TABLE runs"}, "invalid run id"},
+		{"missing run id", []string{"retry"}, "accepts 1 arg"},
+		{"bad limit", []string{"status", "--limit", "0"}, "--limit 0"},
+		{"unknown command", []string{"dailysync"}, `unknown command "dailysync"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := c.run("", tt.args...)
+			if r.code != exitError || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("enqueue %v = exit %d, stderr %q; want exit 1 and %q", tt.args, r.code, r.stderr, tt.want)
+			}
+		})
+	}
+	if n := c.h.Count(`SELECT count(*) FROM runs`); n != 0 {
+		t.Errorf("bad input created %d runs", n)
+	}
+}
+
+func TestDefaultDateIsTodayInTheMarketTimeZone(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 2})
+	var run checkpoint.Run
+	if r := c.runJSON(&run, "daily-sync"); r.code != 0 {
+		t.Fatalf("daily-sync = %+v", r)
+	}
+	// The run key is taken on the market's calendar; allow for a test that
+	// straddles midnight there.
+	loc := c.h.Config.Location()
+	before, after := time.Now().In(loc).Add(-time.Minute).Format("2006-01-02"), time.Now().In(loc).Format("2006-01-02")
+	if run.RunKey != before && run.RunKey != after {
+		t.Errorf("run key %s, want today in %s (%s)", run.RunKey, loc, after)
+	}
+}
