@@ -86,7 +86,7 @@ func newBar(w io.Writer, run checkpoint.Run) *bar {
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionFullWidth(),
+		progressbar.OptionSetWidth(30),
 		progressbar.OptionSetRenderBlankState(true),
 	)}
 }
@@ -101,13 +101,14 @@ func (b *bar) done(run checkpoint.Run) {
 
 // lines prints a progress line every so often, for logs and pipes.
 type lines struct {
-	w       io.Writer
-	every   time.Duration
-	last    time.Time
-	status  checkpoint.Status
-	t0      time.Time
-	p0      int64
-	started bool
+	w         io.Writer
+	every     time.Duration
+	last      time.Time
+	status    checkpoint.Status
+	processed int64
+	t0        time.Time
+	p0        int64
+	started   bool
 }
 
 func (l *lines) update(run checkpoint.Run) {
@@ -118,13 +119,18 @@ func (l *lines) update(run checkpoint.Run) {
 	if run.Status == l.status && now.Sub(l.last) < l.every {
 		return
 	}
-	l.last, l.status = now, run.Status
 	l.print(run, now)
 }
 
-func (l *lines) done(run checkpoint.Run) { l.print(run, time.Now()) }
+// done prints the last state, unless it was just printed.
+func (l *lines) done(run checkpoint.Run) {
+	if run.Status != l.status || run.Processed != l.processed {
+		l.print(run, time.Now())
+	}
+}
 
 func (l *lines) print(run checkpoint.Run, now time.Time) {
+	l.last, l.status, l.processed = now, run.Status, run.Processed
 	line := fmt.Sprintf("run %d %s: %s %d/%d (%s), %d succeeded, %d failed",
 		run.ID, run.RunKey, run.Status, run.Processed, run.Total, percent(run.Processed, run.Total),
 		run.Succeeded, run.Failed)

@@ -304,7 +304,7 @@ func (h *Harness) VerifyExactlyOnce(id int64) []LedgerRow {
 		switch {
 		case h.Known[it.Key] && it.Status != checkpoint.ItemSucceeded:
 			t.Errorf("known symbol %s is %s (%s)", it.Key, it.Status, it.Error)
-		case !h.Known[it.Key] && (it.Status != checkpoint.ItemFailed || !strings.Contains(it.Error, "unknown symbol")):
+		case !h.Known[it.Key] && (it.Status != checkpoint.ItemFailed || !strings.Contains(it.Error, "404 Not Found")):
 			t.Errorf("unknown symbol %s is %s with error %q, want failed as unknown", it.Key, it.Status, it.Error)
 		}
 		if h.Known[it.Key] {

@@ -218,7 +218,7 @@ func (c *Client) once(ctx context.Context, symbol string, date time.Time) (Quote
 		}
 		return Parse(body, symbol, day)
 	case code == http.StatusNotFound:
-		return Quote{}, fault.Wrap(fault.ItemPermanent, fmt.Errorf("unknown symbol %s: provider answered 404%s", symbol, detail(body)))
+		return Quote{}, fault.Wrap(fault.ItemPermanent, fmt.Errorf("quote %s: provider answered 404 Not Found%s", symbol, detail(body)))
 	case code == http.StatusTooManyRequests:
 		d := retryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return Quote{}, fault.Limited(fmt.Errorf("quote %s: provider answered 429, retry after %s", symbol, d), d)

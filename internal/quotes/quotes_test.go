@@ -79,7 +79,7 @@ func TestFetchClassifies(t *testing.T) {
 		{name: "5xx until attempts run out", replies: []reply{{status: 500}}, wantClass: fault.Transient, wantRequests: 3, wantErr: "after 3 attempts"},
 		{name: "unreadable body is transient", replies: []reply{{status: 200, body: `{"symbol":"AA`}}, wantClass: fault.Transient, wantRequests: 3, wantErr: "unreadable"},
 		{name: "timeout is transient", replies: []reply{{status: 200, body: goodBody, delay: time.Second}}, wantClass: fault.Transient, wantRequests: 3},
-		{name: "404 is item-permanent", replies: []reply{{status: 404, body: `{"error":"unknown symbol AAPL"}`}}, wantClass: fault.ItemPermanent, wantRequests: 1, wantErr: "unknown symbol AAPL"},
+		{name: "404 is item-permanent", replies: []reply{{status: 404, body: `{"error":"unknown symbol AAPL"}`}}, wantClass: fault.ItemPermanent, wantRequests: 1, wantErr: "404 Not Found: unknown symbol AAPL"},
 		{name: "400 is item-permanent", replies: []reply{{status: 400, body: `{"error":"bad date"}`}}, wantClass: fault.ItemPermanent, wantRequests: 1, wantErr: "bad date"},
 		{name: "401 is run-fatal", replies: []reply{{status: 401}}, wantClass: fault.RunFatal, wantRequests: 1, wantErr: "credentials"},
 		{name: "403 is run-fatal", replies: []reply{{status: 403}}, wantClass: fault.RunFatal, wantRequests: 1},
