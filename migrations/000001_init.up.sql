@@ -99,7 +99,7 @@ CREATE TABLE batch_ledger (
     task_id      text NOT NULL,
     worker       text NOT NULL,
     started_at   timestamptz NOT NULL,
-    committed_at timestamptz NOT NULL DEFAULT now(),
+    committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     duration_ms  integer NOT NULL,
     PRIMARY KEY (run_id, partition, seq),
     FOREIGN KEY (run_id, partition) REFERENCES run_partitions (run_id, partition) ON DELETE CASCADE

@@ -82,17 +82,6 @@ func (p *process) wait(t *testing.T, timeout time.Duration) int {
 	}
 }
 
-func waitSim(t *testing.T, h *harness.Harness, ok int64) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for h.Sim.Stats().OK < ok {
-		if time.Now().After(deadline) {
-			t.Fatalf("the workers made %d good requests in 60s, want %d", h.Sim.Stats().OK, ok)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // A worker killed with SIGKILL in the middle of a run: another worker
 // finishes the run, every symbol written exactly once. (asynq gives the
 // killed worker's task back once its lease has expired, within about 90 s.)
@@ -104,7 +93,7 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	run := h.StartDailySync("2026-11-20", 10, 2)
 
 	a := startProcess(t, h)
-	waitSim(t, h, 60)
+	h.WaitServed(60, 60*time.Second)
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +135,7 @@ func TestSIGTERMStopsMidBatch(t *testing.T) {
 	run := h.StartDailySync("2026-11-20", 5, 1)
 
 	a := startProcess(t, h)
-	waitSim(t, h, 7) // two requests into the second batch
+	h.WaitServed(7, 60*time.Second) // two requests into the second batch
 	termAt := time.Now()
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

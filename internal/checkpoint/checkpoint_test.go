@@ -77,6 +77,15 @@ func batchOf(run Run, p Partition, handover bool) Batch {
 	return b
 }
 
+// withRange moves b to [from, to), with an outcome for each position.
+func withRange(b Batch, from, to int64) Batch {
+	b.From, b.To, b.Outcomes = from, to, nil
+	for pos := from; pos < to; pos++ {
+		b.Outcomes = append(b.Outcomes, Outcome{Pos: pos, OK: true, Attempts: 1})
+	}
+	return b
+}
+
 func (e *env) partition(t *testing.T, runID int64, idx int) Partition {
 	t.Helper()
 	_, p, err := e.store.Load(context.Background(), runID, idx)
@@ -248,14 +257,8 @@ func TestCommitAdvancesOnce(t *testing.T) {
 		{"duplicate", b},
 		{"older seq", func() Batch { x := batchOf(run, res.Partition, false); x.Seq = 0; return x }()},
 		{"other attempt", func() Batch { x := batchOf(run, res.Partition, false); x.Attempt = 2; return x }()},
-		{"wrong cursor", func() Batch {
-			x := batchOf(run, res.Partition, false)
-			x.From = 3
-			x.To = 4
-			x.Outcomes = nil
-			return x
-		}()},
-		{"beyond the partition", func() Batch { x := batchOf(run, res.Partition, false); x.To = 9; x.Outcomes = nil; return x }()},
+		{"wrong cursor", withRange(batchOf(run, res.Partition, false), 3, 4)},
+		{"beyond the partition", withRange(batchOf(run, res.Partition, false), 2, 9)},
 	}
 	for _, s := range stale {
 		if _, err := e.store.Commit(ctx, s.b, probeWrite(run.ID, 99)); !errors.Is(err, ErrStale) {
@@ -271,6 +274,27 @@ func TestCommitAdvancesOnce(t *testing.T) {
 	}
 	if n := e.count(t, `SELECT count(*) FROM batch_ledger`); n != 1 {
 		t.Errorf("ledger has %d rows, want 1", n)
+	}
+}
+
+func TestCommitRefusesOutcomesThatDoNotCoverTheBatch(t *testing.T) {
+	e := setup(t)
+	run := e.create(t, "k", 4, 3, 1)
+	b := batchOf(run, e.partition(t, run.ID, 0), false)
+	tests := map[string][]Outcome{
+		"too few":      b.Outcomes[:2],
+		"duplicate":    {b.Outcomes[0], b.Outcomes[1], b.Outcomes[1]},
+		"out of range": {b.Outcomes[0], b.Outcomes[1], {Pos: 3, OK: true}},
+	}
+	for name, outcomes := range tests {
+		x := b
+		x.Outcomes = outcomes
+		if _, err := e.store.Commit(context.Background(), x, nil); err == nil || errors.Is(err, ErrStale) {
+			t.Errorf("%s: Commit = %v, want a refusal", name, err)
+		}
+	}
+	if n := e.count(t, `SELECT count(*) FROM batch_ledger`); n != 0 {
+		t.Errorf("refused commits wrote %d ledger rows", n)
 	}
 }
 

@@ -23,7 +23,8 @@ type Batch struct {
 	// Handover passes the chain to the task of Seq+1: the partition's
 	// TaskSeq advances with its Seq, so that a sweeper looks for that task.
 	Handover bool
-	// Outcomes are the outcomes of the batch's items.
+	// Outcomes are the outcomes of the batch's items: one for each
+	// position of [From, To).
 	Outcomes []Outcome
 	// Records is the number of data rows the batch wrote.
 	Records int
@@ -68,6 +69,11 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: range [%d, %d) is reversed",
 			b.RunID, b.Partition, b.Seq, b.From, b.To)
 	}
+	if int64(len(b.Outcomes)) != b.To-b.From {
+		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %d outcomes for the %d items of [%d, %d)",
+			b.RunID, b.Partition, b.Seq, len(b.Outcomes), b.To-b.From, b.From, b.To)
+	}
+	seen := make(map[int64]bool, len(b.Outcomes))
 	var ok, failed int
 	pos := make([]int64, len(b.Outcomes))
 	status := make([]string, len(b.Outcomes))
@@ -78,6 +84,11 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: item %d is outside [%d, %d)",
 				b.RunID, b.Partition, b.Seq, o.Pos, b.From, b.To)
 		}
+		if seen[o.Pos] {
+			return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: item %d has two outcomes",
+				b.RunID, b.Partition, b.Seq, o.Pos)
+		}
+		seen[o.Pos] = true
 		pos[i], attempts[i] = o.Pos, int32(o.Attempts)
 		if o.OK {
 			ok++

@@ -413,3 +413,20 @@ func (s *Store) FailPartition(ctx context.Context, id int64, partition, attempt 
 	})
 	return failed, err
 }
+
+// WithSweepLock runs fn while holding the sweep lock, a Postgres advisory
+// lock (one per schema) that makes the sweep one-at-a-time across every
+// worker. When another process holds it, fn does not run and locked is false.
+func (s *Store) WithSweepLock(ctx context.Context, fn func(ctx context.Context) error) (locked bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx,
+			`SELECT pg_try_advisory_xact_lock(hashtext('syncworker.sweeper.' || current_schema()))`).Scan(&locked); err != nil {
+			return fmt.Errorf("take sweep lock: %w", err)
+		}
+		if !locked {
+			return nil
+		}
+		return fn(ctx)
+	})
+	return locked, err
+}

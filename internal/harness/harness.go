@@ -92,7 +92,9 @@ func New(t testing.TB, opts Options) *Harness {
 	cfg.Worker.ShutdownTimeout = 5 * time.Second
 	cfg.Sweeper.Interval = 200 * time.Millisecond
 	cfg.Sync.RetryBackoffMax = 100 * time.Millisecond
-	cfg.Sync.TaskSlice = 0
+	// Short enough that tasks hand over often, long enough that a task runs
+	// several batches: both paths are exercised.
+	cfg.Sync.TaskSlice = 100 * time.Millisecond
 	cfg.Log.Level = "warn"
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
@@ -216,6 +218,35 @@ func (h *Harness) WaitFor(id int64, timeout time.Duration, what string, cond fun
 		}
 		if time.Now().After(deadline) {
 			h.t.Fatalf("run %d: not %s after %s: %+v", id, what, timeout, run)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitServed waits until the simulator has answered ok quotes with 200.
+func (h *Harness) WaitServed(ok int64, timeout time.Duration) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for h.Sim.Stats().OK < ok {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("the simulator served %d quotes in %s, want %d", h.Sim.Stats().OK, timeout, ok)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WaitWorkers waits until n worker servers are registered in Redis, so that
+// a test that needs several workers does not start before they are there.
+func (h *Harness) WaitWorkers(n int, timeout time.Duration) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		servers, err := h.Inspector.Servers()
+		if err == nil && len(servers) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d worker servers registered after %s, want %d (%v)", len(servers), timeout, n, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -41,6 +41,10 @@ var ErrLimiter = errors.New("rate limiter")
 // maxBody bounds the size of a response body the client reads.
 const maxBody = 64 << 10
 
+// minRetryAfterPause is the least a fetch waits after a 429, even one that
+// says Retry-After: 0, so as not to hammer a provider that is shedding load.
+const minRetryAfterPause = 100 * time.Millisecond
+
 // maxInPlaceWaits bounds how many short Retry-After answers one fetch waits
 // out before it hands the batch back to the queue.
 const maxInPlaceWaits = 8
@@ -165,7 +169,7 @@ func (c *Client) Fetch(ctx context.Context, symbol string, date time.Time) (Quot
 			if d > c.maxRetryAfter || waits > maxInPlaceWaits {
 				return Quote{}, requests, err
 			}
-			pause = d
+			pause = max(d, minRetryAfterPause)
 		case fault.Transient:
 			transient++
 			if transient >= c.maxAttempts {
@@ -224,7 +228,7 @@ func (c *Client) once(ctx context.Context, symbol string, date time.Time) (Quote
 		return Quote{}, fault.Limited(fmt.Errorf("quote %s: provider answered 429, retry after %s", symbol, d), d)
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return Quote{}, fault.Wrap(fault.RunFatal, fmt.Errorf("quotes provider refused the credentials: %d %s%s", code, http.StatusText(code), detail(body)))
-	case code >= 500:
+	case code >= 500 || code == http.StatusRequestTimeout || code == http.StatusTooEarly:
 		return Quote{}, fault.Wrap(fault.Transient, fmt.Errorf("quote %s: provider answered %d %s", symbol, code, http.StatusText(code)))
 	default:
 		return Quote{}, fault.Wrap(fault.ItemPermanent, fmt.Errorf("quote %s: provider answered %d %s%s", symbol, code, http.StatusText(code), detail(body)))

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/tasks"
@@ -23,7 +21,6 @@ import (
 
 // Sweeper puts lost chains back on the queue.
 type Sweeper struct {
-	pool      *pgxpool.Pool
 	store     *checkpoint.Store
 	enqueuer  *tasks.Enqueuer
 	inspector *asynq.Inspector
@@ -32,8 +29,8 @@ type Sweeper struct {
 }
 
 // New returns a Sweeper that sweeps every interval.
-func New(pool *pgxpool.Pool, store *checkpoint.Store, enqueuer *tasks.Enqueuer, inspector *asynq.Inspector, interval time.Duration, log *slog.Logger) *Sweeper {
-	return &Sweeper{pool: pool, store: store, enqueuer: enqueuer, inspector: inspector, interval: interval, log: log}
+func New(store *checkpoint.Store, enqueuer *tasks.Enqueuer, inspector *asynq.Inspector, interval time.Duration, log *slog.Logger) *Sweeper {
+	return &Sweeper{store: store, enqueuer: enqueuer, inspector: inspector, interval: interval, log: log}
 }
 
 // Result counts what a sweep did.
@@ -48,58 +45,53 @@ type Result struct {
 	Failed int
 }
 
-// Run sweeps every interval until ctx ends. A failed sweep is logged and the
-// next one tries again: the sweeper must outlive the outages it repairs.
+// Run sweeps at once and then every interval until ctx ends. A failed sweep
+// is logged and the next one tries again: the sweeper must outlive the
+// outages it repairs.
 func (s *Sweeper) Run(ctx context.Context) {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 		res, err := s.Sweep(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			s.log.Warn("sweep failed", "error", err)
+			s.log.Warn("sweep failed", "error", err, "checked", res.Checked, "enqueued", res.Enqueued, "failed", res.Failed)
 		case res.Enqueued > 0 || res.Failed > 0:
 			s.log.Info("sweep repaired chains", "checked", res.Checked, "enqueued", res.Enqueued, "failed", res.Failed)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
 
 // Sweep makes one pass over the running partitions, if no other process is
-// sweeping (a Postgres advisory lock, per schema, held for the pass).
+// sweeping. A partition it cannot check does not stop it from checking the
+// others; their errors are returned together.
 func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 	var res Result
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var locked bool
-		if err := tx.QueryRow(ctx,
-			`SELECT pg_try_advisory_xact_lock(hashtext('syncworker.sweeper.' || current_schema()))`).Scan(&locked); err != nil {
-			return fmt.Errorf("take sweep lock: %w", err)
-		}
-		if !locked {
-			res.Skipped = true
-			return nil
-		}
+	locked, err := s.store.WithSweepLock(ctx, func(ctx context.Context) error {
 		parts, err := s.store.ActivePartitions(ctx)
 		if err != nil {
 			return err
 		}
+		var errs []error
 		for _, p := range parts {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			res.Checked++
 			if err := s.check(ctx, p, &res); err != nil {
-				return err
+				errs = append(errs, err)
 			}
 		}
-		return nil
+		return errors.Join(errs...)
 	})
+	res.Skipped = !locked && err == nil
 	if err != nil {
 		return res, fmt.Errorf("sweep: %w", err)
 	}
@@ -113,6 +105,15 @@ func (s *Sweeper) check(ctx context.Context, p checkpoint.Partition, res *Result
 	info, err := s.inspector.GetTaskInfo(tasks.Queue, id)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		// The chain may have moved on since the pass read it (a handover
+		// deletes the old task): look again before enqueueing.
+		_, now, err2 := s.store.Load(ctx, p.RunID, p.Index)
+		if err2 != nil {
+			return err2
+		}
+		if now.Status != checkpoint.PartitionRunning || now.Attempt != p.Attempt || now.TaskSeq != p.TaskSeq {
+			return nil
+		}
 		if errors.Is(err, asynq.ErrQueueNotFound) {
 			s.enqueuer.Republish() // Redis lost the queue's registration too
 		}

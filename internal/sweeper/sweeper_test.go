@@ -17,7 +17,7 @@ import (
 func setup(t *testing.T) (*harness.Harness, *sweeper.Sweeper) {
 	t.Helper()
 	h := harness.New(t, harness.Options{Symbols: 40})
-	sw := sweeper.New(h.DB.Pool, h.Store, h.Enqueuer, h.Inspector, h.Config.Sweeper.Interval, slog.New(slog.DiscardHandler))
+	sw := sweeper.New(h.Store, h.Enqueuer, h.Inspector, h.Config.Sweeper.Interval, slog.New(slog.DiscardHandler))
 	return h, sw
 }
 

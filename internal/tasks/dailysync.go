@@ -116,11 +116,15 @@ func (d *DailySync) Fetch(ctx context.Context, b Batch) (Fetched, error) {
 		}
 		out.Outcomes[i] = o
 	}
-	// When every fetch failed for a passing reason, the source is down, not
-	// the symbols: retry the batch rather than fail them all, unless this is
-	// the last attempt.
-	if len(b.Items) > 0 && transient == len(b.Items) && !b.Final {
-		return Fetched{}, fmt.Errorf("every quote of the batch failed, the last with: %w", lastErr)
+	// A quote that failed for a passing reason (after the client's own
+	// attempts) is asked again with the whole batch, from the unchanged
+	// cursor, until the task's last attempt. Then, if the source answered
+	// some of the batch, the symbols it still fails on are recorded failed
+	// with their errors and the run goes on; if it answered none, the source
+	// is down: the batch's error fails the partition and the run, which a
+	// retry resumes.
+	if transient > 0 && (!b.Final || transient == len(b.Items)) {
+		return Fetched{}, fmt.Errorf("%d of %d quotes of the batch failed, the last with: %w", transient, len(b.Items), lastErr)
 	}
 	out.Records = len(prices)
 	runID := b.Run.ID

@@ -72,7 +72,8 @@ func ChainPayload(p checkpoint.Partition) Payload {
 func RetryDelay(maxBackoff time.Duration) asynq.RetryDelayFunc {
 	return func(n int, err error, _ *asynq.Task) time.Duration {
 		if d, ok := fault.RetryAfter(err); ok {
-			return d + rand.N(d/10+time.Millisecond)
+			d = max(d, time.Second)
+			return d + rand.N(d/10)
 		}
 		if fault.IsShutdown(err) {
 			return 500 * time.Millisecond

@@ -27,7 +27,8 @@ type Batch struct {
 	Run   checkpoint.Run
 	Items []checkpoint.Item
 	// Final is true on the task's last attempt: the job should then record
-	// what it could not do as failed items rather than fail the batch again.
+	// what it could not do as failed items rather than fail the batch again,
+	// where that is right.
 	Final bool
 }
 
@@ -96,22 +97,33 @@ func NewHandler(opts HandlerOptions) *Handler {
 	}
 }
 
+// delivery is one delivery of a batch task.
+type delivery struct {
+	Payload
+	taskID string
+	// retried is the number of times the task was retried; final is true on
+	// its last attempt.
+	retried int
+	final   bool
+}
+
 // ProcessTask runs a batch task. It implements asynq.Handler.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	p, err := DecodePayload(t.Payload())
 	if err != nil {
 		return fmt.Errorf("malformed task payload: %w: %w", err, asynq.SkipRetry)
 	}
-	taskID, ok := asynq.GetTaskID(ctx)
-	if !ok {
-		taskID = p.TaskID()
+	d := delivery{Payload: p}
+	var ok bool
+	if d.taskID, ok = asynq.GetTaskID(ctx); !ok {
+		d.taskID = p.TaskID()
 	}
-	retried, _ := asynq.GetRetryCount(ctx)
+	d.retried, _ = asynq.GetRetryCount(ctx)
 	maxRetry, ok := asynq.GetMaxRetry(ctx)
 	if !ok {
 		maxRetry = h.maxRetry
 	}
-	final := retried >= maxRetry
+	d.final = d.retried >= maxRetry
 
 	work, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -123,17 +135,18 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}()
 
-	err = h.run(ctx, work, p, taskID, final)
-	return h.settle(ctx, p, err, final)
+	err = h.run(ctx, work, d)
+	stopped := err != nil && errors.Is(context.Cause(work), errShutdown)
+	return h.settle(ctx, d, err, stopped)
 }
 
-// run runs batches of p's partition until the chain is handed over or done.
+// run runs batches of d's partition until the chain is handed over or done.
 // work is ctx plus the worker's shutdown: batches use it, while what must
 // happen after a commit (the successor's enqueue) uses ctx.
-func (h *Handler) run(ctx, work context.Context, p Payload, taskID string, final bool) error {
+func (h *Handler) run(ctx, work context.Context, d delivery) error {
 	start := time.Now()
 	for {
-		run, part, err := h.store.Load(work, p.Run, p.Partition)
+		run, part, err := h.store.Load(work, d.Run, d.Partition)
 		if errors.Is(err, checkpoint.ErrNotFound) {
 			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 		}
@@ -141,14 +154,14 @@ func (h *Handler) run(ctx, work context.Context, p Payload, taskID string, final
 			return err
 		}
 		if !run.Status.Active() || part.Status != checkpoint.PartitionRunning {
-			h.log.Debug("nothing to do", "task", taskID, "run_status", run.Status, "partition_status", part.Status)
+			h.log.Debug("nothing to do", "task", d.taskID, "run_status", run.Status, "partition_status", part.Status)
 			return nil
 		}
-		if part.Attempt != p.Attempt || part.TaskSeq != p.Seq {
+		if part.Attempt != d.Attempt || part.TaskSeq != d.Seq {
 			// A stale task: the chain has moved on. Make sure the task that
 			// owns it now exists, in case this one was all that was left.
-			h.log.Debug("stale task", "task", taskID, "attempt", part.Attempt, "task_seq", part.TaskSeq)
-			if part.Attempt > p.Attempt || (part.Attempt == p.Attempt && part.TaskSeq > p.Seq) {
+			h.log.Debug("stale task", "task", d.taskID, "attempt", part.Attempt, "task_seq", part.TaskSeq)
+			if part.Attempt > d.Attempt || (part.Attempt == d.Attempt && part.TaskSeq > d.Seq) {
 				if _, err := h.enqueuer.Enqueue(ctx, ChainPayload(part)); err != nil {
 					return err
 				}
@@ -162,7 +175,8 @@ func (h *Handler) run(ctx, work context.Context, p Payload, taskID string, final
 		}
 		job, ok := h.jobs[run.Job]
 		if !ok {
-			return fault.Wrap(fault.RunFatal, fmt.Errorf("run %d has job %q, which this worker does not know", run.ID, run.Job))
+			// Retryable: in a rolling deploy a newer worker may know it.
+			return fmt.Errorf("run %d has job %q, which this worker does not know", run.ID, run.Job)
 		}
 
 		from, to := part.Cursor, min(part.Cursor+int64(run.BatchSize), part.EndPos)
@@ -174,28 +188,35 @@ func (h *Handler) run(ctx, work context.Context, p Payload, taskID string, final
 			return fault.Wrap(fault.RunFatal, fmt.Errorf("run %d has %d items at positions [%d, %d), want %d", run.ID, len(items), from, to, to-from))
 		}
 		batchStart := time.Now()
-		fetched, err := job.Fetch(work, Batch{Run: run, Items: items, Final: final})
+		fetched, err := job.Fetch(work, Batch{Run: run, Items: items, Final: d.final})
 		if err != nil {
 			return err
 		}
+		if len(fetched.Outcomes) != len(items) {
+			return fmt.Errorf("job %s gave %d outcomes for %d items", run.Job, len(fetched.Outcomes), len(items))
+		}
 
+		// A retried task hands over after its first commit: the successor
+		// starts with a fresh retry budget, so that a budget counts the
+		// failures of one batch, not of everything the task ran before.
 		handover := to < part.EndPos &&
-			(h.slice == 0 || time.Since(start) >= h.slice || h.isStopping() || nearDeadline(ctx, time.Since(batchStart)))
+			(h.slice == 0 || d.retried > 0 || time.Since(start) >= h.slice || h.isStopping() ||
+				nearDeadline(ctx, time.Since(batchStart)))
 		res, err := h.store.Commit(work, checkpoint.Batch{
 			RunID: run.ID, Partition: part.Index, Attempt: part.Attempt, Seq: part.Seq,
 			From: from, To: to, Handover: handover,
 			Outcomes: fetched.Outcomes, Records: fetched.Records,
-			TaskID: taskID, Worker: h.worker, StartedAt: batchStart,
+			TaskID: d.taskID, Worker: h.worker, StartedAt: batchStart,
 		}, fetched.Write)
 		if errors.Is(err, checkpoint.ErrStale) {
-			h.log.Info("batch already committed elsewhere; dropping this delivery",
-				"task", taskID, "run", run.ID, "partition", part.Index, "seq", part.Seq)
+			h.log.Info("batch not committed: another delivery committed it, or the run stopped",
+				"task", d.taskID, "run", run.ID, "partition", part.Index, "seq", part.Seq)
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		h.log.Debug("batch committed", "task", taskID, "run", run.ID, "partition", part.Index,
+		h.log.Debug("batch committed", "task", d.taskID, "run", run.ID, "partition", part.Index,
 			"seq", part.Seq, "from", from, "to", to, "items", len(fetched.Outcomes),
 			"duration", time.Since(batchStart))
 		if res.RunCompleted {
@@ -227,14 +248,18 @@ func nearDeadline(ctx context.Context, last time.Duration) bool {
 	return ok && time.Until(dl) < 2*last+5*time.Second
 }
 
-// settle turns the outcome of a task into what asynq should do with it.
-func (h *Handler) settle(ctx context.Context, p Payload, err error, final bool) error {
+// settle turns the outcome of a task into what asynq should do with it;
+// stopped is true when the worker's shutdown cut the task short.
+func (h *Handler) settle(ctx context.Context, d delivery, err error, stopped bool) error {
 	if err == nil || errors.Is(err, asynq.SkipRetry) {
 		return err
 	}
 	switch {
-	case fault.IsShutdown(err) || fault.ClassOf(err) == fault.RateLimited:
-		if final {
+	case stopped || fault.ClassOf(err) == fault.RateLimited:
+		if stopped {
+			err = fmt.Errorf("%w: %w", errShutdown, err)
+		}
+		if d.final {
 			// asynq archives a task on its last attempt whatever the error;
 			// these are not failures, so drop the task instead and let the
 			// sweeper put the chain back from its checkpoint.
@@ -242,9 +267,9 @@ func (h *Handler) settle(ctx context.Context, p Payload, err error, final bool) 
 		}
 		return err
 	case fault.ClassOf(err) == fault.RunFatal:
-		return fmt.Errorf("%w: %w", h.fail(ctx, p, err), asynq.SkipRetry)
-	case final:
-		return h.fail(ctx, p, fmt.Errorf("retries exhausted: %w", err))
+		return fmt.Errorf("%w: %w", h.fail(ctx, d.Payload, err), asynq.SkipRetry)
+	case d.final:
+		return h.fail(ctx, d.Payload, fmt.Errorf("retries exhausted: %w", err))
 	default:
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
@@ -87,7 +88,8 @@ func snapshot(t *testing.T, h *harness.Harness, id int64) state {
 }
 
 func TestDuplicateDeliveryChangesNothing(t *testing.T) {
-	h := harness.New(t, harness.Options{Symbols: 30, Sim: simulator.Config{Latency: 5 * time.Millisecond}})
+	h := harness.New(t, harness.Options{Symbols: 30, Sim: simulator.Config{Latency: 5 * time.Millisecond},
+		Configure: func(c *config.Config) { c.Sync.TaskSlice = 0 }})
 	run := h.StartDailySync(date, 10, 1)
 	handler := h.Handler("w1", nil)
 	p0 := tasks.Payload{Run: run.ID, Partition: 0, Attempt: 1, Seq: 0}
@@ -127,6 +129,9 @@ func TestDuplicateDeliveryChangesNothing(t *testing.T) {
 			t.Errorf("batch 1 rewrote %s, a row of batch 0", sym)
 		}
 	}
+	if !strings.Contains(h.Log.String(), "batch not committed") {
+		t.Error("no concurrent delivery of seq 1 reached the compare-and-set and lost it; the test did not test it")
+	}
 	if err := deliver(handler, p1); err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +147,18 @@ func TestDuplicateDeliveryChangesNothing(t *testing.T) {
 	if got, err := tasks.DecodePayload(info.Payload); err != nil || got != p1.Next() {
 		t.Errorf("successor payload = %+v, %v; want %+v", got, err, p1.Next())
 	}
+}
+
+// With a time slice a delivery runs the whole chain; six concurrent
+// deliveries of one task race through every batch, and each batch still
+// commits exactly once.
+func TestConcurrentDeliveriesWithATimeSliceCommitEachBatchOnce(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 60, Unknown: 2, Sim: simulator.Config{Latency: 2 * time.Millisecond},
+		Configure: func(c *config.Config) { c.Sync.TaskSlice = 10 * time.Minute }})
+	run := h.StartDailySync(date, 7, 1)
+	handler := h.Handler("w", nil)
+	concurrently(t, 6, func() error { return deliver(handler, tasks.Payload{Run: run.ID, Attempt: 1}) })
+	h.VerifyExactlyOnce(run.ID)
 }
 
 func concurrently(t *testing.T, n int, f func() error) {
@@ -184,9 +201,10 @@ func TestEnqueueIsIdempotent(t *testing.T) {
 func TestRunSpreadsOverWorkersAndCompletes(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 400, Unknown: 8,
 		Sim: simulator.Config{Latency: 3 * time.Millisecond, Jitter: 2 * time.Millisecond}})
-	run := h.StartDailySync(date, 20, 4)
 	h.StartWorker("w1")
 	h.StartWorker("w2")
+	h.WaitWorkers(2, 30*time.Second)
+	run := h.StartDailySync(date, 20, 4)
 	h.WaitEnded(run.ID, 90*time.Second)
 	ledger := h.VerifyExactlyOnce(run.ID)
 
@@ -338,28 +356,92 @@ func TestBadCredentialsFailTheRunAtOnce(t *testing.T) {
 	}
 }
 
-func TestProviderDownRetriesTheBatchThenFailsItsItems(t *testing.T) {
+// A provider that answers nothing but errors through every retry fails the
+// partition and the run, keeping the checkpoint; the symbols stay pending.
+func TestProviderDownFailsTheRunAfterItsRetries(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 12, Sim: simulator.Config{ErrorRate: 1},
 		Configure: func(c *config.Config) { c.Sync.MaxRetry = 2 }})
 	run := h.StartDailySync(date, 6, 1)
 	h.StartWorker("w")
 	r := h.WaitEnded(run.ID, 30*time.Second)
-	if r.Status != checkpoint.StatusCompleted || r.Failed != 12 || r.Succeeded != 0 {
-		t.Fatalf("run = %+v, want completed with all 12 symbols failed", r)
+	if r.Status != checkpoint.StatusFailed || r.Processed != 0 ||
+		!strings.Contains(r.LastError, "retries exhausted") || !strings.Contains(r.LastError, "6 of 6 quotes of the batch failed") {
+		t.Fatalf("run = %+v, want failed with the provider's errors and nothing processed", r)
 	}
-	failures, err := h.Store.Failures(context.Background(), run.ID)
-	if err != nil {
+	if n := h.Count(`SELECT count(*) FROM run_items WHERE run_id = $1 AND status <> 'pending'`, run.ID); n != 0 {
+		t.Errorf("%d symbols got an outcome from a provider that never answered", n)
+	}
+	// The first batch ran three times (two retries), each symbol asked three
+	// times each time.
+	if st := h.Sim.Stats(); st.ServerErrors != 6*3*3 {
+		t.Errorf("provider answered %d errors, want %d", st.ServerErrors, 6*3*3)
+	}
+}
+
+// A provider that fails for a moment fails no symbol: a batch with any
+// transient failure is retried whole, even when other symbols of it
+// succeeded or failed for good.
+func TestProviderBlipFailsNoSymbol(t *testing.T) {
+	var requests atomic.Int64
+	h := harness.New(t, harness.Options{Symbols: 10, Unknown: 1,
+		Wrap: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if requests.Add(1) <= 4 {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				next.ServeHTTP(w, r)
+			})
+		},
+		Configure: func(c *config.Config) { c.Quotes.MaxAttempts = 1; c.Quotes.Concurrency = 1 }})
+	run := h.StartDailySync(date, 11, 1)
+	h.StartWorker("w")
+	h.WaitEnded(run.ID, 30*time.Second)
+	h.VerifyExactlyOnce(run.ID)
+}
+
+// A task's retry budget counts the failures of one batch: a task that
+// needed a retry for one batch hands over after committing it, so the next
+// batch starts with the whole budget, also within a long time slice.
+func TestRetryBudgetIsPerBatch(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 30, Configure: func(c *config.Config) { c.Sync.MaxRetry = 1 }})
+	job := &onceFailing{Job: h.Jobs()[tasks.JobDailySync], seen: map[int64]bool{}}
+	startServer(t, h, job, time.Hour)
+	run := h.StartDailySync(date, 10, 1)
+	h.WaitEnded(run.ID, 30*time.Second)
+	h.VerifyExactlyOnce(run.ID)
+}
+
+// onceFailing fails the first try of every batch.
+type onceFailing struct {
+	tasks.Job
+	mu   sync.Mutex
+	seen map[int64]bool
+}
+
+func (f *onceFailing) Fetch(ctx context.Context, b tasks.Batch) (tasks.Fetched, error) {
+	f.mu.Lock()
+	first := !f.seen[b.Items[0].Pos]
+	f.seen[b.Items[0].Pos] = true
+	f.mu.Unlock()
+	if first {
+		return tasks.Fetched{}, errors.New("first try fails")
+	}
+	return f.Job.Fetch(ctx, b)
+}
+
+// startServer serves h's queue in-process with job as the daily sync.
+func startServer(t *testing.T, h *harness.Harness, job tasks.Job, slice time.Duration) {
+	t.Helper()
+	stopping := make(chan struct{})
+	handler := tasks.NewHandler(tasks.HandlerOptions{Store: h.Store, Enqueuer: h.Enqueuer,
+		Jobs: map[string]tasks.Job{tasks.JobDailySync: job}, Slice: slice, MaxRetry: h.Config.Sync.MaxRetry,
+		Worker: "w", Logger: h.Logger("w"), Stopping: stopping})
+	srv := asynq.NewServer(h.Redis.Opt, tasks.ServerConfig(h.Config.Worker, h.Config.Sync, nil, nil))
+	if err := srv.Start(handler); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range failures {
-		if f.Attempts != h.Config.Quotes.MaxAttempts || !strings.Contains(f.Error, "provider answered 50") {
-			t.Errorf("failure %+v, want %d attempts and the provider's 5xx", f, h.Config.Quotes.MaxAttempts)
-		}
-	}
-	// Each batch ran three times (two retries), every symbol asked 3 times each.
-	if st := h.Sim.Stats(); st.ServerErrors != 12*3*3 {
-		t.Errorf("provider answered %d errors, want %d: the batch is retried whole before its items fail", st.ServerErrors, 12*3*3)
-	}
+	t.Cleanup(func() { srv.Stop(); close(stopping); srv.Shutdown() })
 }
 
 func TestRateLimitedBatchesDoNotUseUpRetries(t *testing.T) {
@@ -390,6 +472,70 @@ func TestRateLimitedBatchesDoNotUseUpRetries(t *testing.T) {
 	if n := limited.Load(); n < 4 {
 		t.Fatalf("only %d requests; the test did not exercise the limit", n)
 	}
+	if log := h.Log.String(); strings.Contains(log, "dropped on its last attempt") || strings.Contains(log, "chain task was missing") {
+		t.Errorf("the rate-limited task was dropped and restored, not retried:\n%s", log)
+	}
+}
+
+// A task stopped by a rate limit on its last attempt is not archived (that
+// would fail the run): it is dropped, and the sweeper puts its chain back.
+func TestRateLimitOnTheLastAttemptIsNotAFailure(t *testing.T) {
+	var limited atomic.Int64
+	h := harness.New(t, harness.Options{Symbols: 5,
+		Wrap: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if limited.Add(1) == 1 {
+					w.Header().Set("Retry-After", "1")
+					w.WriteHeader(http.StatusTooManyRequests)
+					return
+				}
+				next.ServeHTTP(w, r)
+			})
+		},
+		Configure: func(c *config.Config) {
+			c.Sync.MaxRetry = 0 // every attempt is the last
+			c.Quotes.MaxRetryAfter = 0
+			c.Quotes.Concurrency = 1
+		},
+	})
+	run := h.StartDailySync(date, 5, 1)
+	h.StartWorker("w")
+	h.WaitEnded(run.ID, 30*time.Second)
+	h.VerifyExactlyOnce(run.ID)
+	log := h.Log.String()
+	if !strings.Contains(log, "dropped on its last attempt") || !strings.Contains(log, "chain task was missing") {
+		t.Errorf("want the task dropped and its chain restored by the sweeper; log:\n%s", log)
+	}
+}
+
+// The successor's enqueue fails after a handover commit (Redis went away):
+// the batch stays committed, and the chain is not lost: a redelivery of the
+// task, or the sweeper, enqueues the successor.
+func TestSuccessorEnqueueFailureLosesNoChain(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 20, Configure: func(c *config.Config) { c.Sync.TaskSlice = 0 }})
+	run := h.StartDailySync(date, 10, 1)
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	t.Cleanup(func() { dead.Close() })
+	broken := tasks.NewHandler(tasks.HandlerOptions{Store: h.Store, Enqueuer: tasks.NewEnqueuer(dead, 1, time.Minute),
+		Jobs: h.Jobs(), Worker: "w"})
+	p0 := tasks.Payload{Run: run.ID, Attempt: 1}
+	err := deliver(broken, p0)
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("delivery with Redis gone = %v, want a retryable error", err)
+	}
+	if r, _ := h.Store.Get(context.Background(), run.ID); r.Processed != 10 {
+		t.Fatalf("the batch did not stay committed: %+v", r)
+	}
+	if _, err := h.Inspector.GetTaskInfo(tasks.Queue, p0.Next().TaskID()); err == nil {
+		t.Fatal("the successor exists although its enqueue failed")
+	}
+	// The retried delivery is stale now, and puts the successor on the queue.
+	if err := deliver(h.Handler("w", nil), p0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Inspector.GetTaskInfo(tasks.Queue, p0.Next().TaskID()); err != nil {
+		t.Fatalf("the successor is still missing after the redelivery: %v", err)
+	}
 }
 
 // flaky wraps a job and fails its batches from position failFrom on while
@@ -411,14 +557,7 @@ func TestExhaustedRetriesFailTheRunAndRetryResumesIt(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 30, Configure: func(c *config.Config) { c.Sync.MaxRetry = 2 }})
 	job := &flaky{Job: h.Jobs()[tasks.JobDailySync], failFrom: 10}
 	job.broken.Store(true)
-	stopping := make(chan struct{})
-	handler := tasks.NewHandler(tasks.HandlerOptions{Store: h.Store, Enqueuer: h.Enqueuer,
-		Jobs: map[string]tasks.Job{tasks.JobDailySync: job}, MaxRetry: 2, Worker: "w", Stopping: stopping})
-	srv := asynq.NewServer(h.Redis.Opt, tasks.ServerConfig(h.Config.Worker, h.Config.Sync, nil, nil))
-	if err := srv.Start(handler); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { close(stopping); srv.Shutdown() })
+	startServer(t, h, job, time.Hour)
 
 	run := h.StartDailySync(date, 10, 1)
 	r := h.WaitEnded(run.ID, 30*time.Second)
@@ -426,7 +565,11 @@ func TestExhaustedRetriesFailTheRunAndRetryResumesIt(t *testing.T) {
 		!strings.Contains(r.LastError, "retries exhausted") || !strings.Contains(r.LastError, "source is down") {
 		t.Fatalf("run = %+v, want failed after the first batch with the exhausted retries' error", r)
 	}
-	archived := tasks.Payload{Run: run.ID, Attempt: 1, Seq: 1}
+	_, part, err := h.Store.Load(context.Background(), run.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archived := tasks.ChainPayload(part)
 	if info, err := h.Inspector.GetTaskInfo(tasks.Queue, archived.TaskID()); err != nil || info.State != asynq.TaskStateArchived {
 		t.Fatalf("task %s = %+v, %v; want archived", archived.TaskID(), info, err)
 	}
@@ -457,17 +600,14 @@ func TestCancelStopsTheRun(t *testing.T) {
 	if err != nil || cancelled.Status != checkpoint.StatusCancelled {
 		t.Fatalf("Cancel = %+v, %v", cancelled, err)
 	}
-	var cancelledAt time.Time
-	if err := h.DB.Pool.QueryRow(context.Background(), `SELECT updated_at FROM runs WHERE id = $1`, run.ID).Scan(&cancelledAt); err != nil {
-		t.Fatal(err)
-	}
+	// Every batch that committed before the cancel is in the ledger by now;
+	// none may commit after it.
+	committed := len(h.Ledger(run.ID))
 	if err := w.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range h.Ledger(run.ID) {
-		if l.Committed.After(cancelledAt) {
-			t.Errorf("batch %d of partition %d committed at %s, after the cancel at %s", l.Seq, l.Partition, l.Committed, cancelledAt)
-		}
+	if n := len(h.Ledger(run.ID)); n != committed {
+		t.Errorf("%d batches committed after the cancel", n-committed)
 	}
 	r, _ := h.Store.Get(context.Background(), run.ID)
 	if r.Status != checkpoint.StatusCancelled || r.Processed >= r.Total {

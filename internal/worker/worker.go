@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
 
-	sw := sweeper.New(pool, store, enqueuer, inspector, cfg.Sweeper.Interval, log.With("component", "sweeper"))
+	sw := sweeper.New(store, enqueuer, inspector, cfg.Sweeper.Interval, log.With("component", "sweeper"))
 	var wg sync.WaitGroup
 	wg.Go(func() { sw.Run(ctx) })
 
@@ -107,6 +107,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		"quotes", cfg.Quotes.BaseURL, "rate_limit", cfg.Quotes.RateLimit)
 	<-ctx.Done()
 	log.Info("shutting down: stopping running batches")
+	srv.Stop() // take no new task, then stop the running ones at once
 	close(stopping)
 	srv.Shutdown()
 	wg.Wait()

@@ -75,13 +75,7 @@ func TestShutdownMidBatchLosesNothingAndCountsNoFailure(t *testing.T) {
 	a := h.StartWorker("a")
 	// Two requests into the second batch: the first batch is committed
 	// (5 requests) and the second is under way.
-	deadline := time.Now().Add(30 * time.Second)
-	for h.Sim.Stats().OK < 7 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker made only %d requests", h.Sim.Stats().OK)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	h.WaitServed(7, 30*time.Second)
 	stoppedAt := time.Now()
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
