@@ -12,12 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/simulator"
-	"github.com/syncworker/syncworker/internal/tasks"
 )
 
 // execEnv makes the test binary run the worker's main instead of the tests,
@@ -154,20 +151,7 @@ func TestSIGTERMStopsMidBatch(t *testing.T) {
 			t.Errorf("batch %d committed after SIGTERM", l.Seq)
 		}
 	}
-	_, part, err := h.Store.Load(context.Background(), run.ID, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := h.Count(`SELECT count(*) FROM run_items WHERE run_id = $1 AND pos >= $2 AND status <> 'pending'`, run.ID, part.Cursor); n != 0 {
-		t.Errorf("%d items past the checkpoint have outcomes", n)
-	}
-	info, err := h.Inspector.GetTaskInfo(tasks.Queue, tasks.ChainPayload(part).TaskID())
-	if err != nil {
-		t.Fatalf("the interrupted task is not on the queue: %v", err)
-	}
-	if info.Retried != 0 || info.State == asynq.TaskStateArchived {
-		t.Errorf("interrupted task: state %s, retried %d; want it queued with no retry used", info.State, info.Retried)
-	}
+	h.VerifyStoppedCleanly(run.ID, 5)
 
 	startProcess(t, h)
 	h.WaitEnded(run.ID, 60*time.Second)

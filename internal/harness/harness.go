@@ -268,6 +268,36 @@ func (h *Harness) Count(sql string, args ...any) int64 {
 	return n
 }
 
+// VerifyStoppedCleanly checks partition 0 of run id after its worker was
+// stopped in the middle of a batch of batchSize items: the batch was really
+// under way (the simulator answered more quotes than the committed batches
+// hold), nothing of it committed (every item past the checkpoint is
+// pending), and the chain's task is back on the queue without a retry used.
+func (h *Harness) VerifyStoppedCleanly(id int64, batchSize int) {
+	h.t.Helper()
+	ctx := context.Background()
+	_, part, err := h.Store.Load(ctx, id, 0)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if ok := h.Sim.Stats().OK; ok <= int64(batchSize)*part.Seq {
+		h.t.Fatalf("the stop did not interrupt a batch: %d quotes served, %d batches committed", ok, part.Seq)
+	}
+	if n := h.Count(`SELECT count(*) FROM run_items WHERE run_id = $1 AND pos >= $2 AND status <> 'pending'`, id, part.Cursor); n != 0 {
+		h.t.Errorf("%d items past the checkpoint have outcomes: the interrupted batch half-committed", n)
+	}
+	info, err := h.Inspector.GetTaskInfo(tasks.Queue, tasks.ChainPayload(part).TaskID())
+	if err != nil {
+		h.t.Fatalf("the interrupted chain's task is not on the queue: %v", err)
+	}
+	if info.Retried != 0 || info.State == asynq.TaskStateArchived {
+		h.t.Errorf("interrupted task: state %s, retried %d; want it back on the queue with no retry used", info.State, info.Retried)
+	}
+	if r, _ := h.Store.Get(ctx, id); r.Status != checkpoint.StatusRunning || r.LastError != "" {
+		h.t.Errorf("after the stop the run is %+v, want running with no error", r)
+	}
+}
+
 // LedgerRow is one row of the batch ledger.
 type LedgerRow struct {
 	Partition          int

@@ -6,13 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/simulator"
-	"github.com/syncworker/syncworker/internal/tasks"
 )
 
 const date = "2026-11-20"
@@ -70,7 +67,6 @@ func TestShutdownMidBatchLosesNothingAndCountsNoFailure(t *testing.T) {
 		Sim:       simulator.Config{Latency: 200 * time.Millisecond},
 		Configure: func(c *config.Config) { c.Quotes.Concurrency = 1 }})
 	run := h.StartDailySync(date, 5, 1)
-	ctx := context.Background()
 
 	a := h.StartWorker("a")
 	// Two requests into the second batch: the first batch is committed
@@ -87,26 +83,7 @@ func TestShutdownMidBatchLosesNothingAndCountsNoFailure(t *testing.T) {
 			t.Errorf("batch %d committed at %s, after the shutdown at %s", l.Seq, l.Committed, stoppedAt)
 		}
 	}
-	_, part, err := h.Store.Load(ctx, run.ID, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.Sim.Stats().OK <= 5*int64(len(ledger)) {
-		t.Fatalf("the shutdown did not interrupt a batch: %d requests, %d batches committed", h.Sim.Stats().OK, len(ledger))
-	}
-	if n := h.Count(`SELECT count(*) FROM run_items WHERE run_id = $1 AND pos >= $2 AND status <> 'pending'`, run.ID, part.Cursor); n != 0 {
-		t.Errorf("%d items past the checkpoint have outcomes: the interrupted batch half-committed", n)
-	}
-	info, err := h.Inspector.GetTaskInfo(tasks.Queue, tasks.ChainPayload(part).TaskID())
-	if err != nil {
-		t.Fatalf("the interrupted chain's task is not on the queue: %v", err)
-	}
-	if info.Retried != 0 || info.State == asynq.TaskStateArchived {
-		t.Errorf("interrupted task: state %s, retried %d; want it back on the queue with no retry used", info.State, info.Retried)
-	}
-	if r, _ := h.Store.Get(ctx, run.ID); r.Status != checkpoint.StatusRunning || r.LastError != "" {
-		t.Errorf("after the shutdown the run is %+v, want running with no error", r)
-	}
+	h.VerifyStoppedCleanly(run.ID, 5)
 
 	h.StartWorker("b")
 	h.WaitEnded(run.ID, 60*time.Second)
