@@ -9,28 +9,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/syncworker/syncworker/internal/harness"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func envFunc(env map[string]string) func(string) string {
 	return func(k string) string { return env[k] }
@@ -128,9 +111,9 @@ func TestInvalidArguments(t *testing.T) {
 
 // startServer runs the server command with args and env until the returned
 // stop function is called, and returns its base URL.
-func startServer(t *testing.T, args []string, env map[string]string) (url string, logs *syncBuffer, stop func() error) {
+func startServer(t *testing.T, args []string, env map[string]string) (url string, logs *harness.SafeBuffer, stop func() error) {
 	t.Helper()
-	logs = &syncBuffer{}
+	logs = &harness.SafeBuffer{}
 	addrc := make(chan net.Addr, 1)
 	a := &app{
 		stdout: io.Discard, stderr: logs, getenv: envFunc(env),

@@ -144,41 +144,44 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // work is ctx plus the worker's shutdown: batches use it, while what must
 // happen after a commit (the successor's enqueue) uses ctx.
 func (h *Handler) run(ctx, work context.Context, d delivery) error {
-	start := time.Now()
-	for {
-		run, part, err := h.store.Load(work, d.Run, d.Partition)
-		if errors.Is(err, checkpoint.ErrNotFound) {
-			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
-		}
-		if err != nil {
-			return err
-		}
-		if !run.Status.Active() || part.Status != checkpoint.PartitionRunning {
-			h.log.Debug("nothing to do", "task", d.taskID, "run_status", run.Status, "partition_status", part.Status)
-			return nil
-		}
-		if part.Attempt != d.Attempt || part.TaskSeq != d.Seq {
-			// A stale task: the chain has moved on. Make sure the task that
-			// owns it now exists, in case this one was all that was left.
-			h.log.Debug("stale task", "task", d.taskID, "attempt", part.Attempt, "task_seq", part.TaskSeq)
-			if part.Attempt > d.Attempt || (part.Attempt == d.Attempt && part.TaskSeq > d.Seq) {
-				if _, err := h.enqueuer.Enqueue(ctx, ChainPayload(part)); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if run.Status == checkpoint.StatusPending {
-			if err := h.store.MarkRunning(work, run.ID); err != nil {
+	run, part, err := h.store.Load(work, d.Run, d.Partition)
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	if !run.Status.Active() || part.Status != checkpoint.PartitionRunning {
+		h.log.Debug("nothing to do", "task", d.taskID, "run_status", run.Status, "partition_status", part.Status)
+		return nil
+	}
+	if part.Attempt != d.Attempt || part.TaskSeq != d.Seq {
+		// A stale task: the chain has moved on. Make sure the task that
+		// owns it now exists, in case this one was all that was left.
+		h.log.Debug("stale task", "task", d.taskID, "attempt", part.Attempt, "task_seq", part.TaskSeq)
+		if part.Attempt > d.Attempt || (part.Attempt == d.Attempt && part.TaskSeq > d.Seq) {
+			if _, err := h.enqueuer.Enqueue(ctx, ChainPayload(part)); err != nil {
 				return err
 			}
 		}
-		job, ok := h.jobs[run.Job]
-		if !ok {
-			// Retryable: in a rolling deploy a newer worker may know it.
-			return fmt.Errorf("run %d has job %q, which this worker does not know", run.ID, run.Job)
+		return nil
+	}
+	if run.Status == checkpoint.StatusPending {
+		if err := h.store.MarkRunning(work, run.ID); err != nil {
+			return err
 		}
+	}
+	job, ok := h.jobs[run.Job]
+	if !ok {
+		// Retryable: in a rolling deploy a newer worker may know it.
+		return fmt.Errorf("run %d has job %q, which this worker does not know", run.ID, run.Job)
+	}
 
+	// The run's job, batch size and params are frozen, and each commit's
+	// compare-and-set sees a cancelled or failed run: the loop goes on from
+	// the partition each commit returns, without reading it again.
+	start := time.Now()
+	for {
 		from, to := part.Cursor, min(part.Cursor+int64(run.BatchSize), part.EndPos)
 		items, err := h.store.Items(work, run.ID, from, to)
 		if err != nil {
@@ -191,9 +194,6 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 		fetched, err := job.Fetch(work, Batch{Run: run, Items: items, Final: d.final})
 		if err != nil {
 			return err
-		}
-		if len(fetched.Outcomes) != len(items) {
-			return fmt.Errorf("job %s gave %d outcomes for %d items", run.Job, len(fetched.Outcomes), len(items))
 		}
 
 		// A retried task hands over after its first commit: the successor
@@ -222,11 +222,12 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 		if res.RunCompleted {
 			h.log.Info("run completed", "run", run.ID, "job", run.Job, "run_key", run.RunKey)
 		}
-		if res.Partition.Status != checkpoint.PartitionRunning {
+		part = res.Partition
+		if part.Status != checkpoint.PartitionRunning {
 			return nil
 		}
 		if handover {
-			_, err := h.enqueuer.Enqueue(ctx, ChainPayload(res.Partition))
+			_, err := h.enqueuer.Enqueue(ctx, ChainPayload(part))
 			return err
 		}
 	}

@@ -200,7 +200,10 @@ func TestEnqueueIsIdempotent(t *testing.T) {
 
 func TestRunSpreadsOverWorkersAndCompletes(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 400, Unknown: 8,
-		Sim: simulator.Config{Latency: 3 * time.Millisecond, Jitter: 2 * time.Millisecond}})
+		Sim: simulator.Config{Latency: 3 * time.Millisecond, Jitter: 2 * time.Millisecond},
+		// Two slots each for four chains: one worker alone cannot hold
+		// them all, however fast it polls.
+		Configure: func(c *config.Config) { c.Worker.Concurrency = 2 }})
 	h.StartWorker("w1")
 	h.StartWorker("w2")
 	h.WaitWorkers(2, 30*time.Second)

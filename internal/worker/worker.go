@@ -58,10 +58,6 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return err
 	}
 
-	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("redis_url: %w", err)
-	}
 	rdbOpt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("redis_url: %w", err)
@@ -92,7 +88,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Stopping: stopping,
 	})
 
-	srv := asynq.NewServer(redisOpt, tasks.ServerConfig(cfg.Worker, cfg.Sync,
+	srv := asynq.NewServerFromRedisClient(rdb, tasks.ServerConfig(cfg.Worker, cfg.Sync,
 		asynq.ErrorHandlerFunc(logTaskError(log)), asynqLogger{log: log.With("component", "asynq")}))
 	if err := srv.Start(route(handler)); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
