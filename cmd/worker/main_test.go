@@ -79,9 +79,11 @@ func (p *process) wait(t *testing.T, timeout time.Duration) int {
 	}
 }
 
-// A worker killed with SIGKILL in the middle of a run: another worker
-// finishes the run, every symbol written exactly once. (asynq gives the
-// killed worker's task back once its lease has expired, within about 90 s.)
+// A worker killed with SIGKILL in the middle of a run: once the leases of
+// its partitions lapse, they are taken over by new tasks (of epoch 1) and
+// another worker finishes the run, every symbol written exactly once. asynq
+// alone would give the killed worker's task back only once its own lease
+// expired, a minute or more later.
 func TestKilledWorkerIsReplaced(t *testing.T) {
 	t.Parallel()
 	h := harness.New(t, harness.Options{Symbols: 300, Unknown: 3,
@@ -106,19 +108,27 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	startProcess(t, h)
 	h.WaitEnded(run.ID, 3*time.Minute)
 	ledger := h.VerifyExactlyOnce(run.ID)
-	after := 0
+	after, takenOver := 0, 0
+	var resumed time.Time
 	for _, l := range ledger {
 		if l.Committed.After(killedAt) {
 			after++
 			if strings.HasSuffix(l.Worker, ":"+strconv.Itoa(a.cmd.Process.Pid)) {
 				t.Errorf("batch %d/%d committed by the killed worker after the kill", l.Partition, l.Seq)
 			}
+			if !strings.Contains(l.TaskID, ":1:0:") { // batch:run:part:attempt:epoch:seq
+				takenOver++
+			}
+			if resumed.IsZero() || l.Committed.Before(resumed) {
+				resumed = l.Committed
+			}
 		}
 	}
-	if after == 0 {
-		t.Error("no batch was committed after the kill")
+	if after == 0 || takenOver == 0 {
+		t.Errorf("%d batches committed after the kill, %d of them by takeover tasks (epoch 1 or more); want some of each", after, takenOver)
 	}
-	t.Logf("run completed %s after the kill", time.Since(killedAt).Round(time.Second))
+	t.Logf("lease %s: first commit %s after the kill, run completed %s after it",
+		h.Config.Sync.Lease, resumed.Sub(killedAt).Round(time.Millisecond), time.Since(killedAt).Round(time.Millisecond))
 }
 
 // SIGTERM in the middle of a batch: the worker stops at once and exits 0,
@@ -180,11 +190,14 @@ func runCmd(t *testing.T, h *harness.Harness, args ...string) (string, error) {
 func TestMigrateCommands(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 1})
 	out, err := runCmd(t, h, "migrate", "version")
-	if err != nil || !strings.Contains(out, "database: 1 (dirty: false)") || !strings.Contains(out, "binary:   1") {
+	if err != nil || !strings.Contains(out, "database: 2 (dirty: false)") || !strings.Contains(out, "binary:   2") {
 		t.Fatalf("migrate version = %q, %v", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "down"); err != nil || !strings.Contains(out, "schema at version 0") {
-		t.Fatalf("migrate down = %q, %v", out, err)
+	if out, err := runCmd(t, h, "migrate", "down"); err != nil || !strings.Contains(out, "schema at version 1") {
+		t.Fatalf("migrate down = %q, %v; want one step down", out, err)
+	}
+	if out, err := runCmd(t, h, "migrate", "down", "1"); err != nil || !strings.Contains(out, "schema at version 0") {
+		t.Fatalf("migrate down 1 = %q, %v", out, err)
 	}
 	if n := h.Count(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'runs'`); n != 0 {
 		t.Fatalf("runs table still there after migrate down")
@@ -193,10 +206,10 @@ func TestMigrateCommands(t *testing.T) {
 	if _, err := runCmd(t, h); err == nil || !strings.Contains(err.Error(), "run `worker migrate`") {
 		t.Fatalf("worker on an unmigrated schema = %v, want a refusal that says to migrate", err)
 	}
-	if out, err := runCmd(t, h, "migrate"); err != nil || !strings.Contains(out, "schema at version 1") {
+	if out, err := runCmd(t, h, "migrate"); err != nil || !strings.Contains(out, "schema at version 2") {
 		t.Fatalf("migrate = %q, %v", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "up"); err != nil || !strings.Contains(out, "schema at version 1") {
+	if out, err := runCmd(t, h, "migrate", "up"); err != nil || !strings.Contains(out, "schema at version 2") {
 		t.Fatalf("migrate up again = %q, %v (want no change, no error)", out, err)
 	}
 	if _, err := runCmd(t, h, "migrate", "down", "zero"); err == nil || !strings.Contains(err.Error(), "invalid step count") {

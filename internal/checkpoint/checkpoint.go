@@ -69,6 +69,12 @@ var (
 	ErrStale = errors.New("stale batch")
 	// ErrState means the operation does not apply to the run in its current state.
 	ErrState = errors.New("invalid run state")
+	// ErrLeased means another task holds the partition's lease, or the task
+	// asking is no longer the one that owns the chain.
+	ErrLeased = errors.New("partition is leased by another task")
+	// ErrLeaseLost means the lease a task held was taken from it: it lapsed
+	// and the chain was handed to a new task.
+	ErrLeaseLost = errors.New("lease lost")
 )
 
 // Run is one run of a job, as stored.
@@ -95,24 +101,60 @@ type Run struct {
 
 // Partition is the checkpoint of one chain of a run: the positions
 // [StartPos, EndPos) of the run's items are its work, Cursor the next position
-// to process, Seq the number of batches committed, and TaskSeq the seq of the
-// task that owns the chain now.
+// to process, Seq the number of batches committed, and (Attempt, Epoch,
+// TaskSeq) the identity of the task that owns the chain now.
 type Partition struct {
-	RunID          int64           `json:"run_id"`
-	Index          int             `json:"partition"`
-	Status         PartitionStatus `json:"status"`
-	Attempt        int             `json:"attempt"`
-	StartPos       int64           `json:"start_pos"`
-	EndPos         int64           `json:"end_pos"`
-	Cursor         int64           `json:"cursor"`
-	Seq            int64           `json:"seq"`
-	TaskSeq        int64           `json:"task_seq"`
-	LastError      string          `json:"last_error,omitempty"`
-	LastProgressAt time.Time       `json:"last_progress_at"`
+	RunID    int64           `json:"run_id"`
+	Index    int             `json:"partition"`
+	Status   PartitionStatus `json:"status"`
+	Attempt  int             `json:"attempt"`
+	StartPos int64           `json:"start_pos"`
+	EndPos   int64           `json:"end_pos"`
+	Cursor   int64           `json:"cursor"`
+	Seq      int64           `json:"seq"`
+	TaskSeq  int64           `json:"task_seq"`
+	// Epoch counts the takeovers of the chain: a sweeper that finds the
+	// lease lapsed bumps it, which fences off the task that held it.
+	Epoch int64 `json:"epoch"`
+	// LeaseOwner is the holder of the lease, empty when none holds it;
+	// Leased is true while the lease has not lapsed.
+	LeaseOwner     string     `json:"lease_owner,omitempty"`
+	Leased         bool       `json:"leased"`
+	LeaseExpiresAt *time.Time `json:"lease_expires_at,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	LastProgressAt time.Time  `json:"last_progress_at"`
 }
 
 // Remaining returns the number of positions the partition has left.
 func (p Partition) Remaining() int64 { return p.EndPos - p.Cursor }
+
+// Ref returns the identity of the task that owns the partition's chain now.
+func (p Partition) Ref() TaskRef {
+	return TaskRef{RunID: p.RunID, Partition: p.Index, Attempt: p.Attempt, Epoch: p.Epoch, TaskSeq: p.TaskSeq}
+}
+
+// TaskRef identifies a task of a partition's chain: the run's attempt, the
+// chain's epoch (its takeovers) and the seq the chain had when the task was
+// created. A partition is owned by exactly one TaskRef at a time.
+type TaskRef struct {
+	RunID     int64
+	Partition int
+	Attempt   int
+	Epoch     int64
+	TaskSeq   int64
+}
+
+// Before reports whether r is an older task of the chain than o: of an
+// earlier attempt, epoch or seq.
+func (r TaskRef) Before(o TaskRef) bool {
+	if r.Attempt != o.Attempt {
+		return r.Attempt < o.Attempt
+	}
+	if r.Epoch != o.Epoch {
+		return r.Epoch < o.Epoch
+	}
+	return r.TaskSeq < o.TaskSeq
+}
 
 // Item is one unit of a run's frozen work, such as a symbol of a stock run.
 type Item struct {

@@ -65,10 +65,15 @@ func (e *env) count(t *testing.T, sql string, args ...any) int64 {
 	return n
 }
 
-// batchOf returns the next batch of partition p with every item succeeding.
+// testOwner holds the leases of the tests' commits.
+const testOwner = "test#1"
+
+// batchOf returns the next batch of partition p under testOwner's lease,
+// with every item succeeding.
 func batchOf(run Run, p Partition, handover bool) Batch {
 	to := min(p.Cursor+int64(run.BatchSize), p.EndPos)
-	b := Batch{RunID: run.ID, Partition: p.Index, Attempt: p.Attempt, Seq: p.Seq, From: p.Cursor, To: to,
+	b := Batch{RunID: run.ID, Partition: p.Index, Attempt: p.Attempt, Seq: p.Seq,
+		Epoch: p.Epoch, Owner: testOwner, LeaseTTL: time.Minute, From: p.Cursor, To: to,
 		Handover: handover, TaskID: "test", Worker: "test", StartedAt: time.Now()}
 	for pos := p.Cursor; pos < to; pos++ {
 		b.Outcomes = append(b.Outcomes, Outcome{Pos: pos, OK: pos%3 != 0, Attempts: 1, Err: "boom"})
@@ -84,6 +89,17 @@ func withRange(b Batch, from, to int64) Batch {
 		b.Outcomes = append(b.Outcomes, Outcome{Pos: pos, OK: true, Attempts: 1})
 	}
 	return b
+}
+
+// lease takes the lease of partition idx of run runID for testOwner and
+// returns the partition.
+func (e *env) lease(t *testing.T, runID int64, idx int) Partition {
+	t.Helper()
+	p, err := e.store.Acquire(context.Background(), e.partition(t, runID, idx).Ref(), testOwner, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func (e *env) partition(t *testing.T, runID int64, idx int) Partition {
@@ -234,7 +250,7 @@ func TestCommitAdvancesOnce(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	run := e.create(t, "k", 5, 2, 1)
-	p := e.partition(t, run.ID, 0)
+	p := e.lease(t, run.ID, 0)
 	b := batchOf(run, p, false)
 
 	res, err := e.store.Commit(ctx, b, probeWrite(run.ID, b.Seq))
@@ -259,6 +275,8 @@ func TestCommitAdvancesOnce(t *testing.T) {
 		{"other attempt", func() Batch { x := batchOf(run, res.Partition, false); x.Attempt = 2; return x }()},
 		{"wrong cursor", withRange(batchOf(run, res.Partition, false), 3, 4)},
 		{"beyond the partition", withRange(batchOf(run, res.Partition, false), 2, 9)},
+		{"another owner", func() Batch { x := batchOf(run, res.Partition, false); x.Owner = "zombie#2"; return x }()},
+		{"other epoch", func() Batch { x := batchOf(run, res.Partition, false); x.Epoch = 1; return x }()},
 	}
 	for _, s := range stale {
 		if _, err := e.store.Commit(ctx, s.b, probeWrite(run.ID, 99)); !errors.Is(err, ErrStale) {
@@ -280,7 +298,7 @@ func TestCommitAdvancesOnce(t *testing.T) {
 func TestCommitRefusesOutcomesThatDoNotCoverTheBatch(t *testing.T) {
 	e := setup(t)
 	run := e.create(t, "k", 4, 3, 1)
-	b := batchOf(run, e.partition(t, run.ID, 0), false)
+	b := batchOf(run, e.lease(t, run.ID, 0), false)
 	tests := map[string][]Outcome{
 		"too few":      b.Outcomes[:2],
 		"duplicate":    {b.Outcomes[0], b.Outcomes[1], b.Outcomes[1]},
@@ -301,7 +319,7 @@ func TestCommitRefusesOutcomesThatDoNotCoverTheBatch(t *testing.T) {
 func TestConcurrentDuplicateCommitsCommitOnce(t *testing.T) {
 	e := setup(t)
 	run := e.create(t, "k", 4, 4, 1)
-	b := batchOf(run, e.partition(t, run.ID, 0), false)
+	b := batchOf(run, e.lease(t, run.ID, 0), false)
 	var wg sync.WaitGroup
 	errs := make([]error, 10)
 	for i := range errs {
@@ -333,7 +351,7 @@ func TestFailedWriteRollsBackEverything(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	run := e.create(t, "k", 4, 2, 1)
-	p := e.partition(t, run.ID, 0)
+	p := e.lease(t, run.ID, 0)
 	boom := errors.New("disk on fire")
 	_, err := e.store.Commit(ctx, batchOf(run, p, true), func(ctx context.Context, tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO probe VALUES (1, 1)`); err != nil {
@@ -344,7 +362,7 @@ func TestFailedWriteRollsBackEverything(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("Commit = %v, want the write's error", err)
 	}
-	if got := e.partition(t, run.ID, 0); got != p {
+	if got := e.partition(t, run.ID, 0); !reflect.DeepEqual(got, p) {
 		t.Errorf("partition moved: %+v -> %+v", p, got)
 	}
 	r, _ := e.store.Get(ctx, run.ID)
@@ -376,7 +394,7 @@ func TestFailedWriteRollsBackEverything(t *testing.T) {
 func TestHandoverMovesTaskSeq(t *testing.T) {
 	e := setup(t)
 	run := e.create(t, "k", 6, 2, 1)
-	p := e.partition(t, run.ID, 0)
+	p := e.lease(t, run.ID, 0)
 	res, err := e.store.Commit(context.Background(), batchOf(run, p, false), nil)
 	if err != nil || res.Partition.TaskSeq != 0 {
 		t.Fatalf("without handover: task_seq %d, %v", res.Partition.TaskSeq, err)
@@ -395,7 +413,7 @@ func TestLastPartitionsCompleteTheRunOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	completions := make([]bool, parts)
 	for i := range parts {
-		p := e.partition(t, run.ID, i)
+		p := e.lease(t, run.ID, i)
 		wg.Go(func() {
 			res, err := e.store.Commit(ctx, batchOf(run, p, false), nil)
 			if err != nil {
@@ -421,16 +439,20 @@ func TestFailPartitionIsFenced(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	run := e.create(t, "k", 6, 1, 2)
-	if failed, err := e.store.FailPartition(ctx, run.ID, 0, 1, 5, "stale task"); err != nil || failed {
-		t.Fatalf("stale FailPartition = %v, %v; want no change", failed, err)
-	}
-	if failed, err := e.store.FailPartition(ctx, run.ID, 0, 2, 0, "other attempt"); err != nil || failed {
-		t.Fatalf("FailPartition of another attempt = %v, %v; want no change", failed, err)
+	owner := e.partition(t, run.ID, 0).Ref()
+	for name, ref := range map[string]TaskRef{
+		"stale task":    {RunID: run.ID, Attempt: 1, TaskSeq: 5},
+		"other attempt": {RunID: run.ID, Attempt: 2},
+		"other epoch":   {RunID: run.ID, Attempt: 1, Epoch: 1},
+	} {
+		if failed, err := e.store.FailPartition(ctx, ref, name); err != nil || failed {
+			t.Fatalf("FailPartition of %s = %v, %v; want no change", name, failed, err)
+		}
 	}
 	if r, _ := e.store.Get(ctx, run.ID); r.Status != StatusPending {
 		t.Fatalf("fenced failures changed the run: %+v", r)
 	}
-	failed, err := e.store.FailPartition(ctx, run.ID, 0, 1, 0, "source exploded")
+	failed, err := e.store.FailPartition(ctx, owner, "source exploded")
 	if err != nil || !failed {
 		t.Fatalf("FailPartition = %v, %v", failed, err)
 	}
@@ -457,7 +479,7 @@ func TestRetryResumesFromCheckpoints(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	run := e.create(t, "k", 6, 1, 2)
-	p0 := e.partition(t, run.ID, 0)
+	p0 := e.lease(t, run.ID, 0)
 	res, err := e.store.Commit(ctx, batchOf(run, p0, true), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -465,7 +487,7 @@ func TestRetryResumesFromCheckpoints(t *testing.T) {
 	if _, _, err := e.store.Retry(ctx, run.ID); !errors.Is(err, ErrState) {
 		t.Fatalf("retry of a running run = %v, want ErrState", err)
 	}
-	if _, err := e.store.FailPartition(ctx, run.ID, 0, 1, res.Partition.TaskSeq, "down"); err != nil {
+	if _, err := e.store.FailPartition(ctx, res.Partition.Ref(), "down"); err != nil {
 		t.Fatal(err)
 	}
 	r, parts, err := e.store.Retry(ctx, run.ID)
@@ -479,12 +501,13 @@ func TestRetryResumesFromCheckpoints(t *testing.T) {
 		t.Fatalf("resumed partitions = %+v", parts)
 	}
 	// The old attempt's tasks are stale now; the new attempt's commit.
-	old := batchOf(r, parts[0], false)
+	leased := e.lease(t, run.ID, 0)
+	old := batchOf(r, leased, false)
 	old.Attempt = 1
 	if _, err := e.store.Commit(ctx, old, nil); !errors.Is(err, ErrStale) {
 		t.Errorf("commit of the old attempt = %v, want ErrStale", err)
 	}
-	if _, err := e.store.Commit(ctx, batchOf(r, parts[0], false), nil); err != nil {
+	if _, err := e.store.Commit(ctx, batchOf(r, leased, false), nil); err != nil {
 		t.Errorf("commit of the new attempt: %v", err)
 	}
 	if n := e.count(t, `SELECT count(DISTINCT attempt) FROM batch_ledger WHERE run_id = $1`, run.ID); n != 2 {
@@ -496,7 +519,7 @@ func TestCancel(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	run := e.create(t, "k", 4, 1, 2)
-	p1 := e.partition(t, run.ID, 1)
+	p1 := e.lease(t, run.ID, 1)
 	r, parts, err := e.store.Cancel(ctx, run.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -512,7 +535,7 @@ func TestCancel(t *testing.T) {
 	}
 
 	done := e.create(t, "done", 1, 1, 1)
-	if _, err := e.store.Commit(ctx, batchOf(done, e.partition(t, done.ID, 0), false), nil); err != nil {
+	if _, err := e.store.Commit(ctx, batchOf(done, e.lease(t, done.ID, 0), false), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := e.store.Cancel(ctx, done.ID); !errors.Is(err, ErrState) {
@@ -534,5 +557,155 @@ func TestUnknownRun(t *testing.T) {
 		if !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s(999) = %v, want ErrNotFound", name, err)
 		}
+	}
+}
+
+func TestLeaseIsExclusive(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 4, 1, 1)
+	ref := e.partition(t, run.ID, 0).Ref()
+
+	p, err := e.store.Acquire(ctx, ref, "a#1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.LeaseOwner != "a#1" || !p.Leased || p.LeaseExpiresAt == nil {
+		t.Fatalf("acquired partition = %+v", p)
+	}
+	stale := ref
+	stale.TaskSeq = 3
+	for name, try := range map[string]func() error{
+		"another delivery": func() error { _, err := e.store.Acquire(ctx, ref, "b#1", time.Minute); return err },
+		"a stale task":     func() error { _, err := e.store.Acquire(ctx, stale, "b#1", time.Minute); return err },
+	} {
+		if err := try(); !errors.Is(err, ErrLeased) {
+			t.Errorf("%s: Acquire = %v, want ErrLeased", name, err)
+		}
+	}
+	if err := e.store.Renew(ctx, ref, "b#1", time.Minute); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("Renew by a non-holder = %v, want ErrLeaseLost", err)
+	}
+	if err := e.store.Renew(ctx, ref, "a#1", time.Minute); err != nil {
+		t.Errorf("Renew by the holder: %v", err)
+	}
+	// Releasing another's lease changes nothing; the holder's release frees it.
+	if err := e.store.Release(ctx, ref, "b#1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.partition(t, run.ID, 0); got.LeaseOwner != "a#1" {
+		t.Fatalf("a non-holder's release freed the lease: %+v", got)
+	}
+	if err := e.store.Release(ctx, ref, "a#1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Acquire(ctx, ref, "b#1", time.Minute); err != nil {
+		t.Errorf("Acquire after release: %v", err)
+	}
+}
+
+// lapse waits until the lease of partition idx has lapsed.
+func (e *env) lapse(t *testing.T, runID int64, idx int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.partition(t, runID, idx).Leased {
+		if time.Now().After(deadline) {
+			t.Fatal("lease did not lapse")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLapsedLeaseFencesItsHolder(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 6, 1, 2)
+	p0 := e.partition(t, run.ID, 0)
+	zombie, err := e.store.Acquire(ctx, p0.Ref(), "zombie#1", time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := e.store.Acquire(ctx, e.partition(t, run.ID, 1).Ref(), "live#1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.lapse(t, run.ID, 0)
+
+	// Same epoch: another delivery of the task may take a lapsed lease, and
+	// the holder that lapsed can no longer commit or renew.
+	dup, err := e.store.Acquire(ctx, p0.Ref(), "dup#1", time.Millisecond)
+	if err != nil {
+		t.Fatalf("Acquire of a lapsed lease: %v", err)
+	}
+	zb := batchOf(run, zombie, false)
+	zb.Owner = "zombie#1"
+	if _, err := e.store.Commit(ctx, zb, probeWrite(run.ID, 0)); !errors.Is(err, ErrStale) {
+		t.Errorf("commit by the lapsed holder = %v, want ErrStale", err)
+	}
+	if err := e.store.Renew(ctx, zombie.Ref(), "zombie#1", time.Minute); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("renew by the lapsed holder = %v, want ErrLeaseLost", err)
+	}
+	e.lapse(t, run.ID, 0)
+
+	// The takeover moves the lapsed chain to the next epoch and leaves the
+	// live lease alone.
+	taken, err := e.store.TakeOver(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(taken) != 1 || taken[0].Index != 0 || taken[0].Epoch != 1 || taken[0].LeaseOwner != "" {
+		t.Fatalf("TakeOver = %+v, want partition 0 at epoch 1, unleased", taken)
+	}
+	if again, err := e.store.TakeOver(ctx); err != nil || len(again) != 0 {
+		t.Errorf("second TakeOver = %+v, %v; want nothing", again, err)
+	}
+	db := batchOf(run, dup, false)
+	db.Owner = "dup#1"
+	if _, err := e.store.Commit(ctx, db, probeWrite(run.ID, 0)); !errors.Is(err, ErrStale) {
+		t.Errorf("commit of the old epoch = %v, want ErrStale", err)
+	}
+	if _, err := e.store.Acquire(ctx, p0.Ref(), "late#1", time.Minute); !errors.Is(err, ErrLeased) {
+		t.Errorf("Acquire for the old epoch = %v, want ErrLeased", err)
+	}
+	if n := e.count(t, `SELECT count(*) FROM probe`); n != 0 {
+		t.Errorf("fenced commits wrote %d rows", n)
+	}
+
+	// The new epoch's task takes the lease and commits; the live partition
+	// was not touched.
+	p, err := e.store.Acquire(ctx, taken[0].Ref(), "new#1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := batchOf(run, p, false)
+	nb.Owner = "new#1"
+	if _, err := e.store.Commit(ctx, nb, probeWrite(run.ID, 0)); err != nil {
+		t.Errorf("commit of the new epoch: %v", err)
+	}
+	if got := e.partition(t, run.ID, 1); got.Epoch != 0 || got.LeaseOwner != "live#1" || !reflect.DeepEqual(got.LeaseExpiresAt, live.LeaseExpiresAt) {
+		t.Errorf("live partition changed: %+v -> %+v", live, got)
+	}
+}
+
+func TestLeaseEndsWithHandoverAndCompletion(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 3, 1, 1)
+	p := e.lease(t, run.ID, 0)
+	res, err := e.store.Commit(ctx, batchOf(run, p, false), nil)
+	if err != nil || res.Partition.LeaseOwner != testOwner || !res.Partition.Leased {
+		t.Fatalf("commit without handover: %+v, %v; want the lease kept", res.Partition, err)
+	}
+	res, err = e.store.Commit(ctx, batchOf(run, res.Partition, true), nil)
+	if err != nil || res.Partition.LeaseOwner != "" || res.Partition.LeaseExpiresAt != nil {
+		t.Fatalf("handover commit: %+v, %v; want the lease given up", res.Partition, err)
+	}
+	p = e.lease(t, run.ID, 0)
+	res, err = e.store.Commit(ctx, batchOf(run, p, false), nil)
+	if err != nil || res.Partition.Status != PartitionCompleted || res.Partition.LeaseOwner != "" {
+		t.Fatalf("last commit: %+v, %v; want completed and unleased", res.Partition, err)
+	}
+	if taken, err := e.store.TakeOver(ctx); err != nil || len(taken) != 0 {
+		t.Errorf("TakeOver = %+v, %v; want nothing", taken, err)
 	}
 }

@@ -18,10 +18,17 @@ type Batch struct {
 	// commit succeeds only if the partition is still there.
 	Attempt int
 	Seq     int64
+	// Epoch and Owner are the lease the batch ran under (see Acquire); the
+	// commit succeeds only if it is still held, and extends it to LeaseTTL
+	// from now (0 leaves its expiry as it is).
+	Epoch    int64
+	Owner    string
+	LeaseTTL time.Duration
 	// From and To are the positions the batch covered: [From, To).
 	From, To int64
 	// Handover passes the chain to the task of Seq+1: the partition's
-	// TaskSeq advances with its Seq, so that a sweeper looks for that task.
+	// TaskSeq advances with its Seq, so that a sweeper looks for that task,
+	// and the lease is given up for that task to take.
 	Handover bool
 	// Outcomes are the outcomes of the batch's items: one for each
 	// position of [From, To).
@@ -57,14 +64,18 @@ type Committed struct {
 type WriteFunc func(ctx context.Context, tx pgx.Tx) error
 
 // Commit applies a batch in one transaction: the run's counters, the
-// compare-and-set advance of the partition from (Attempt, Seq, From) to
-// (Seq+1, To), the job's data through write, the item outcomes and the
-// ledger row; when the partition is done and every other partition too, the
-// run completes. If the compare-and-set matches no row (another delivery
-// committed the batch, the run stopped, a newer attempt took over) the whole
-// transaction rolls back and the error wraps ErrStale. Any other error also
-// rolls everything back.
+// compare-and-set advance of the partition from (Attempt, Seq, From) under
+// the lease (Epoch, Owner) to (Seq+1, To), the job's data through write, the
+// item outcomes and the ledger row; when the partition is done and every
+// other partition too, the run completes. If the compare-and-set matches no
+// row (another delivery committed the batch, the run stopped, a newer attempt
+// or epoch took over) the whole transaction rolls back and the error wraps
+// ErrStale. Any other error also rolls everything back.
 func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed, error) {
+	if b.Owner == "" {
+		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: a batch commits under a lease; owner is required",
+			b.RunID, b.Partition, b.Seq)
+	}
 	if b.To < b.From {
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: range [%d, %d) is reversed",
 			b.RunID, b.Partition, b.Seq, b.From, b.To)
@@ -119,17 +130,26 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
 		}
 
+		// The lease ends with a commit that hands the chain over or ends
+		// the partition; any other commit extends it.
 		p, err := scanPartition(tx.QueryRow(ctx, `UPDATE run_partitions p SET
 				cursor = $6, seq = p.seq + 1,
 				task_seq = CASE WHEN $7 THEN p.seq + 1 ELSE p.task_seq END,
 				status = CASE WHEN $6 = p.end_pos THEN 'completed' ELSE p.status END,
+				lease_owner = CASE WHEN $7 OR $6 = p.end_pos THEN NULL ELSE p.lease_owner END,
+				lease_expires_at = CASE WHEN $7 OR $6 = p.end_pos THEN NULL
+					WHEN $10 <= 0 THEN p.lease_expires_at
+					ELSE clock_timestamp() + $10 * interval '1 millisecond' END,
 				last_progress_at = now(), updated_at = now()
 			WHERE p.run_id = $1 AND p.partition = $2 AND p.attempt = $3 AND p.seq = $4
 				AND p.cursor = $5 AND p.status = 'running' AND $6 <= p.end_pos
+				AND p.lease_epoch = $8 AND p.lease_owner = $9
 			RETURNING `+partitionColumns,
-			b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.To, b.Handover))
+			b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.To, b.Handover,
+			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds()))
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("partition %d at attempt %d seq %d cursor %d: %w", b.Partition, b.Attempt, b.Seq, b.From, ErrStale)
+			return fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
+				b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
 		}
 		if err != nil {
 			return fmt.Errorf("advance checkpoint: %w", err)

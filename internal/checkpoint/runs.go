@@ -17,21 +17,34 @@ const runColumns = `r.id, r.job, r.run_key, r.params, r.status, r.batch_size,
 
 func scanRun(row pgx.Row) (Run, error) {
 	var r Run
-	err := row.Scan(&r.ID, &r.Job, &r.RunKey, &r.Params, &r.Status, &r.BatchSize,
-		&r.Partitions, &r.Total, &r.Processed, &r.Succeeded, &r.Failed, &r.Records, &r.Attempt,
-		&r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt)
+	err := row.Scan(runFields(&r)...)
 	return r, err
+}
+
+// runFields returns the scan destinations of runColumns.
+func runFields(r *Run) []any {
+	return []any{&r.ID, &r.Job, &r.RunKey, &r.Params, &r.Status, &r.BatchSize,
+		&r.Partitions, &r.Total, &r.Processed, &r.Succeeded, &r.Failed, &r.Records, &r.Attempt,
+		&r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt}
 }
 
 // partitionColumns selects a Partition from run_partitions p; scanPartition reads it.
 const partitionColumns = `p.run_id, p.partition, p.status, p.attempt, p.start_pos, p.end_pos,
-	p.cursor, p.seq, p.task_seq, coalesce(p.last_error, ''), p.last_progress_at`
+	p.cursor, p.seq, p.task_seq, p.lease_epoch, coalesce(p.lease_owner, ''),
+	coalesce(p.lease_expires_at > clock_timestamp(), false), p.lease_expires_at,
+	coalesce(p.last_error, ''), p.last_progress_at`
 
 func scanPartition(row pgx.Row) (Partition, error) {
 	var p Partition
-	err := row.Scan(&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
-		&p.Cursor, &p.Seq, &p.TaskSeq, &p.LastError, &p.LastProgressAt)
+	err := row.Scan(partitionFields(&p)...)
 	return p, err
+}
+
+// partitionFields returns the scan destinations of partitionColumns.
+func partitionFields(p *Partition) []any {
+	return []any{&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
+		&p.Cursor, &p.Seq, &p.TaskSeq, &p.Epoch, &p.LeaseOwner, &p.Leased, &p.LeaseExpiresAt,
+		&p.LastError, &p.LastProgressAt}
 }
 
 // NewRun describes a run to create.
@@ -207,11 +220,7 @@ func (s *Store) Load(ctx context.Context, id int64, partition int) (Run, Partiti
 		WHERE r.id = $1 AND p.partition = $2`, id, partition)
 	var r Run
 	var p Partition
-	err := row.Scan(&r.ID, &r.Job, &r.RunKey, &r.Params, &r.Status, &r.BatchSize,
-		&r.Partitions, &r.Total, &r.Processed, &r.Succeeded, &r.Failed, &r.Records, &r.Attempt,
-		&r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt,
-		&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
-		&p.Cursor, &p.Seq, &p.TaskSeq, &p.LastError, &p.LastProgressAt)
+	err := row.Scan(append(runFields(&r), partitionFields(&p)...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Run{}, Partition{}, fmt.Errorf("run %d partition %d: %w", id, partition, ErrNotFound)
 	}
@@ -292,7 +301,8 @@ func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
 		}
 		attempt := r.Attempt + 1
 		rows, err := tx.Query(ctx, `UPDATE run_partitions p SET status = 'running', attempt = $2,
-				task_seq = seq, last_error = NULL, updated_at = now()
+				task_seq = seq, lease_owner = NULL, lease_expires_at = NULL,
+				last_error = NULL, updated_at = now()
 			WHERE p.run_id = $1 AND p.status <> 'completed'
 			RETURNING `+partitionColumns, id, attempt)
 		if err != nil {
@@ -351,8 +361,7 @@ func (s *Store) Cancel(ctx context.Context, id int64) (Run, []Partition, error) 
 		all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Partition, error) {
 			var p Partition
 			var was PartitionStatus
-			err := row.Scan(&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
-				&p.Cursor, &p.Seq, &p.TaskSeq, &p.LastError, &p.LastProgressAt, &was)
+			err := row.Scan(append(partitionFields(&p), &was)...)
 			p.Status = was
 			return p, err
 		})
@@ -381,17 +390,20 @@ func (s *Store) Cancel(ctx context.Context, id int64) (Run, []Partition, error) 
 // FailPartition records that a partition's chain cannot go on: the partition
 // fails with reason, its run fails with it, and the run's other running
 // partitions stop where they are (a retry resumes them all). The change is
-// fenced by attempt and taskSeq, the identity of the task that gives up, so
-// that a stale task cannot fail a chain that has moved on; failed is false
-// when the fence did not match and nothing changed.
-func (s *Store) FailPartition(ctx context.Context, id int64, partition, attempt int, taskSeq int64, reason string) (failed bool, err error) {
+// fenced by ref, the identity of the task that gives up, so that a stale task
+// cannot fail a chain that has moved on; failed is false when the fence did
+// not match and nothing changed.
+func (s *Store) FailPartition(ctx context.Context, ref TaskRef, reason string) (failed bool, err error) {
+	id, partition := ref.RunID, ref.Partition
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := lockRun(ctx, tx, id); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed', last_error = $5, updated_at = now()
-			WHERE run_id = $1 AND partition = $2 AND attempt = $3 AND task_seq = $4 AND status = 'running'`,
-			id, partition, attempt, taskSeq, reason)
+		tag, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed', last_error = $6,
+				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+			WHERE run_id = $1 AND partition = $2 AND attempt = $3 AND lease_epoch = $4 AND task_seq = $5
+				AND status = 'running'`,
+			id, partition, ref.Attempt, ref.Epoch, ref.TaskSeq, reason)
 		if err != nil {
 			return fmt.Errorf("fail partition %d of run %d: %w", partition, id, err)
 		}
@@ -399,7 +411,8 @@ func (s *Store) FailPartition(ctx context.Context, id int64, partition, attempt 
 			return nil
 		}
 		failed = true
-		if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed', updated_at = now()
+		if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed',
+				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 			WHERE run_id = $1 AND status = 'running'`, id); err != nil {
 			return fmt.Errorf("stop partitions of run %d: %w", id, err)
 		}

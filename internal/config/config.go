@@ -67,6 +67,12 @@ type Sync struct {
 	// RetryBackoffMax caps the exponential backoff between retries of a
 	// failing batch (SYNC_RETRY_BACKOFF_MAX). Default: 2m.
 	RetryBackoffMax time.Duration `mapstructure:"retry_backoff_max"`
+	// Lease is how long a task's hold on its partition lasts unless renewed;
+	// the task renews it every third of it. When a worker dies, its
+	// partitions are taken over by new tasks once their leases lapse, so a
+	// partition resumes within about Lease plus sweeper.takeover_interval
+	// (SYNC_LEASE). Default: 10s.
+	Lease time.Duration `mapstructure:"lease"`
 }
 
 // Quotes configures the quotes provider of the daily stock sync.
@@ -119,6 +125,10 @@ type Sweeper struct {
 	// Interval is the time between sweeps; one worker at a time sweeps
 	// (SWEEPER_INTERVAL). Default: 15s.
 	Interval time.Duration `mapstructure:"interval"`
+	// TakeoverInterval is the time between takeover passes, which hand each
+	// partition whose lease lapsed to a new task; any worker runs them
+	// (SWEEPER_TAKEOVER_INTERVAL). Default: 2s.
+	TakeoverInterval time.Duration `mapstructure:"takeover_interval"`
 }
 
 // Log configures the structured logger.
@@ -145,6 +155,7 @@ var defaults = []struct {
 	{"sync.task_timeout", "15m"},
 	{"sync.max_retry", 10},
 	{"sync.retry_backoff_max", "2m"},
+	{"sync.lease", "10s"},
 	{"quotes.base_url", "http://127.0.0.1:8090"},
 	{"quotes.api_key", ""},
 	{"quotes.rate_limit", 50},
@@ -157,6 +168,7 @@ var defaults = []struct {
 	{"worker.delayed_task_check_interval", "1s"},
 	{"worker.shutdown_timeout", "10s"},
 	{"sweeper.interval", "15s"},
+	{"sweeper.takeover_interval", "2s"},
 	{"log.level", "info"},
 	{"log.format", "text"},
 }
@@ -311,6 +323,7 @@ func (c Config) validate(fromFlag map[string]string) error {
 	durRange("sync.task_timeout", c.Sync.TaskTimeout, time.Second, 24*time.Hour)
 	intRange("sync.max_retry", c.Sync.MaxRetry, 0, 1000)
 	durRange("sync.retry_backoff_max", c.Sync.RetryBackoffMax, time.Millisecond, 24*time.Hour)
+	durRange("sync.lease", c.Sync.Lease, 300*time.Millisecond, time.Hour)
 	if c.Sync.TaskSlice >= c.Sync.TaskTimeout {
 		bad("sync.task_slice", "must be shorter than sync.task_timeout (%s), got %s", c.Sync.TaskTimeout, c.Sync.TaskSlice)
 	}
@@ -328,6 +341,7 @@ func (c Config) validate(fromFlag map[string]string) error {
 	durRange("worker.shutdown_timeout", c.Worker.ShutdownTimeout, 0, time.Hour)
 
 	durRange("sweeper.interval", c.Sweeper.Interval, 10*time.Millisecond, time.Hour)
+	durRange("sweeper.takeover_interval", c.Sweeper.TakeoverInterval, 10*time.Millisecond, time.Hour)
 
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -91,6 +91,8 @@ func New(t testing.TB, opts Options) *Harness {
 	cfg.Worker.DelayedTaskCheckInterval = 50 * time.Millisecond
 	cfg.Worker.ShutdownTimeout = 5 * time.Second
 	cfg.Sweeper.Interval = 200 * time.Millisecond
+	cfg.Sweeper.TakeoverInterval = 100 * time.Millisecond
+	cfg.Sync.Lease = 2 * time.Second
 	cfg.Sync.RetryBackoffMax = 100 * time.Millisecond
 	// Short enough that tasks hand over often, long enough that a task runs
 	// several batches: both paths are exercised.
@@ -142,7 +144,7 @@ func (h *Harness) Jobs() map[string]tasks.Job {
 // tasks by hand; closing stopping acts as the worker's shutdown.
 func (h *Harness) Handler(name string, stopping <-chan struct{}) *tasks.Handler {
 	return tasks.NewHandler(tasks.HandlerOptions{
-		Store: h.Store, Enqueuer: h.Enqueuer, Jobs: h.Jobs(), Slice: h.Config.Sync.TaskSlice,
+		Store: h.Store, Enqueuer: h.Enqueuer, Jobs: h.Jobs(), Slice: h.Config.Sync.TaskSlice, Lease: h.Config.Sync.Lease,
 		MaxRetry: h.Config.Sync.MaxRetry, Worker: name, Logger: h.Logger(name), Stopping: stopping,
 	})
 }
@@ -305,7 +307,7 @@ type LedgerRow struct {
 	Attempt            int
 	From, To           int64
 	Items, OK, Failed  int
-	Worker             string
+	Worker, TaskID     string
 	Started, Committed time.Time
 }
 
@@ -313,14 +315,14 @@ type LedgerRow struct {
 func (h *Harness) Ledger(id int64) []LedgerRow {
 	h.t.Helper()
 	rows, err := h.DB.Pool.Query(context.Background(), `SELECT partition, seq, attempt, cursor_from, cursor_to,
-		items, succeeded, failed, worker, started_at, committed_at
+		items, succeeded, failed, worker, task_id, started_at, committed_at
 		FROM batch_ledger WHERE run_id = $1 ORDER BY partition, seq`, id)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LedgerRow, error) {
 		var l LedgerRow
-		err := r.Scan(&l.Partition, &l.Seq, &l.Attempt, &l.From, &l.To, &l.Items, &l.OK, &l.Failed, &l.Worker, &l.Started, &l.Committed)
+		err := r.Scan(&l.Partition, &l.Seq, &l.Attempt, &l.From, &l.To, &l.Items, &l.OK, &l.Failed, &l.Worker, &l.TaskID, &l.Started, &l.Committed)
 		return l, err
 	})
 	if err != nil {

@@ -3,7 +3,9 @@
 // at a time, looks up the task that owns each running partition and enqueues
 // it again from the checkpoint when Redis has lost it (a flush, a restart
 // without persistence, a crash between a commit and an enqueue), and fails
-// the partition when asynq has archived the task after its last retry.
+// the partition when asynq has archived the task after its last retry. A
+// more frequent takeover pass hands every partition whose lease lapsed (its
+// worker died or hangs) to a new task of the next epoch.
 package sweeper
 
 import (
@@ -19,18 +21,32 @@ import (
 	"github.com/syncworker/syncworker/internal/tasks"
 )
 
-// Sweeper puts lost chains back on the queue.
+// Sweeper puts lost chains back on the queue and takes over lapsed ones.
 type Sweeper struct {
 	store     *checkpoint.Store
 	enqueuer  *tasks.Enqueuer
 	inspector *asynq.Inspector
 	interval  time.Duration
+	takeover  time.Duration
 	log       *slog.Logger
 }
 
-// New returns a Sweeper that sweeps every interval.
-func New(store *checkpoint.Store, enqueuer *tasks.Enqueuer, inspector *asynq.Inspector, interval time.Duration, log *slog.Logger) *Sweeper {
-	return &Sweeper{store: store, enqueuer: enqueuer, inspector: inspector, interval: interval, log: log}
+// Options configure a Sweeper.
+type Options struct {
+	Store     *checkpoint.Store
+	Enqueuer  *tasks.Enqueuer
+	Inspector *asynq.Inspector
+	// Interval is the time between sweeps.
+	Interval time.Duration
+	// TakeoverInterval is the time between takeover passes.
+	TakeoverInterval time.Duration
+	Logger           *slog.Logger
+}
+
+// New returns a Sweeper.
+func New(opts Options) *Sweeper {
+	return &Sweeper{store: opts.Store, enqueuer: opts.Enqueuer, inspector: opts.Inspector,
+		interval: opts.Interval, takeover: opts.TakeoverInterval, log: opts.Logger}
 }
 
 // Result counts what a sweep did.
@@ -45,28 +61,60 @@ type Result struct {
 	Failed int
 }
 
-// Run sweeps at once and then every interval until ctx ends. A failed sweep
-// is logged and the next one tries again: the sweeper must outlive the
-// outages it repairs.
+// Run sweeps at once and then every interval, and takes over lapsed leases
+// every takeover interval, until ctx ends. A failed pass is logged and the
+// next one tries again: the sweeper must outlive the outages it repairs.
 func (s *Sweeper) Run(ctx context.Context) {
-	t := time.NewTicker(s.interval)
-	defer t.Stop()
+	sweep := time.NewTicker(s.interval)
+	defer sweep.Stop()
+	takeover := time.NewTicker(s.takeover)
+	defer takeover.Stop()
+	s.sweepOnce(ctx)
 	for {
-		res, err := s.Sweep(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			s.log.Warn("sweep failed", "error", err, "checked", res.Checked, "enqueued", res.Enqueued, "failed", res.Failed)
-		case res.Enqueued > 0 || res.Failed > 0:
-			s.log.Info("sweep repaired chains", "checked", res.Checked, "enqueued", res.Enqueued, "failed", res.Failed)
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-sweep.C:
+			s.sweepOnce(ctx)
+		case <-takeover.C:
+			if _, err := s.TakeOver(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("takeover pass failed", "error", err)
+			}
 		}
 	}
+}
+
+func (s *Sweeper) sweepOnce(ctx context.Context) {
+	res, err := s.Sweep(ctx)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.log.Warn("sweep failed", "error", err, "checked", res.Checked, "enqueued", res.Enqueued, "failed", res.Failed)
+	case res.Enqueued > 0 || res.Failed > 0:
+		s.log.Info("sweep repaired chains", "checked", res.Checked, "enqueued", res.Enqueued, "failed", res.Failed)
+	}
+}
+
+// TakeOver hands every running partition whose lease lapsed to a new task of
+// the chain's next epoch, and returns how many it handed over. A partition
+// whose new task could not be enqueued is left to the sweep, which finds its
+// task missing.
+func (s *Sweeper) TakeOver(ctx context.Context) (int, error) {
+	parts, err := s.store.TakeOver(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, p := range parts {
+		payload := tasks.ChainPayload(p)
+		if _, err := s.enqueuer.Enqueue(ctx, payload); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.log.Info("partition's lease lapsed; took it over with a new task",
+			"task", payload.TaskID(), "run", p.RunID, "partition", p.Index, "epoch", p.Epoch, "cursor", p.Cursor)
+	}
+	return len(parts), errors.Join(errs...)
 }
 
 // Sweep makes one pass over the running partitions, if no other process is
@@ -98,8 +146,13 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-// check makes sure the task that owns p's chain exists.
+// check makes sure the task that owns p's chain exists. A partition whose
+// lease is held is being worked on: its holder hands over or releases, or
+// its lease lapses and the takeover pass hands it on.
 func (s *Sweeper) check(ctx context.Context, p checkpoint.Partition, res *Result) error {
+	if p.Leased {
+		return nil
+	}
 	payload := tasks.ChainPayload(p)
 	id := payload.TaskID()
 	info, err := s.inspector.GetTaskInfo(tasks.Queue, id)
@@ -111,7 +164,7 @@ func (s *Sweeper) check(ctx context.Context, p checkpoint.Partition, res *Result
 		if err2 != nil {
 			return err2
 		}
-		if now.Status != checkpoint.PartitionRunning || now.Attempt != p.Attempt || now.TaskSeq != p.TaskSeq {
+		if now.Status != checkpoint.PartitionRunning || now.Ref() != p.Ref() || now.Leased {
 			return nil
 		}
 		if errors.Is(err, asynq.ErrQueueNotFound) {
@@ -130,8 +183,7 @@ func (s *Sweeper) check(ctx context.Context, p checkpoint.Partition, res *Result
 	case err != nil:
 		return fmt.Errorf("look up task %s: %w", id, err)
 	case info.State == asynq.TaskStateArchived:
-		failed, err := s.store.FailPartition(ctx, p.RunID, p.Index, p.Attempt, p.TaskSeq,
-			"retries exhausted: "+info.LastErr)
+		failed, err := s.store.FailPartition(ctx, p.Ref(), "retries exhausted: "+info.LastErr)
 		if err != nil {
 			return err
 		}

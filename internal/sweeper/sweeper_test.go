@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,7 +18,9 @@ import (
 func setup(t *testing.T) (*harness.Harness, *sweeper.Sweeper) {
 	t.Helper()
 	h := harness.New(t, harness.Options{Symbols: 40})
-	sw := sweeper.New(h.Store, h.Enqueuer, h.Inspector, h.Config.Sweeper.Interval, slog.New(slog.DiscardHandler))
+	sw := sweeper.New(sweeper.Options{Store: h.Store, Enqueuer: h.Enqueuer, Inspector: h.Inspector,
+		Interval: h.Config.Sweeper.Interval, TakeoverInterval: h.Config.Sweeper.TakeoverInterval,
+		Logger: slog.New(slog.DiscardHandler)})
 	return h, sw
 }
 
@@ -118,5 +121,62 @@ func TestArchivedChainFailsItsRun(t *testing.T) {
 	}
 	if res := sweep(t, sw); res.Enqueued != 0 || res.Failed != 0 || res.Checked != 2 {
 		t.Errorf("sweep after retry = %+v, want both chains queued under attempt 2", res)
+	}
+}
+
+func TestTakeOverHandsLapsedLeasesToNewTasks(t *testing.T) {
+	h, sw := setup(t)
+	ctx := context.Background()
+	run := h.StartDailySync("2026-11-20", 5, 3)
+	parts, err := h.Store.Partitions(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Partition 0's worker died holding its lease; partition 1's is alive;
+	// partition 2 is on the queue, unleased.
+	if _, err := h.Store.Acquire(ctx, parts[0].Ref(), "dead#1", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Store.Acquire(ctx, parts[1].Ref(), "alive#1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var n int
+	for n == 0 && time.Now().Before(deadline) {
+		if n, err = sw.TakeOver(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("TakeOver took over %d partitions, want 1", n)
+	}
+	p0, err := h.Store.Partitions(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p0[0].Epoch != 1 || p0[0].LeaseOwner != "" || p0[1].Epoch != 0 || p0[2].Epoch != 0 {
+		t.Fatalf("partitions after takeover = %+v", p0)
+	}
+	// The new task has a new ID; the dead holder's task is still there.
+	newID := tasks.ChainPayload(p0[0]).TaskID()
+	if newID == tasks.ChainPayload(parts[0]).TaskID() || !strings.HasSuffix(newID, ":1:0") {
+		t.Errorf("takeover task ID %s, want a new ID with epoch 1", newID)
+	}
+	for _, id := range []string{newID, tasks.ChainPayload(parts[0]).TaskID()} {
+		if _, err := h.Inspector.GetTaskInfo(tasks.Queue, id); err != nil {
+			t.Errorf("task %s: %v", id, err)
+		}
+	}
+
+	// With every task lost, the sweep restores the unleased chains and
+	// leaves the live lease's holder alone.
+	if err := h.Redis.Client.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res := sweep(t, sw); res.Enqueued != 2 {
+		t.Errorf("sweep = %+v, want the 2 unleased chains enqueued", res)
+	}
+	if _, err := h.Inspector.GetTaskInfo(tasks.Queue, tasks.ChainPayload(parts[1]).TaskID()); err == nil {
+		t.Errorf("the sweep enqueued the chain of a live lease")
 	}
 }

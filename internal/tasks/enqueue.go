@@ -62,7 +62,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p Payload) (created bool, err er
 
 // ChainPayload returns the payload of the task that owns a partition's chain now.
 func ChainPayload(p checkpoint.Partition) Payload {
-	return Payload{Run: p.RunID, Partition: p.Index, Attempt: p.Attempt, Seq: p.TaskSeq}
+	return Payload{Run: p.RunID, Partition: p.Index, Attempt: p.Attempt, Epoch: p.Epoch, Seq: p.TaskSeq}
 }
 
 // RetryDelay is the asynq RetryDelayFunc of batch tasks: a rate-limited

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -45,6 +47,13 @@ type Fetched struct {
 // worker stops.
 var errShutdown = fmt.Errorf("worker is shutting down: %w", context.Canceled)
 
+// errLeaseLost is the cause with which a handler's work is cancelled when it
+// can no longer show that it holds its partition's lease.
+var errLeaseLost = fmt.Errorf("partition %w", checkpoint.ErrLeaseLost)
+
+// DefaultLease is the partition lease of a Handler whose options give none.
+const DefaultLease = 10 * time.Second
+
 // Handler runs batch tasks: each task runs the batches of its partition from
 // the checkpoint, committing each one, until its time slice is used up, and
 // then hands the chain over to its successor task.
@@ -53,6 +62,7 @@ type Handler struct {
 	enqueuer *Enqueuer
 	jobs     map[string]Job
 	slice    time.Duration
+	lease    time.Duration
 	maxRetry int
 	worker   string
 	log      *slog.Logger
@@ -68,6 +78,10 @@ type HandlerOptions struct {
 	// Slice is how long a task goes on with further batches of its
 	// partition before it hands over; 0 means one batch per task.
 	Slice time.Duration
+	// Lease is how long a task's hold on its partition lasts unless renewed
+	// (it is renewed every third of it); a partition whose worker died is
+	// taken over once it lapses. 0 means DefaultLease.
+	Lease time.Duration
 	// MaxRetry is the task's retry budget when the task's context does not
 	// say (a handler called outside asynq).
 	MaxRetry int
@@ -85,11 +99,16 @@ func NewHandler(opts HandlerOptions) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	lease := opts.Lease
+	if lease <= 0 {
+		lease = DefaultLease
+	}
 	return &Handler{
 		store:    opts.Store,
 		enqueuer: opts.Enqueuer,
 		jobs:     opts.Jobs,
 		slice:    opts.Slice,
+		lease:    lease,
 		maxRetry: opts.MaxRetry,
 		worker:   opts.Worker,
 		log:      log,
@@ -155,11 +174,11 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 		h.log.Debug("nothing to do", "task", d.taskID, "run_status", run.Status, "partition_status", part.Status)
 		return nil
 	}
-	if part.Attempt != d.Attempt || part.TaskSeq != d.Seq {
+	if part.Ref() != d.Ref() {
 		// A stale task: the chain has moved on. Make sure the task that
 		// owns it now exists, in case this one was all that was left.
-		h.log.Debug("stale task", "task", d.taskID, "attempt", part.Attempt, "task_seq", part.TaskSeq)
-		if part.Attempt > d.Attempt || (part.Attempt == d.Attempt && part.TaskSeq > d.Seq) {
+		h.log.Debug("stale task", "task", d.taskID, "attempt", part.Attempt, "epoch", part.Epoch, "task_seq", part.TaskSeq)
+		if d.Ref().Before(part.Ref()) {
 			if _, err := h.enqueuer.Enqueue(ctx, ChainPayload(part)); err != nil {
 				return err
 			}
@@ -177,6 +196,35 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 		return fmt.Errorf("run %d has job %q, which this worker does not know", run.ID, run.Job)
 	}
 
+	owner := fmt.Sprintf("%s#%016x", h.worker, rand.Uint64())
+	part, err = h.store.Acquire(work, d.Ref(), owner, h.lease)
+	if errors.Is(err, checkpoint.ErrLeased) {
+		// Another delivery of this task runs the chain; when it ends, it
+		// hands over or releases, and when it dies, its lease lapses and a
+		// sweeper takes the chain over.
+		h.log.Info("not run: another delivery of the task holds the partition's lease", "task", d.taskID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer h.release(ctx, d, owner)
+	work, lost := context.WithCancelCause(work)
+	defer lost(nil)
+	defer h.keepLease(work, lost, d.Ref(), owner)()
+
+	err = h.batches(ctx, work, d, run, part, job, owner)
+	if err != nil && errors.Is(context.Cause(work), errLeaseLost) {
+		// Not a failure of this task: the chain belongs to another now.
+		h.log.Info("stopped: the partition's lease was lost to a takeover", "task", d.taskID, "cause", context.Cause(work))
+		return nil
+	}
+	return err
+}
+
+// batches runs batches of part under owner's lease until the chain is
+// handed over or done.
+func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.Run, part checkpoint.Partition, job Job, owner string) error {
 	// The run's job, batch size and params are frozen, and each commit's
 	// compare-and-set sees a cancelled or failed run: the loop goes on from
 	// the partition each commit returns, without reading it again.
@@ -204,12 +252,13 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 				nearDeadline(ctx, time.Since(batchStart)))
 		res, err := h.store.Commit(work, checkpoint.Batch{
 			RunID: run.ID, Partition: part.Index, Attempt: part.Attempt, Seq: part.Seq,
+			Epoch: part.Epoch, Owner: owner, LeaseTTL: h.lease,
 			From: from, To: to, Handover: handover,
 			Outcomes: fetched.Outcomes, Records: fetched.Records,
 			TaskID: d.taskID, Worker: h.worker, StartedAt: batchStart,
 		}, fetched.Write)
 		if errors.Is(err, checkpoint.ErrStale) {
-			h.log.Info("batch not committed: another delivery committed it, or the run stopped",
+			h.log.Info("batch not committed: the run stopped or the chain was taken over",
 				"task", d.taskID, "run", run.ID, "partition", part.Index, "seq", part.Seq)
 			return nil
 		}
@@ -230,6 +279,56 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 			_, err := h.enqueuer.Enqueue(ctx, ChainPayload(part))
 			return err
 		}
+	}
+}
+
+// keepLease renews owner's lease every third of its length until the
+// returned stop is called. When the lease is lost, or cannot be renewed for
+// as long as it lasts (it may have lapsed and been taken over), it cancels
+// work with errLeaseLost: the batch under way could not commit anyway.
+func (h *Handler) keepLease(work context.Context, lost context.CancelCauseFunc, ref checkpoint.TaskRef, owner string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(h.lease / 3)
+		defer t.Stop()
+		renewed := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-work.Done():
+				return
+			case <-t.C:
+			}
+			err := h.store.Renew(work, ref, owner, h.lease)
+			switch {
+			case err == nil:
+				renewed = time.Now()
+			case errors.Is(err, checkpoint.ErrLeaseLost):
+				lost(fmt.Errorf("%w: %w", errLeaseLost, err))
+				return
+			case time.Since(renewed) >= h.lease:
+				lost(fmt.Errorf("%w: not renewed for %s: %w", errLeaseLost, h.lease, err))
+				return
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// release gives up owner's lease, if it still holds it, so that the task's
+// next delivery (a retry, or another worker after a shutdown) need not wait
+// for it to lapse. It runs however the task ended, so it does not inherit
+// ctx's cancellation; a release that fails leaves the lease to lapse.
+func (h *Handler) release(ctx context.Context, d delivery, owner string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := h.store.Release(ctx, d.Ref(), owner); err != nil {
+		h.log.Warn("could not release the partition's lease; it will lapse", "task", d.taskID, "error", err)
 	}
 }
 
@@ -279,7 +378,7 @@ func (h *Handler) settle(ctx context.Context, d delivery, err error, stopped boo
 // fail records on the partition and its run that the chain cannot go on,
 // and returns err, with the failure to record it if that failed too.
 func (h *Handler) fail(ctx context.Context, p Payload, err error) error {
-	failed, ferr := h.store.FailPartition(ctx, p.Run, p.Partition, p.Attempt, p.Seq, err.Error())
+	failed, ferr := h.store.FailPartition(ctx, p.Ref(), err.Error())
 	if ferr != nil {
 		return fmt.Errorf("%w (recording the failure failed too: %v)", err, ferr)
 	}

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
 )
 
 // TypeBatch is the asynq task type of a batch task.
@@ -21,25 +23,33 @@ const Queue = "sync"
 const maxPayload = 1 << 10
 
 // Payload names the chain and the place in it that a batch task owns: the
-// partition of a run, the run's attempt, and the seq the chain had when the
-// task was created. The task runs the partition's batches from its
-// checkpoint for as long as it owns the chain.
+// partition of a run, the run's attempt, the chain's epoch (its takeovers)
+// and the seq the chain had when the task was created. The task runs the
+// partition's batches from its checkpoint for as long as it owns the chain.
 type Payload struct {
 	Run       int64 `json:"run"`
 	Partition int   `json:"partition"`
 	Attempt   int   `json:"attempt"`
+	Epoch     int64 `json:"epoch"`
 	Seq       int64 `json:"seq"`
 }
 
 // TaskID is the task's deterministic ID. Two enqueues of the same chain
-// position collide (asynq.ErrTaskIDConflict) and so create one task; the
+// position collide (asynq.ErrTaskIDConflict) and so create one task. The
 // attempt is part of it so that a retried run is not swallowed by an archived
-// task of its earlier attempt.
+// task of its earlier attempt, and the epoch so that a takeover is not
+// swallowed by the dead holder's task, which asynq keeps active until its
+// own lease runs out.
 func (p Payload) TaskID() string {
-	return fmt.Sprintf("batch:%d:%d:%d:%d", p.Run, p.Partition, p.Attempt, p.Seq)
+	return fmt.Sprintf("batch:%d:%d:%d:%d:%d", p.Run, p.Partition, p.Attempt, p.Epoch, p.Seq)
 }
 
-// Next returns the payload of the chain's next task.
+// Ref returns the chain identity the payload names.
+func (p Payload) Ref() checkpoint.TaskRef {
+	return checkpoint.TaskRef{RunID: p.Run, Partition: p.Partition, Attempt: p.Attempt, Epoch: p.Epoch, TaskSeq: p.Seq}
+}
+
+// Next returns the payload of the chain's next task after a handover.
 func (p Payload) Next() Payload {
 	p.Seq++
 	return p
@@ -47,11 +57,12 @@ func (p Payload) Next() Payload {
 
 // Encode returns the payload as JSON.
 func (p Payload) Encode() []byte {
-	b, _ := json.Marshal(p) // cannot fail: four numbers
+	b, _ := json.Marshal(p) // cannot fail: five numbers
 	return b
 }
 
-// DecodePayload parses and checks a task payload. Every field is required,
+// DecodePayload parses and checks a task payload. Every field but epoch is
+// required (a task of a worker from before the lease has none: epoch 0),
 // unknown fields are refused, and values must be in range.
 func DecodePayload(b []byte) (Payload, error) {
 	if len(b) > maxPayload {
@@ -61,6 +72,7 @@ func DecodePayload(b []byte) (Payload, error) {
 		Run       *int64 `json:"run"`
 		Partition *int   `json:"partition"`
 		Attempt   *int   `json:"attempt"`
+		Epoch     int64  `json:"epoch"`
 		Seq       *int64 `json:"seq"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -80,8 +92,10 @@ func DecodePayload(b []byte) (Payload, error) {
 		return Payload{}, fmt.Errorf("payload partition %d: want 0 or more", *raw.Partition)
 	case *raw.Attempt < 1:
 		return Payload{}, fmt.Errorf("payload attempt %d: want 1 or more", *raw.Attempt)
+	case raw.Epoch < 0:
+		return Payload{}, fmt.Errorf("payload epoch %d: want 0 or more", raw.Epoch)
 	case *raw.Seq < 0:
 		return Payload{}, fmt.Errorf("payload seq %d: want 0 or more", *raw.Seq)
 	}
-	return Payload{Run: *raw.Run, Partition: *raw.Partition, Attempt: *raw.Attempt, Seq: *raw.Seq}, nil
+	return Payload{Run: *raw.Run, Partition: *raw.Partition, Attempt: *raw.Attempt, Epoch: raw.Epoch, Seq: *raw.Seq}, nil
 }

@@ -13,6 +13,8 @@ func TestDecodePayload(t *testing.T) {
 		wantErr string
 	}{
 		{name: "valid", in: `{"run":7,"partition":2,"attempt":1,"seq":40}`, want: Payload{Run: 7, Partition: 2, Attempt: 1, Seq: 40}},
+		{name: "with epoch", in: `{"run":7,"partition":2,"attempt":1,"epoch":3,"seq":40}`, want: Payload{Run: 7, Partition: 2, Attempt: 1, Epoch: 3, Seq: 40}},
+		{name: "negative epoch", in: `{"run":7,"partition":2,"attempt":1,"epoch":-1,"seq":40}`, wantErr: "epoch -1"},
 		{name: "field order does not matter", in: `{"seq":0,"attempt":3,"partition":0,"run":1}`, want: Payload{Run: 1, Attempt: 3}},
 		{name: "empty", in: ``, wantErr: "decode payload"},
 		{name: "not json", in: `run=7`, wantErr: "decode payload"},
@@ -50,22 +52,28 @@ func TestDecodePayload(t *testing.T) {
 }
 
 func TestPayloadRoundTripAndID(t *testing.T) {
-	p := Payload{Run: 12, Partition: 3, Attempt: 2, Seq: 9}
+	p := Payload{Run: 12, Partition: 3, Attempt: 2, Epoch: 4, Seq: 9}
 	got, err := DecodePayload(p.Encode())
 	if err != nil || got != p {
 		t.Fatalf("round trip = %+v, %v; want %+v", got, err, p)
 	}
-	if id := p.TaskID(); id != "batch:12:3:2:9" {
-		t.Errorf("TaskID = %q, want batch:12:3:2:9", id)
+	if id := p.TaskID(); id != "batch:12:3:2:4:9" {
+		t.Errorf("TaskID = %q, want batch:12:3:2:4:9", id)
 	}
-	if n := p.Next(); n.Seq != 10 || n.TaskID() != "batch:12:3:2:10" {
+	if n := p.Next(); n.Seq != 10 || n.TaskID() != "batch:12:3:2:4:10" {
 		t.Errorf("Next = %+v (%s)", n, n.TaskID())
 	}
 	// The attempt is part of the ID, so a retried run does not collide with
-	// an archived task of its earlier attempt.
+	// an archived task of its earlier attempt; the epoch, so a takeover does
+	// not collide with the dead holder's task.
 	q := p
 	q.Attempt++
 	if q.TaskID() == p.TaskID() {
 		t.Errorf("attempts %d and %d share the task ID %s", p.Attempt, q.Attempt, p.TaskID())
+	}
+	q = p
+	q.Epoch++
+	if q.TaskID() == p.TaskID() {
+		t.Errorf("epochs %d and %d share the task ID %s", p.Epoch, q.Epoch, p.TaskID())
 	}
 }

@@ -82,6 +82,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Enqueuer: enqueuer,
 		Jobs:     jobs,
 		Slice:    cfg.Sync.TaskSlice,
+		Lease:    cfg.Sync.Lease,
 		MaxRetry: cfg.Sync.MaxRetry,
 		Worker:   name,
 		Logger:   log,
@@ -94,12 +95,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
 
-	sw := sweeper.New(store, enqueuer, inspector, cfg.Sweeper.Interval, log.With("component", "sweeper"))
+	sw := sweeper.New(sweeper.Options{
+		Store: store, Enqueuer: enqueuer, Inspector: inspector,
+		Interval: cfg.Sweeper.Interval, TakeoverInterval: cfg.Sweeper.TakeoverInterval,
+		Logger: log.With("component", "sweeper"),
+	})
 	var wg sync.WaitGroup
 	wg.Go(func() { sw.Run(ctx) })
 
 	log.Info("worker started", "name", name, "concurrency", cfg.Worker.Concurrency, "queue", tasks.Queue,
-		"task_slice", cfg.Sync.TaskSlice, "sweeper_interval", cfg.Sweeper.Interval,
+		"task_slice", cfg.Sync.TaskSlice, "lease", cfg.Sync.Lease, "sweeper_interval", cfg.Sweeper.Interval,
 		"quotes", cfg.Quotes.BaseURL, "rate_limit", cfg.Quotes.RateLimit)
 	<-ctx.Done()
 	log.Info("shutting down: stopping running batches")

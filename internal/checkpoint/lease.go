@@ -1,0 +1,91 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A partition's lease says which task runs its batches now. A task takes it
+// before its first batch and renews it while it works; every commit is a
+// compare-and-set on the lease (its epoch and owner), and the commit that
+// hands the chain over or ends the partition gives it up. When the holder
+// dies, the lease lapses and TakeOver hands the chain to a new task of the
+// next epoch, which fences the old holder off for good: if it wakes up, its
+// renewals and its commit match no row.
+//
+// Expiry is computed by Postgres (clock_timestamp), so the workers' clocks
+// do not matter.
+
+// Acquire takes the lease of the partition that ref names, for owner, until
+// ttl from now. It fails with ErrLeased when ref no longer owns the chain or
+// another owner holds a lease that has not lapsed; a lapsed lease of the same
+// epoch is taken over (its holder's commit then fails on the owner).
+func (s *Store) Acquire(ctx context.Context, ref TaskRef, owner string, ttl time.Duration) (Partition, error) {
+	if owner == "" {
+		return Partition{}, errors.New("acquire lease: owner is required")
+	}
+	p, err := scanPartition(s.pool.QueryRow(ctx, `UPDATE run_partitions p SET
+			lease_owner = $6, lease_expires_at = clock_timestamp() + $7 * interval '1 millisecond',
+			updated_at = now()
+		WHERE p.run_id = $1 AND p.partition = $2 AND p.attempt = $3 AND p.lease_epoch = $4
+			AND p.task_seq = $5 AND p.status = 'running'
+			AND (p.lease_owner IS NULL OR p.lease_expires_at <= clock_timestamp())
+		RETURNING `+partitionColumns,
+		ref.RunID, ref.Partition, ref.Attempt, ref.Epoch, ref.TaskSeq, owner, ttl.Milliseconds()))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Partition{}, fmt.Errorf("run %d partition %d: %w", ref.RunID, ref.Partition, ErrLeased)
+	}
+	if err != nil {
+		return Partition{}, fmt.Errorf("acquire lease of run %d partition %d: %w", ref.RunID, ref.Partition, err)
+	}
+	return p, nil
+}
+
+// Renew extends owner's lease of a partition to ttl from now. It fails with
+// ErrLeaseLost when owner no longer holds it.
+func (s *Store) Renew(ctx context.Context, ref TaskRef, owner string, ttl time.Duration) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE run_partitions SET
+			lease_expires_at = clock_timestamp() + $5 * interval '1 millisecond'
+		WHERE run_id = $1 AND partition = $2 AND lease_epoch = $3 AND lease_owner = $4`,
+		ref.RunID, ref.Partition, ref.Epoch, owner, ttl.Milliseconds())
+	if err != nil {
+		return fmt.Errorf("renew lease of run %d partition %d: %w", ref.RunID, ref.Partition, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("run %d partition %d epoch %d: %w", ref.RunID, ref.Partition, ref.Epoch, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Release gives up owner's lease of a partition, so that the next delivery of
+// the chain's task need not wait for it to lapse. Releasing a lease owner no
+// longer holds changes nothing.
+func (s *Store) Release(ctx context.Context, ref TaskRef, owner string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE run_partitions SET lease_owner = NULL, lease_expires_at = NULL
+		WHERE run_id = $1 AND partition = $2 AND lease_epoch = $3 AND lease_owner = $4`,
+		ref.RunID, ref.Partition, ref.Epoch, owner); err != nil {
+		return fmt.Errorf("release lease of run %d partition %d: %w", ref.RunID, ref.Partition, err)
+	}
+	return nil
+}
+
+// TakeOver ends every lapsed lease of a running partition of an active run:
+// the chain moves to the next epoch, whose task the caller must enqueue (its
+// ID is new, so the dead holder's task, still active in asynq until its own
+// lease runs out, does not stand in the way). It returns those partitions.
+func (s *Store) TakeOver(ctx context.Context) ([]Partition, error) {
+	parts, err := s.queryPartitions(ctx, `UPDATE run_partitions p SET
+			lease_epoch = p.lease_epoch + 1, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+		FROM runs r
+		WHERE r.id = p.run_id AND r.status IN ('pending', 'running')
+			AND p.status = 'running' AND p.lease_expires_at <= clock_timestamp()
+		RETURNING `+partitionColumns)
+	if err != nil {
+		return nil, fmt.Errorf("take over lapsed leases: %w", err)
+	}
+	return parts, nil
+}
