@@ -73,10 +73,12 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 // flagKeys maps the CLI's flags to the configuration keys they override.
 var flagKeys = map[string]string{
-	"database-url": "database_url",
-	"redis-url":    "redis_url",
-	"batch-size":   "sync.batch_size",
-	"partitions":   "sync.partitions",
+	"database-url":       "database_url",
+	"redis-url":          "redis_url",
+	"batch-size":         "sync.batch_size",
+	"partitions":         "sync.partitions",
+	"max-failed-items":   "sync.max_failed_items",
+	"max-failed-percent": "sync.max_failed_percent",
 }
 
 // load reads the configuration, with cmd's flags on top.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +38,7 @@ then flags.`,
 	pf.String("database-url", "", "Postgres URL (overrides DATABASE_URL)")
 	pf.String("redis-url", "", "Redis URL (overrides REDIS_URL)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print the result as JSON on stdout")
-	root.AddCommand(a.dailySyncCmd(), a.statusCmd(), a.retryCmd(), a.cancelCmd(), a.failuresCmd(), a.stocksCmd())
+	root.AddCommand(a.dailySyncCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.failuresCmd(), a.stocksCmd())
 	return root
 }
 
@@ -120,6 +121,7 @@ where they exist). A completed run is not redone.`,
 			}
 			run, created, err := control.StartDailySync(cmd.Context(), tasks.DailySyncOptions{
 				Date: day, Today: today, BatchSize: a.cfg.Sync.BatchSize, Partitions: a.cfg.Sync.Partitions,
+				MaxFailedItems: a.cfg.Sync.MaxFailedItems, MaxFailedPercent: a.cfg.Sync.MaxFailedPercent,
 			})
 			if err = a.warnNotEnqueued(err); err != nil {
 				return err
@@ -131,6 +133,8 @@ where they exist). A completed run is not redone.`,
 	cmd.Flags().StringVar(&date, "date", "", "trading date, YYYY-MM-DD (default: today in the market time zone)")
 	cmd.Flags().Int("batch-size", 0, "symbols per batch of a new run (overrides SYNC_BATCH_SIZE)")
 	cmd.Flags().Int("partitions", 0, "independent chains of a new run (overrides SYNC_PARTITIONS)")
+	cmd.Flags().Int64("max-failed-items", 0, "failed symbols one attempt of a new run may have before it fails early; 0 = no limit (overrides SYNC_MAX_FAILED_ITEMS)")
+	cmd.Flags().Float64("max-failed-percent", 0, "the same limit as a percentage of the run's symbols; 0 = no limit (overrides SYNC_MAX_FAILED_PERCENT)")
 	w.register(cmd)
 	return cmd
 }
@@ -195,30 +199,51 @@ func (a *app) statusCmd() *cobra.Command {
 }
 
 func (a *app) retryCmd() *cobra.Command {
-	var w waitFlags
-	cmd := &cobra.Command{
+	return a.restartCmd(&cobra.Command{
 		Use:   "retry RUN_ID",
 		Short: "Resume a failed or cancelled run from its checkpoints",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseRunID(args[0])
-			if err != nil {
-				return err
-			}
-			if err := w.check(cmd); err != nil {
-				return err
-			}
-			control, err := a.openAll(cmd)
-			if err != nil {
-				return err
-			}
-			run, err := control.Retry(cmd.Context(), id)
-			if err = a.warnNotEnqueued(err); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stderr, "run %d: resumed as attempt %d from %d/%d processed\n", run.ID, run.Attempt, run.Processed, run.Total)
-			return a.finish(cmd, run, w)
-		},
+	}, func(ctx context.Context, c *tasks.Control, id int64) (checkpoint.Run, string, error) {
+		run, err := c.Retry(ctx, id)
+		return run, fmt.Sprintf("resumed as attempt %d from %d/%d processed", run.Attempt, run.Processed, run.Total), err
+	})
+}
+
+func (a *app) redriveCmd() *cobra.Command {
+	return a.restartCmd(&cobra.Command{
+		Use:   "redrive RUN_ID",
+		Short: "Run the failed symbols of a completed run again",
+		Long: `Run only the failed symbols of a completed run again (see ` + "`enqueue failures`" + `),
+as the run's next attempt; each new outcome replaces the old, and symbols that
+fail again stay failed with their new error.`,
+	}, func(ctx context.Context, c *tasks.Control, id int64) (checkpoint.Run, string, error) {
+		run, err := c.Redrive(ctx, id)
+		return run, fmt.Sprintf("redriving %d failed symbols as attempt %d", run.Failed, run.Attempt), err
+	})
+}
+
+// restartCmd completes cmd as a command that makes the run RUN_ID go on
+// through op, which also says what it did, and can wait for the run's end.
+func (a *app) restartCmd(cmd *cobra.Command, op func(context.Context, *tasks.Control, int64) (checkpoint.Run, string, error)) *cobra.Command {
+	var w waitFlags
+	cmd.Args = cobra.ExactArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := parseRunID(args[0])
+		if err != nil {
+			return err
+		}
+		if err := w.check(cmd); err != nil {
+			return err
+		}
+		control, err := a.openAll(cmd)
+		if err != nil {
+			return err
+		}
+		run, what, err := op(cmd.Context(), control, id)
+		if err = a.warnNotEnqueued(err); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stderr, "run %d: %s\n", run.ID, what)
+		return a.finish(cmd, run, w)
 	}
 	w.register(cmd)
 	return cmd

@@ -146,6 +146,9 @@ func TestStatusFailuresRetryCancel(t *testing.T) {
 	if r := c.run("", "retry", id); r.code != 1 || !strings.Contains(r.stderr, "only a failed or cancelled run can be retried") {
 		t.Errorf("retry of a running run = %+v, want exit 1", r)
 	}
+	if r := c.run("", "redrive", id); r.code != 1 || !strings.Contains(r.stderr, "only a completed run's failed items can be redriven") {
+		t.Errorf("redrive of a running run = %+v, want exit 1", r)
+	}
 	c.h.StartWorker("w")
 	c.h.WaitEnded(run.ID, 30*time.Second)
 	if r := c.run("", "cancel", id); r.code != 1 || !strings.Contains(r.stderr, "completed; there is nothing to cancel") {
@@ -179,6 +182,22 @@ func TestStatusFailuresRetryCancel(t *testing.T) {
 	var items []checkpoint.Item
 	if r := c.runJSON(&items, "failures", id); r.code != 0 || len(items) != 3 || items[0].Status != checkpoint.ItemFailed {
 		t.Errorf("failures --json = %+v", items)
+	}
+
+	// Redrive runs the 3 failed symbols again; they fail again.
+	r = c.run("", "redrive", id, "--wait", "--progress-interval", "100ms")
+	if r.code != 0 || !strings.Contains(r.stderr, "redriving 3 failed symbols as attempt 3") {
+		t.Fatalf("redrive = %+v", r)
+	}
+	r = c.run("", "status", id)
+	if !strings.Contains(r.stdout, "completed (attempt 3)") || !strings.Contains(r.stdout, "redrives") {
+		t.Errorf("status after the redrive = %+v", r)
+	}
+	if r := c.runJSON(&items, "failures", id); r.code != 0 || len(items) != 3 || items[0].Attempts != 2 {
+		t.Errorf("failures after the redrive = %+v, want the 3 tried twice", items)
+	}
+	if r := c.run("", "redrive", "999"); r.code != 1 || !strings.Contains(r.stderr, "run 999: not found") {
+		t.Errorf("redrive of an unknown run = %+v", r)
 	}
 }
 

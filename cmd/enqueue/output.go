@@ -103,6 +103,12 @@ func (a *app) printRunDetail(r checkpoint.Run, parts []checkpoint.Partition) err
 	fmt.Fprintf(tw, "run\t%d\n", r.ID)
 	fmt.Fprintf(tw, "job\t%s %s\n", r.Job, r.RunKey)
 	fmt.Fprintf(tw, "status\t%s (attempt %d)\n", r.Status, r.Attempt)
+	if r.Redrives > 0 {
+		fmt.Fprintf(tw, "redrives\t%d\n", r.Redrives)
+	}
+	if r.MaxFailures != nil {
+		fmt.Fprintf(tw, "failure limit\t%d failed items per attempt (%d in this attempt)\n", *r.MaxFailures, r.AttemptFailed)
+	}
 	fmt.Fprintf(tw, "progress\t%d/%d (%s): %d succeeded, %d failed, %d records written\n",
 		r.Processed, r.Total, percent(r.Processed, r.Total), r.Succeeded, r.Failed, r.Records)
 	fmt.Fprintf(tw, "batches\tof %d in %d partitions\n", r.BatchSize, r.Partitions)

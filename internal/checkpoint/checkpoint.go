@@ -92,11 +92,18 @@ type Run struct {
 	Failed     int64           `json:"failed"`
 	Records    int64           `json:"records"`
 	Attempt    int             `json:"attempt"`
-	LastError  string          `json:"last_error,omitempty"`
-	CreatedAt  time.Time       `json:"created_at"`
-	StartedAt  *time.Time      `json:"started_at"`
-	FinishedAt *time.Time      `json:"finished_at"`
-	UpdatedAt  time.Time       `json:"updated_at"`
+	// MaxFailures is how many items one attempt may fail before the run
+	// fails early; nil means no limit. AttemptFailed counts the current
+	// attempt's failures.
+	MaxFailures   *int64 `json:"max_failures"`
+	AttemptFailed int64  `json:"attempt_failed"`
+	// Redrives counts the passes over the run's failed items after it completed.
+	Redrives   int        `json:"redrives"`
+	LastError  string     `json:"last_error,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
 }
 
 // Partition is the checkpoint of one chain of a run: the positions
@@ -113,6 +120,9 @@ type Partition struct {
 	Cursor   int64           `json:"cursor"`
 	Seq      int64           `json:"seq"`
 	TaskSeq  int64           `json:"task_seq"`
+	// Redrive is the redrive pass the partition is in; in a pass (above 0)
+	// its batches run only the items of its range that had failed.
+	Redrive int `json:"redrive"`
 	// Epoch counts the takeovers of the chain: a sweeper that finds the
 	// lease lapsed bumps it, which fences off the task that held it.
 	Epoch int64 `json:"epoch"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -707,5 +708,155 @@ func TestLeaseEndsWithHandoverAndCompletion(t *testing.T) {
 	}
 	if taken, err := e.store.TakeOver(ctx); err != nil || len(taken) != 0 {
 		t.Errorf("TakeOver = %+v, %v; want nothing", taken, err)
+	}
+}
+
+// complete commits every batch of every partition of run, with batchOf's
+// outcomes (positions divisible by 3 fail).
+func (e *env) complete(t *testing.T, run Run) {
+	t.Helper()
+	for i := range run.Partitions {
+		p := e.lease(t, run.ID, i)
+		for p.Status == PartitionRunning {
+			res, err := e.store.Commit(context.Background(), batchOf(run, p, false), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p = res.Partition
+		}
+	}
+}
+
+func TestRedriveRunsOnlyTheFailedItems(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 12, 2, 3) // partitions [0,4) [4,8) [8,12); 0, 3, 6, 9 fail
+	if _, _, err := e.store.Redrive(ctx, run.ID); !errors.Is(err, ErrState) {
+		t.Fatalf("redrive of a pending run = %v, want ErrState", err)
+	}
+	e.complete(t, run)
+	before, _ := e.store.Get(ctx, run.ID)
+	if before.Status != StatusCompleted || before.Failed != 4 {
+		t.Fatalf("run before the redrive = %+v", before)
+	}
+
+	r, parts, err := e.store.Redrive(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != StatusRunning || r.Attempt != 2 || r.Redrives != 1 || r.FinishedAt != nil || r.Processed != 12 {
+		t.Errorf("redriven run = %+v", r)
+	}
+	if len(parts) != 3 {
+		t.Fatalf("redriven partitions = %+v, want all three (each has a failed item)", parts)
+	}
+	for _, p := range parts {
+		if p.Cursor != p.StartPos || p.Redrive != 1 || p.Attempt != 2 || p.TaskSeq != p.Seq {
+			t.Errorf("redriven partition = %+v", p)
+		}
+	}
+	if got, err := e.store.FailedItems(ctx, run.ID, 4, 8, 10); err != nil || len(got) != 1 || got[0].Pos != 6 {
+		t.Errorf("FailedItems [4, 8) = %+v, %v; want position 6", got, err)
+	}
+
+	// Partition 0's pass: items 0 and 3 succeed now, in one batch of two
+	// that ends the partition.
+	p := e.lease(t, run.ID, 0)
+	b := batchOf(r, p, false)
+	b.Redrive, b.To = 1, p.EndPos
+	b.Outcomes = []Outcome{{Pos: 0, OK: true, Attempts: 1}, {Pos: 3, OK: true, Attempts: 1}}
+	res, err := e.store.Commit(ctx, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Partition.Status != PartitionCompleted {
+		t.Errorf("partition after its redrive = %+v", res.Partition)
+	}
+	after, _ := e.store.Get(ctx, run.ID)
+	if after.Processed != 12 || after.Succeeded != before.Succeeded+2 || after.Failed != 2 || after.AttemptFailed != 0 {
+		t.Errorf("counters after the redrive batch: %+v", after)
+	}
+	// A redrive batch may only touch items that had failed.
+	p1 := e.lease(t, run.ID, 1)
+	bad := batchOf(r, p1, false)
+	bad.Redrive, bad.To = 1, p1.EndPos
+	bad.Outcomes = []Outcome{{Pos: 5, OK: true, Attempts: 1}}
+	if _, err := e.store.Commit(ctx, bad, nil); err == nil || !strings.Contains(err.Error(), "had failed") {
+		t.Errorf("redrive batch over an item that had not failed = %v, want a refusal", err)
+	}
+	if n := e.count(t, `SELECT count(*) FROM batch_ledger WHERE run_id = $1 AND redrive = 1`, run.ID); n != 1 {
+		t.Errorf("%d redrive ledger rows, want 1", n)
+	}
+
+	done := e.create(t, "clean", 2, 2, 1)
+	for _, p := range []Partition{e.lease(t, done.ID, 0)} {
+		b := batchOf(done, p, false)
+		b.Outcomes = []Outcome{{Pos: 0, OK: true}, {Pos: 1, OK: true}}
+		if _, err := e.store.Commit(ctx, b, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := e.store.Redrive(ctx, done.ID); !errors.Is(err, ErrState) {
+		t.Errorf("redrive of a run without failures = %v, want ErrState", err)
+	}
+}
+
+func TestMaxFailures(t *testing.T) {
+	tests := []struct {
+		items   int64
+		percent float64
+		total   int64
+		want    int64 // -1: no limit
+	}{
+		{0, 0, 1000, -1},
+		{50, 0, 1000, 50},
+		{0, 10, 1000, 100},
+		{0, 10, 5, 0}, // one failure of five is more than 10 %
+		{50, 10, 1000, 50},
+		{500, 10, 1000, 100},
+		{0, 100, 7, 7},
+	}
+	for _, tt := range tests {
+		got := NewRun{MaxFailedItems: tt.items, MaxFailedPercent: tt.percent}.maxFailures(tt.total)
+		if (got == nil) != (tt.want < 0) || (got != nil && *got != tt.want) {
+			t.Errorf("limit of %d items, %g%% of %d = %v, want %d", tt.items, tt.percent, tt.total, got, tt.want)
+		}
+	}
+}
+
+func TestFailureThresholdFailsTheRunEarly(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run, _, err := e.store.CreateRun(ctx, NewRun{Job: "test", RunKey: "k", BatchSize: 3, Partitions: 2,
+		Keys: keys(12), MaxFailedItems: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.MaxFailures == nil || *run.MaxFailures != 1 {
+		t.Fatalf("max failures = %v, want 1", run.MaxFailures)
+	}
+	p1 := e.lease(t, run.ID, 1)
+	// Batch [0, 3) fails position 0 (batchOf fails multiples of 3): within the limit.
+	res, err := e.store.Commit(ctx, batchOf(run, e.lease(t, run.ID, 0), false), nil)
+	if err != nil || res.RunFailed {
+		t.Fatalf("first commit = %+v, %v", res, err)
+	}
+	// Batch [3, 6) fails position 3: two failures, one more than allowed.
+	res, err = e.store.Commit(ctx, batchOf(run, res.Partition, false), nil)
+	if err != nil || !res.RunFailed || res.Partition.Status == PartitionRunning {
+		t.Fatalf("second commit = %+v, %v; want the run failed", res, err)
+	}
+	r, _ := e.store.Get(ctx, run.ID)
+	if r.Status != StatusFailed || r.Processed != 6 || r.Failed != 2 ||
+		!strings.Contains(r.LastError, "failure threshold exceeded: 2 items failed in attempt 1, more than the 1 allowed; last error: boom") {
+		t.Errorf("run = %+v", r)
+	}
+	if _, err := e.store.Commit(ctx, batchOf(run, p1, false), nil); !errors.Is(err, ErrStale) {
+		t.Errorf("commit on the other partition after the threshold = %v, want ErrStale", err)
+	}
+	// A retry starts the count of the new attempt from zero.
+	r, _, err = e.store.Retry(ctx, run.ID)
+	if err != nil || r.AttemptFailed != 0 || r.Failed != 2 {
+		t.Fatalf("retry = %+v, %v", r, err)
 	}
 }

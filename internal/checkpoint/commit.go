@@ -26,12 +26,16 @@ type Batch struct {
 	LeaseTTL time.Duration
 	// From and To are the positions the batch covered: [From, To).
 	From, To int64
+	// Redrive is the partition's redrive pass: in a pass (above 0) the
+	// outcomes are those of the range's failed items only, and they replace
+	// the old ones.
+	Redrive int
 	// Handover passes the chain to the task of Seq+1: the partition's
 	// TaskSeq advances with its Seq, so that a sweeper looks for that task,
 	// and the lease is given up for that task to take.
 	Handover bool
 	// Outcomes are the outcomes of the batch's items: one for each
-	// position of [From, To).
+	// position of [From, To), or in a redrive pass for each failed one.
 	Outcomes []Outcome
 	// Records is the number of data rows the batch wrote.
 	Records int
@@ -58,6 +62,10 @@ type Committed struct {
 	Partition Partition
 	// RunCompleted is true when this commit completed the run.
 	RunCompleted bool
+	// RunFailed is true when this commit took the run's failures past its
+	// limit, which failed the run; LastError says so.
+	RunFailed bool
+	LastError string
 }
 
 // WriteFunc writes a batch's data within the commit's transaction.
@@ -80,7 +88,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: range [%d, %d) is reversed",
 			b.RunID, b.Partition, b.Seq, b.From, b.To)
 	}
-	if int64(len(b.Outcomes)) != b.To-b.From {
+	if n := int64(len(b.Outcomes)); n > b.To-b.From || (b.Redrive == 0 && n != b.To-b.From) {
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %d outcomes for the %d items of [%d, %d)",
 			b.RunID, b.Partition, b.Seq, len(b.Outcomes), b.To-b.From, b.From, b.To)
 	}
@@ -116,18 +124,27 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The run row first: every transaction that touches a run and its
 		// partitions locks the run before the partitions.
-		tag, err := tx.Exec(ctx, `UPDATE runs SET
+		// A redrive's items were processed and counted failed before: an
+		// item that succeeds now moves from failed to succeeded.
+		processed, failedDelta := len(b.Outcomes), failed
+		if b.Redrive > 0 {
+			processed, failedDelta = 0, -ok
+		}
+		var attemptFailed int64
+		var maxFailures *int64
+		err := tx.QueryRow(ctx, `UPDATE runs SET
 				processed = processed + $2, succeeded = succeeded + $3, failed = failed + $4,
-				records = records + $5,
+				records = records + $5, attempt_failed = attempt_failed + $6,
 				status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
 				started_at = coalesce(started_at, now()), updated_at = now()
-			WHERE id = $1 AND status IN ('pending', 'running')`,
-			b.RunID, len(b.Outcomes), ok, failed, b.Records)
+			WHERE id = $1 AND status IN ('pending', 'running')
+			RETURNING attempt_failed, max_failures`,
+			b.RunID, processed, ok, failedDelta, b.Records, failed).Scan(&attemptFailed, &maxFailures)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
+		}
 		if err != nil {
 			return fmt.Errorf("count batch: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
 		}
 
 		// The lease ends with a commit that hands the chain over or ends
@@ -143,10 +160,10 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				last_progress_at = now(), updated_at = now()
 			WHERE p.run_id = $1 AND p.partition = $2 AND p.attempt = $3 AND p.seq = $4
 				AND p.cursor = $5 AND p.status = 'running' AND $6 <= p.end_pos
-				AND p.lease_epoch = $8 AND p.lease_owner = $9
+				AND p.lease_epoch = $8 AND p.lease_owner = $9 AND p.redrive = $11
 			RETURNING `+partitionColumns,
 			b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.To, b.Handover,
-			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds()))
+			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
 				b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
@@ -166,23 +183,50 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			tag, err := tx.Exec(ctx, `UPDATE run_items i SET status = u.status, attempts = i.attempts + u.attempts,
 					error = u.error, updated_at = now()
 				FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[]) AS u(pos, status, attempts, error)
-				WHERE i.run_id = $1 AND i.pos = u.pos`,
-				b.RunID, pos, status, attempts, errs)
+				WHERE i.run_id = $1 AND i.pos = u.pos AND (i.status = 'failed' OR NOT $6)`,
+				b.RunID, pos, status, attempts, errs, b.Redrive > 0)
 			if err != nil {
 				return fmt.Errorf("record item outcomes: %w", err)
 			}
 			if n := tag.RowsAffected(); n != int64(len(b.Outcomes)) {
-				return fmt.Errorf("record item outcomes: %d of %d items exist", n, len(b.Outcomes))
+				what := "exist"
+				if b.Redrive > 0 {
+					what = "exist and had failed"
+				}
+				return fmt.Errorf("record item outcomes: %d of %d items %s", n, len(b.Outcomes), what)
 			}
 		}
 
-		if _, err := tx.Exec(ctx, `INSERT INTO batch_ledger (run_id, partition, seq, attempt,
+		if _, err := tx.Exec(ctx, `INSERT INTO batch_ledger (run_id, partition, seq, attempt, redrive,
 				cursor_from, cursor_to, items, succeeded, failed, records, task_id, worker,
 				started_at, duration_ms)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-			b.RunID, b.Partition, b.Seq, b.Attempt, b.From, b.To, len(b.Outcomes), ok, failed,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			b.RunID, b.Partition, b.Seq, b.Attempt, b.Redrive, b.From, b.To, len(b.Outcomes), ok, failed,
 			b.Records, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds()); err != nil {
 			return fmt.Errorf("write ledger: %w", err)
+		}
+
+		if maxFailures != nil && attemptFailed > *maxFailures {
+			// The source is broken rather than a few items bad: stop the
+			// run instead of quarantining everything. The batch itself
+			// commits, so its outcomes show what went wrong.
+			res.RunFailed = true
+			res.LastError = fmt.Sprintf("failure threshold exceeded: %d items failed in attempt %d, more than the %d allowed; last error: %s",
+				attemptFailed, b.Attempt, *maxFailures, lastError(b.Outcomes))
+			if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed',
+					lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+				WHERE run_id = $1 AND status = 'running'`, b.RunID); err != nil {
+				return fmt.Errorf("stop partitions: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE runs SET status = 'failed', last_error = $2,
+					finished_at = now(), updated_at = now()
+				WHERE id = $1`, b.RunID, res.LastError); err != nil {
+				return fmt.Errorf("fail run: %w", err)
+			}
+			if res.Partition.Status == PartitionRunning {
+				res.Partition.Status = PartitionFailed
+			}
+			return nil
 		}
 
 		if p.Status == PartitionCompleted {
@@ -201,4 +245,14 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %w", b.RunID, b.Partition, b.Seq, err)
 	}
 	return res, nil
+}
+
+// lastError returns the error of the last failed outcome.
+func lastError(outcomes []Outcome) string {
+	for i := len(outcomes) - 1; i >= 0; i-- {
+		if !outcomes[i].OK {
+			return outcomes[i].Err
+		}
+	}
+	return "(none in this batch)"
 }

@@ -78,7 +78,7 @@ func (s *Store) Release(ctx context.Context, ref TaskRef, owner string) error {
 // ID is new, so the dead holder's task, still active in asynq until its own
 // lease runs out, does not stand in the way). It returns those partitions.
 func (s *Store) TakeOver(ctx context.Context) ([]Partition, error) {
-	parts, err := s.queryPartitions(ctx, `UPDATE run_partitions p SET
+	parts, err := queryPartitions(ctx, s.pool, `UPDATE run_partitions p SET
 			lease_epoch = p.lease_epoch + 1, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 		FROM runs r
 		WHERE r.id = p.run_id AND r.status IN ('pending', 'running')

@@ -13,6 +13,7 @@ import (
 const runColumns = `r.id, r.job, r.run_key, r.params, r.status, r.batch_size,
 	(SELECT count(*) FROM run_partitions x WHERE x.run_id = r.id),
 	r.total, r.processed, r.succeeded, r.failed, r.records, r.attempt,
+	r.max_failures, r.attempt_failed, r.redrives,
 	coalesce(r.last_error, ''), r.created_at, r.started_at, r.finished_at, r.updated_at`
 
 func scanRun(row pgx.Row) (Run, error) {
@@ -25,12 +26,12 @@ func scanRun(row pgx.Row) (Run, error) {
 func runFields(r *Run) []any {
 	return []any{&r.ID, &r.Job, &r.RunKey, &r.Params, &r.Status, &r.BatchSize,
 		&r.Partitions, &r.Total, &r.Processed, &r.Succeeded, &r.Failed, &r.Records, &r.Attempt,
-		&r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt}
+		&r.MaxFailures, &r.AttemptFailed, &r.Redrives, &r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt}
 }
 
 // partitionColumns selects a Partition from run_partitions p; scanPartition reads it.
 const partitionColumns = `p.run_id, p.partition, p.status, p.attempt, p.start_pos, p.end_pos,
-	p.cursor, p.seq, p.task_seq, p.lease_epoch, coalesce(p.lease_owner, ''),
+	p.cursor, p.seq, p.task_seq, p.redrive, p.lease_epoch, coalesce(p.lease_owner, ''),
 	coalesce(p.lease_expires_at > clock_timestamp(), false), p.lease_expires_at,
 	coalesce(p.last_error, ''), p.last_progress_at`
 
@@ -43,7 +44,7 @@ func scanPartition(row pgx.Row) (Partition, error) {
 // partitionFields returns the scan destinations of partitionColumns.
 func partitionFields(p *Partition) []any {
 	return []any{&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
-		&p.Cursor, &p.Seq, &p.TaskSeq, &p.Epoch, &p.LeaseOwner, &p.Leased, &p.LeaseExpiresAt,
+		&p.Cursor, &p.Seq, &p.TaskSeq, &p.Redrive, &p.Epoch, &p.LeaseOwner, &p.Leased, &p.LeaseExpiresAt,
 		&p.LastError, &p.LastProgressAt}
 }
 
@@ -63,6 +64,27 @@ type NewRun struct {
 	Partitions int
 	// Keys are the run's items in order, frozen with the run.
 	Keys []string
+	// MaxFailedItems and MaxFailedPercent (of the items) set how many items
+	// one attempt of the run may fail before the run fails early, frozen
+	// with the run; 0 means no limit, and with both the lower one applies.
+	MaxFailedItems   int64
+	MaxFailedPercent float64
+}
+
+// maxFailures returns the failure limit of a run of total items, or nil.
+func (spec NewRun) maxFailures(total int64) *int64 {
+	var limit *int64
+	if spec.MaxFailedItems > 0 {
+		limit = &spec.MaxFailedItems
+	}
+	if spec.MaxFailedPercent > 0 {
+		// Failing more than floor(p% of total) is failing more than p%.
+		n := int64(spec.MaxFailedPercent * float64(total) / 100)
+		if limit == nil || n < *limit {
+			limit = &n
+		}
+	}
+	return limit
 }
 
 // CreateRun creates the run that spec describes, with its items and
@@ -78,6 +100,9 @@ func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bo
 		return Run{}, false, fmt.Errorf("create run: partitions must be at least 1, got %d", spec.Partitions)
 	case len(spec.Keys) == 0:
 		return Run{}, false, errors.New("create run: a run needs at least one item")
+	case spec.MaxFailedItems < 0 || spec.MaxFailedPercent < 0 || spec.MaxFailedPercent > 100:
+		return Run{}, false, fmt.Errorf("create run: failure limits must be 0 or more items and 0 to 100 percent, got %d and %g",
+			spec.MaxFailedItems, spec.MaxFailedPercent)
 	}
 	params, err := json.Marshal(spec.Params)
 	if err != nil {
@@ -87,11 +112,12 @@ func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bo
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var id int64
 		err := tx.QueryRow(ctx, `
-			INSERT INTO runs (job, run_key, params, batch_size, total)
-			VALUES ($1, $2, $3, $4, $5)
+			INSERT INTO runs (job, run_key, params, batch_size, total, max_failures)
+			VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (job, run_key) DO NOTHING
 			RETURNING id`,
-			spec.Job, spec.RunKey, params, spec.BatchSize, len(spec.Keys)).Scan(&id)
+			spec.Job, spec.RunKey, params, spec.BatchSize, len(spec.Keys),
+			spec.maxFailures(int64(len(spec.Keys)))).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // exists; read it below, outside this transaction
 		}
@@ -188,21 +214,26 @@ func (s *Store) List(ctx context.Context, limit int) ([]Run, error) {
 
 // Partitions returns the partitions of run id in order.
 func (s *Store) Partitions(ctx context.Context, id int64) ([]Partition, error) {
-	return s.queryPartitions(ctx, `SELECT `+partitionColumns+` FROM run_partitions p
+	return queryPartitions(ctx, s.pool, `SELECT `+partitionColumns+` FROM run_partitions p
 		WHERE p.run_id = $1 ORDER BY p.partition`, id)
 }
 
 // ActivePartitions returns every running partition of every active run: the
 // chains that must have a task on the queue.
 func (s *Store) ActivePartitions(ctx context.Context) ([]Partition, error) {
-	return s.queryPartitions(ctx, `SELECT `+partitionColumns+` FROM run_partitions p
+	return queryPartitions(ctx, s.pool, `SELECT `+partitionColumns+` FROM run_partitions p
 		JOIN runs r ON r.id = p.run_id
 		WHERE r.status IN ('pending', 'running') AND p.status = 'running'
 		ORDER BY p.run_id, p.partition`)
 }
 
-func (s *Store) queryPartitions(ctx context.Context, sql string, args ...any) ([]Partition, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+// querier is what queryPartitions reads through: a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func queryPartitions(ctx context.Context, q querier, sql string, args ...any) ([]Partition, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read partitions: %w", err)
 	}
@@ -244,6 +275,14 @@ func (s *Store) MarkRunning(ctx context.Context, id int64) error {
 func (s *Store) Items(ctx context.Context, id, from, to int64) ([]Item, error) {
 	return s.queryItems(ctx, `SELECT pos, key, status, attempts, coalesce(error, '')
 		FROM run_items WHERE run_id = $1 AND pos >= $2 AND pos < $3 ORDER BY pos`, id, from, to)
+}
+
+// FailedItems returns up to limit failed items of run id at positions
+// [from, to), in order: the work of a redrive batch.
+func (s *Store) FailedItems(ctx context.Context, id, from, to int64, limit int) ([]Item, error) {
+	return s.queryItems(ctx, `SELECT pos, key, status, attempts, coalesce(error, '')
+		FROM run_items WHERE run_id = $1 AND pos >= $2 AND pos < $3 AND status = 'failed'
+		ORDER BY pos LIMIT $4`, id, from, to, limit)
 }
 
 // Failures returns the failed items of run id, in order.
@@ -289,6 +328,49 @@ func lockRun(ctx context.Context, tx pgx.Tx, id int64) (Run, error) {
 // every partition that is not completed resumes from its checkpoint. It
 // returns the run and the partitions whose tasks the caller must enqueue.
 func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
+	return s.restart(ctx, id, false, func(r Run) error {
+		if r.Status != StatusFailed && r.Status != StatusCancelled {
+			return fmt.Errorf("run %d is %s; only a failed or cancelled run can be retried: %w", id, r.Status, ErrState)
+		}
+		return nil
+	}, `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
+			task_seq = seq, lease_owner = NULL, lease_expires_at = NULL,
+			last_error = NULL, updated_at = now()
+		WHERE p.run_id = $1 AND p.status <> 'completed'
+		RETURNING `+partitionColumns)
+}
+
+// Redrive runs the failed items of a completed run again, as its next
+// attempt and its next redrive pass: each partition with failed items in its
+// range starts over from its start in that pass, running only those items,
+// and their new outcomes replace the old. It returns the run and the
+// partitions whose tasks the caller must enqueue. A run that is not
+// completed, or has no failed item, fails with ErrState.
+func (s *Store) Redrive(ctx context.Context, id int64) (Run, []Partition, error) {
+	return s.restart(ctx, id, true, func(r Run) error {
+		if r.Status != StatusCompleted {
+			return fmt.Errorf("run %d is %s; only a completed run's failed items can be redriven (a failed or cancelled run is resumed with retry): %w",
+				id, r.Status, ErrState)
+		}
+		if r.Failed == 0 {
+			return fmt.Errorf("run %d has no failed item to redrive: %w", id, ErrState)
+		}
+		return nil
+	}, `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
+			cursor = p.start_pos, task_seq = p.seq, lease_owner = NULL, lease_expires_at = NULL,
+			last_error = NULL, updated_at = now()
+		WHERE p.run_id = $1 AND EXISTS (SELECT 1 FROM run_items i
+			WHERE i.run_id = p.run_id AND i.status = 'failed' AND i.pos >= p.start_pos AND i.pos < p.end_pos)
+		RETURNING `+partitionColumns)
+}
+
+// restart makes an ended run running again as its next attempt, in one
+// transaction with the run locked: allowed says whether the run's state
+// permits it, and partsSQL (with $1 the run, $2 the new attempt, $3 the
+// redrive pass) moves the partitions that are to run and returns them. A
+// redrive starts the next pass. With no partition to run, the run is
+// completed at once.
+func (s *Store) restart(ctx context.Context, id int64, redrive bool, allowed func(Run) error, partsSQL string) (Run, []Partition, error) {
 	var parts []Partition
 	var run Run
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -296,31 +378,27 @@ func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
 		if err != nil {
 			return err
 		}
-		if r.Status != StatusFailed && r.Status != StatusCancelled {
-			return fmt.Errorf("run %d is %s; only a failed or cancelled run can be retried: %w", id, r.Status, ErrState)
+		if err := allowed(r); err != nil {
+			return err
 		}
-		attempt := r.Attempt + 1
-		rows, err := tx.Query(ctx, `UPDATE run_partitions p SET status = 'running', attempt = $2,
-				task_seq = seq, lease_owner = NULL, lease_expires_at = NULL,
-				last_error = NULL, updated_at = now()
-			WHERE p.run_id = $1 AND p.status <> 'completed'
-			RETURNING `+partitionColumns, id, attempt)
-		if err != nil {
-			return fmt.Errorf("resume partitions of run %d: %w", id, err)
+		attempt, pass := r.Attempt+1, r.Redrives
+		if redrive {
+			pass++
 		}
-		parts, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Partition, error) { return scanPartition(row) })
+		parts, err = queryPartitions(ctx, tx, partsSQL, id, attempt, pass)
 		if err != nil {
-			return fmt.Errorf("resume partitions of run %d: %w", id, err)
+			return fmt.Errorf("restart partitions of run %d: %w", id, err)
 		}
 		status := StatusRunning
 		if len(parts) == 0 {
 			status = StatusCompleted
 		}
-		run, err = scanRun(tx.QueryRow(ctx, `UPDATE runs r SET status = $2, attempt = $3, last_error = NULL,
+		run, err = scanRun(tx.QueryRow(ctx, `UPDATE runs r SET status = $2, attempt = $3, redrives = $4,
+				attempt_failed = 0, last_error = NULL,
 				finished_at = CASE WHEN $2 = 'completed' THEN now() END, updated_at = now()
-			WHERE r.id = $1 RETURNING `+runColumns, id, status, attempt))
+			WHERE r.id = $1 RETURNING `+runColumns, id, status, attempt, pass))
 		if err != nil {
-			return fmt.Errorf("retry run %d: %w", id, err)
+			return fmt.Errorf("restart run %d: %w", id, err)
 		}
 		return nil
 	})

@@ -73,6 +73,14 @@ type Sync struct {
 	// partition resumes within about Lease plus sweeper.takeover_interval
 	// (SYNC_LEASE). Default: 10s.
 	Lease time.Duration `mapstructure:"lease"`
+	// MaxFailedItems is how many items one attempt of a new run may fail
+	// before the run fails early instead of quarantining them all; 0 means
+	// no limit (SYNC_MAX_FAILED_ITEMS). Default: 0.
+	MaxFailedItems int64 `mapstructure:"max_failed_items"`
+	// MaxFailedPercent is the same limit as a percentage of the run's items;
+	// 0 means no limit, and with both set the lower one applies
+	// (SYNC_MAX_FAILED_PERCENT). Default: 10.
+	MaxFailedPercent float64 `mapstructure:"max_failed_percent"`
 }
 
 // Quotes configures the quotes provider of the daily stock sync.
@@ -156,6 +164,8 @@ var defaults = []struct {
 	{"sync.max_retry", 10},
 	{"sync.retry_backoff_max", "2m"},
 	{"sync.lease", "10s"},
+	{"sync.max_failed_items", 0},
+	{"sync.max_failed_percent", 10},
 	{"quotes.base_url", "http://127.0.0.1:8090"},
 	{"quotes.api_key", ""},
 	{"quotes.rate_limit", 50},
@@ -324,6 +334,12 @@ func (c Config) validate(fromFlag map[string]string) error {
 	intRange("sync.max_retry", c.Sync.MaxRetry, 0, 1000)
 	durRange("sync.retry_backoff_max", c.Sync.RetryBackoffMax, time.Millisecond, 24*time.Hour)
 	durRange("sync.lease", c.Sync.Lease, 300*time.Millisecond, time.Hour)
+	if c.Sync.MaxFailedItems < 0 {
+		bad("sync.max_failed_items", "must be 0 (no limit) or more, got %d", c.Sync.MaxFailedItems)
+	}
+	if p := c.Sync.MaxFailedPercent; p < 0 || p > 100 || p != p {
+		bad("sync.max_failed_percent", "must be between 0 (no limit) and 100, got %g", p)
+	}
 	if c.Sync.TaskSlice >= c.Sync.TaskTimeout {
 		bad("sync.task_slice", "must be shorter than sync.task_timeout (%s), got %s", c.Sync.TaskTimeout, c.Sync.TaskSlice)
 	}

@@ -157,6 +157,13 @@ func TestInvalid(t *testing.T) {
 		{name: "slice longer than timeout", env: map[string]string{"SYNC_TASK_SLICE": "20m"},
 			wantErr: []string{"sync.task_slice", "shorter than sync.task_timeout"}},
 		{name: "log level", env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: []string{"log.level (LOG_LEVEL)"}},
+		{name: "lease too short", env: map[string]string{"SYNC_LEASE": "10ms"}, wantErr: []string{"sync.lease (SYNC_LEASE)"}},
+		{name: "takeover interval", env: map[string]string{"SWEEPER_TAKEOVER_INTERVAL": "0s"},
+			wantErr: []string{"sweeper.takeover_interval (SWEEPER_TAKEOVER_INTERVAL)"}},
+		{name: "failure percent over 100", env: map[string]string{"SYNC_MAX_FAILED_PERCENT": "150"},
+			wantErr: []string{"sync.max_failed_percent (SYNC_MAX_FAILED_PERCENT)", "between 0 (no limit) and 100"}},
+		{name: "negative failed items", env: map[string]string{"SYNC_MAX_FAILED_ITEMS": "-5"},
+			wantErr: []string{"sync.max_failed_items (SYNC_MAX_FAILED_ITEMS)"}},
 		{name: "every bad key is named", env: map[string]string{"QUOTES_CONCURRENCY": "0", "WORKER_CONCURRENCY": "0"},
 			wantErr: []string{"quotes.concurrency", "worker.concurrency"}},
 	}

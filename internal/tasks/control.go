@@ -45,6 +45,10 @@ type DailySyncOptions struct {
 	Today time.Time
 	// BatchSize and Partitions apply to a new run; an existing run keeps its own.
 	BatchSize, Partitions int
+	// MaxFailedItems and MaxFailedPercent limit the items one attempt of a
+	// new run may fail before it fails early (see checkpoint.NewRun).
+	MaxFailedItems   int64
+	MaxFailedPercent float64
 }
 
 // StartDailySync starts the daily sync of opts.Date over the active symbols,
@@ -79,6 +83,7 @@ func (c *Control) StartDailySync(ctx context.Context, opts DailySyncOptions) (ru
 	run, created, err = c.store.CreateRun(ctx, checkpoint.NewRun{
 		Job: JobDailySync, RunKey: day, Params: DailyParams{Date: day},
 		BatchSize: opts.BatchSize, Partitions: opts.Partitions, Keys: symbols,
+		MaxFailedItems: opts.MaxFailedItems, MaxFailedPercent: opts.MaxFailedPercent,
 	})
 	if err != nil {
 		return checkpoint.Run{}, false, err
@@ -122,6 +127,16 @@ func (c *Control) enqueue(ctx context.Context, id int64, parts []checkpoint.Part
 // attempt, and enqueues the tasks of its partitions.
 func (c *Control) Retry(ctx context.Context, id int64) (checkpoint.Run, error) {
 	run, parts, err := c.store.Retry(ctx, id)
+	if err != nil {
+		return checkpoint.Run{}, err
+	}
+	return run, c.enqueue(ctx, id, parts)
+}
+
+// Redrive runs the failed items of a completed run again, as its next
+// attempt, and enqueues the tasks of the partitions that have some.
+func (c *Control) Redrive(ctx context.Context, id int64) (checkpoint.Run, error) {
+	run, parts, err := c.store.Redrive(ctx, id)
 	if err != nil {
 		return checkpoint.Run{}, err
 	}

@@ -230,18 +230,16 @@ func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.
 	// the partition each commit returns, without reading it again.
 	start := time.Now()
 	for {
-		from, to := part.Cursor, min(part.Cursor+int64(run.BatchSize), part.EndPos)
-		items, err := h.store.Items(work, run.ID, from, to)
+		from, to, items, err := h.nextItems(work, run, part)
 		if err != nil {
 			return err
-		}
-		if int64(len(items)) != to-from {
-			return fault.Wrap(fault.RunFatal, fmt.Errorf("run %d has %d items at positions [%d, %d), want %d", run.ID, len(items), from, to, to-from))
 		}
 		batchStart := time.Now()
-		fetched, err := job.Fetch(work, Batch{Run: run, Items: items, Final: d.final})
-		if err != nil {
-			return err
+		var fetched Fetched
+		if len(items) > 0 {
+			if fetched, err = job.Fetch(work, Batch{Run: run, Items: items, Final: d.final}); err != nil {
+				return err
+			}
 		}
 
 		// A retried task hands over after its first commit: the successor
@@ -252,7 +250,7 @@ func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.
 				nearDeadline(ctx, time.Since(batchStart)))
 		res, err := h.store.Commit(work, checkpoint.Batch{
 			RunID: run.ID, Partition: part.Index, Attempt: part.Attempt, Seq: part.Seq,
-			Epoch: part.Epoch, Owner: owner, LeaseTTL: h.lease,
+			Epoch: part.Epoch, Owner: owner, LeaseTTL: h.lease, Redrive: part.Redrive,
 			From: from, To: to, Handover: handover,
 			Outcomes: fetched.Outcomes, Records: fetched.Records,
 			TaskID: d.taskID, Worker: h.worker, StartedAt: batchStart,
@@ -271,6 +269,9 @@ func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.
 		if res.RunCompleted {
 			h.log.Info("run completed", "run", run.ID, "job", run.Job, "run_key", run.RunKey)
 		}
+		if res.RunFailed {
+			h.log.Warn("run failed", "run", run.ID, "job", run.Job, "run_key", run.RunKey, "reason", res.LastError)
+		}
 		part = res.Partition
 		if part.Status != checkpoint.PartitionRunning {
 			return nil
@@ -280,6 +281,34 @@ func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.
 			return err
 		}
 	}
+}
+
+// nextItems returns the range and the items of part's next batch: the next
+// BatchSize positions, or in a redrive pass the next BatchSize failed items
+// (the range then ends after the last of them, or at the partition's end
+// when there are no more).
+func (h *Handler) nextItems(ctx context.Context, run checkpoint.Run, part checkpoint.Partition) (from, to int64, items []checkpoint.Item, err error) {
+	from = part.Cursor
+	if part.Redrive > 0 {
+		items, err = h.store.FailedItems(ctx, run.ID, from, part.EndPos, run.BatchSize)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		to = part.EndPos
+		if len(items) == run.BatchSize {
+			to = items[len(items)-1].Pos + 1
+		}
+		return from, to, items, nil
+	}
+	to = min(from+int64(run.BatchSize), part.EndPos)
+	items, err = h.store.Items(ctx, run.ID, from, to)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	if int64(len(items)) != to-from {
+		return 0, 0, nil, fault.Wrap(fault.RunFatal, fmt.Errorf("run %d has %d items at positions [%d, %d), want %d", run.ID, len(items), from, to, to-from))
+	}
+	return from, to, items, nil
 }
 
 // keepLease renews owner's lease every third of its length until the
