@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
@@ -18,34 +16,6 @@ import (
 	"github.com/syncworker/syncworker/internal/simulator"
 	"github.com/syncworker/syncworker/internal/tasks"
 )
-
-// fingerprint returns, for every table of h's schema, all its rows with
-// their row versions (xmin): any write, even one that rewrites a row with
-// the same values, changes it.
-func fingerprint(t *testing.T, h *harness.Harness) map[string]string {
-	t.Helper()
-	ctx := context.Background()
-	rows, err := h.DB.Pool.Query(ctx, `SELECT table_name::text FROM information_schema.tables
-		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, name := range names {
-		table := pgx.Identifier{name}.Sanitize()
-		var all string
-		if err := h.DB.Pool.QueryRow(ctx, `SELECT coalesce(string_agg(x::text || '@' || x.xmin::text, E'\n' ORDER BY x::text), '')
-			FROM `+table+` x`).Scan(&all); err != nil {
-			t.Fatalf("read %s: %v", table, err)
-		}
-		out[name] = all
-	}
-	return out
-}
 
 // payloadWith returns p's encoding changed by change, which gets it as a
 // map: the cases below name only the field they break, whatever the others.
@@ -73,7 +43,7 @@ func TestBadTasksAreArchivedByAWorkerWithTheirReason(t *testing.T) {
 	if r := h.WaitEnded(done.ID, 30*time.Second); r.Status != checkpoint.StatusCompleted {
 		t.Fatalf("run = %+v, want completed", r)
 	}
-	before := fingerprint(t, h)
+	before := h.Fingerprint()
 
 	valid := tasks.Payload{Run: done.ID, Partition: 0, Attempt: 1, Seq: 0}
 	set := func(key string, v any) []byte {
@@ -130,13 +100,7 @@ func TestBadTasksAreArchivedByAWorkerWithTheirReason(t *testing.T) {
 		})
 	}
 
-	if after := fingerprint(t, h); !reflect.DeepEqual(after, before) {
-		for table := range before {
-			if after[table] != before[table] {
-				t.Errorf("bad tasks changed table %s:\nbefore %s\nafter  %s", table, before[table], after[table])
-			}
-		}
-	}
+	h.VerifyUnchanged(before, "bad tasks")
 	if strings.Contains(h.Log.String(), "class=transient") {
 		t.Error("the worker logged a bad task as a transient failure")
 	}
