@@ -343,6 +343,7 @@ func TestStocksImportRefusesBadFilesWhole(t *testing.T) {
 		{"escape sequence in a name", "symbol,name\nGOOD,\x1b[31mred\n", "stdin: csv line 2: name"},
 		{"bad active", "symbol,active\nGOOD,yes please\n", `stdin: csv line 2: active is "yes please"`},
 		{"repeated symbol", "symbol\nGOOD\ngood\n", "stdin: csv line 3: symbol GOOD repeats line 2"},
+		{"unterminated quote", "symbol,name\n\"GOOD", "stdin: read csv: parse error on line 2"},
 		{"no symbol column", "ticker\nGOOD\n", "has no symbol column"},
 		{"empty", "", "csv is empty"},
 	}

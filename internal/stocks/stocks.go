@@ -118,10 +118,10 @@ func ReadCSV(r io.Reader) ([]Stock, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			return nil, fmt.Errorf("read csv: %w", err)
+			return nil, fmt.Errorf("read csv: %w", err) // it names the line
 		}
+		line, _ := cr.FieldPos(0) // which panics without a record
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // blank line
 		}

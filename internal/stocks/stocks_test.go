@@ -33,6 +33,7 @@ func TestReadCSV(t *testing.T) {
 		{name: "repeat", in: "symbol\nAAPL\nMSFT\naapl\n", wantErr: "line 4: symbol AAPL repeats line 2"},
 		{name: "bad active", in: "symbol,active\nAAPL,sometimes\n", wantErr: "line 2: active"},
 		{name: "bad quoting", in: "symbol,name\nAAPL,\"unterminated\n", wantErr: "read csv"},
+		{name: "unterminated quote in the first field", in: "symbol,name\n\"AAPL", wantErr: "read csv: parse error on line 2"},
 		{name: "sql-looking name stored as it is", in: "symbol,name\nAAPL,\"Robert'); DROP TABLE stocks;--\"\n",
 			want: []Stock{{Symbol: "AAPL", Name: "Robert'); DROP TABLE stocks;--", Active: true}}},
 		{name: "sql-looking symbol with quotes", in: "symbol\n\"AAPL'--\"\n", wantErr: "line 2: invalid symbol \"AAPL'--\""},
