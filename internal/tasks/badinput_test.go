@@ -45,7 +45,13 @@ func TestBadTasksAreArchivedByAWorkerWithTheirReason(t *testing.T) {
 	}
 	before := h.Fingerprint()
 
-	valid := tasks.Payload{Run: done.ID, Partition: 0, Attempt: 1, Seq: 0}
+	// The payload of a real chain, whatever fields a payload has; each case
+	// breaks one of them.
+	_, part, err := h.Store.Load(context.Background(), done.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := tasks.ChainPayload(part)
 	set := func(key string, v any) []byte {
 		return payloadWith(t, valid, func(m map[string]any) { m[key] = v })
 	}
