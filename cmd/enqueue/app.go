@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -44,10 +46,11 @@ type app struct {
 	configFile     string
 	jsonOut        bool
 
-	cfg   config.Config
-	pool  *pgxpool.Pool
-	store *checkpoint.Store
-	rdb   *redis.Client
+	cfg    config.Config
+	loaded bool
+	pool   *pgxpool.Pool
+	store  *checkpoint.Store
+	rdb    *redis.Client
 }
 
 // execute runs the command line args and returns the process's exit code.
@@ -81,8 +84,11 @@ var flagKeys = map[string]string{
 	"max-failed-percent": "sync.max_failed_percent",
 }
 
-// load reads the configuration, with cmd's flags on top.
+// load reads the configuration, with cmd's flags on top, once.
 func (a *app) load(cmd *cobra.Command) error {
+	if a.loaded {
+		return nil
+	}
 	keys := map[string]string{}
 	for flag, key := range flagKeys {
 		if cmd.Flags().Lookup(flag) != nil {
@@ -93,7 +99,7 @@ func (a *app) load(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	a.cfg = cfg
+	a.cfg, a.loaded = cfg, true
 	return nil
 }
 
@@ -150,6 +156,19 @@ func parseRunID(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid run id %q: want a whole number of 1 or more", s)
 	}
 	return id, nil
+}
+
+// negativeArg matches the error of an argument such as -1 that the flag
+// parser took for a flag.
+var negativeArg = regexp.MustCompile(`^unknown shorthand flag: '\d' in (-\d\S*)$`)
+
+// flagError is the commands' FlagErrorFunc: a negative number given as a
+// RUN_ID is an invalid run id, not an unknown flag.
+func flagError(cmd *cobra.Command, err error) error {
+	if m := negativeArg.FindStringSubmatch(err.Error()); m != nil && strings.Contains(cmd.Use, "RUN_ID") {
+		_, err = parseRunID(m[1])
+	}
+	return err
 }
 
 // warnNotEnqueued turns ErrNotEnqueued into a warning: the run's state is

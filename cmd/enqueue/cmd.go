@@ -38,6 +38,7 @@ then flags.`,
 	pf.String("database-url", "", "Postgres URL (overrides DATABASE_URL)")
 	pf.String("redis-url", "", "Redis URL (overrides REDIS_URL)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print the result as JSON on stdout")
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(a.dailySyncCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.failuresCmd(), a.stocksCmd())
 	return root
 }
@@ -59,6 +60,8 @@ func (w *waitFlags) check(cmd *cobra.Command) error {
 	switch {
 	case cmd.Flags().Changed("timeout") && !w.wait:
 		return errors.New("--timeout only applies with --wait")
+	case cmd.Flags().Changed("progress-interval") && !w.wait:
+		return errors.New("--progress-interval only applies with --wait")
 	case w.timeout < 0:
 		return fmt.Errorf("--timeout %s: want a duration of 0 or more", w.timeout)
 	case w.interval <= 0:
@@ -106,18 +109,23 @@ where they exist). A completed run is not redone.`,
 			if err := w.check(cmd); err != nil {
 				return err
 			}
-			control, err := a.openAll(cmd)
-			if err != nil {
+			// The date is checked before anything is connected to, so that
+			// a wrong one is what the error says, whatever else is down.
+			if err := a.load(cmd); err != nil {
 				return err
 			}
 			loc := a.cfg.Location()
 			today := time.Now().In(loc)
 			day := today
 			if date != "" {
-				day, err = time.ParseInLocation(quotes.DateLayout, date, loc)
-				if err != nil {
-					return fmt.Errorf("invalid --date %q: want YYYY-MM-DD", date)
+				var err error
+				if day, err = time.ParseInLocation(quotes.DateLayout, date, loc); err != nil {
+					return fmt.Errorf("invalid --date %q: want a date YYYY-MM-DD", date)
 				}
+			}
+			control, err := a.openAll(cmd)
+			if err != nil {
+				return err
 			}
 			run, created, err := control.StartDailySync(cmd.Context(), tasks.DailySyncOptions{
 				Date: day, Today: today, BatchSize: a.cfg.Sync.BatchSize, Partitions: a.cfg.Sync.Partitions,
@@ -165,6 +173,9 @@ func (a *app) statusCmd() *cobra.Command {
 			if limit < 1 {
 				return fmt.Errorf("--limit %d: want 1 or more", limit)
 			}
+			if len(args) == 1 && cmd.Flags().Changed("limit") {
+				return errors.New("--limit applies to the list of recent runs, not to status RUN_ID")
+			}
 			var id int64
 			if len(args) == 1 {
 				var err error
@@ -194,7 +205,7 @@ func (a *app) statusCmd() *cobra.Command {
 			return a.printRunDetail(run, parts)
 		},
 	}
-	cmd.Flags().IntVar(&limit, "limit", 20, "number of recent runs to list")
+	cmd.Flags().IntVar(&limit, "limit", 20, "number of recent runs to list (without RUN_ID)")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -133,8 +134,11 @@ func TestStatusFailuresRetryCancel(t *testing.T) {
 		t.Fatalf("status with no runs = %+v", r)
 	}
 	var run checkpoint.Run
-	c.runJSON(&run, "daily-sync", "--date", date, "--batch-size", "5", "--partitions", "2")
+	c.runJSON(&run, "daily-sync", "--date", date, "--batch-size", "5", "--partitions", "2", "--max-failed-items", "5")
 	id := strconv.FormatInt(run.ID, 10)
+	if run.MaxFailures == nil || *run.MaxFailures != 5 {
+		t.Errorf("run's failure limit = %v, want the 5 of --max-failed-items", run.MaxFailures)
+	}
 
 	// Cancel, then retry resumes it; a worker completes it.
 	if r := c.run("", "cancel", id); r.code != 0 || !strings.Contains(r.stderr, "cancelled at 0/23") {
@@ -226,43 +230,175 @@ func TestStocksImport(t *testing.T) {
 	}
 }
 
+// Every bad command line gets exit code 1, a message on stderr that names
+// what is wrong, nothing on stdout (not even with --json), and writes
+// nothing: not a row, not a row version.
 func TestBadInputIsAnsweredClearly(t *testing.T) {
 	c := setup(t, harness.Options{Symbols: 2})
-	tomorrow := time.Now().In(c.h.Config.Location()).AddDate(0, 0, 2).Format("2006-01-02")
+	var existing checkpoint.Run
+	c.runJSON(&existing, "daily-sync", "--date", date)
+	id := strconv.FormatInt(existing.ID, 10)
+	before := c.h.Fingerprint()
+
+	loc := c.h.Config.Location()
+	tomorrow := time.Now().In(loc).AddDate(0, 0, 2).Format("2006-01-02")
+	dir := t.TempDir()
+	configFile := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	unknownKey := configFile("unknown.yaml", "sync:\n  batch_sise: 10\n")
+	wrongType := configFile("type.yaml", "sync:\n  batch_size: 10.7\n")
+	badValue := configFile("value.yaml", "log:\n  level: loud\n")
+	nowhere := "postgres://postgres@127.0.0.1:1/nowhere?sslmode=disable"
 	tests := []struct {
 		name string
 		args []string
 		want string
 	}{
-		{"malformed date", []string{"daily-sync", "--date", "20-11-2026"}, `invalid --date "20-11-2026": want YYYY-MM-DD`},
-		{"impossible date", []string{"daily-sync", "--date", "2026-02-30"}, "invalid --date"},
+		// Failure limits.
+		{"failure percent over 100", []string{"daily-sync", "--date", "2026-11-19", "--max-failed-percent", "150"},
+			"sync.max_failed_percent (--max-failed-percent) must be between 0 (no limit) and 100, got 150"},
+		{"negative failure count", []string{"daily-sync", "--date", "2026-11-19", "--max-failed-items", "-1"},
+			"sync.max_failed_items (--max-failed-items)"},
+		{"redrive of a run with no failures", []string{"redrive", id}, "is pending; only a completed run's failed items can be redriven"},
+		// Dates.
+		{"malformed date", []string{"daily-sync", "--date", "20-11-2026"}, `invalid --date "20-11-2026": want a date YYYY-MM-DD`},
+		{"impossible date", []string{"daily-sync", "--date", "2026-02-30"}, `invalid --date "2026-02-30"`},
+		{"word for a date", []string{"daily-sync", "--date", "tomorrow"}, `invalid --date "tomorrow"`},
+		{"date without zeros", []string{"daily-sync", "--date", "2026-1-5"}, `invalid --date "2026-1-5"`},
+		{"date with a time", []string{"daily-sync", "--date", date + "T10:00:00Z"}, "invalid --date"},
 		{"future date", []string{"daily-sync", "--date", tomorrow}, "is after today"},
+		{"far future date", []string{"daily-sync", "--date", "9999-12-31"}, "date 9999-12-31 is after today"},
+		{"ancient date", []string{"daily-sync", "--date", "0026-11-20"}, "date 0026-11-20 is before 1900-01-01"},
+		{"date checked before connecting", []string{"daily-sync", "--date", "2026-13-01", "--database-url", nowhere}, `invalid --date "2026-13-01"`},
+
+		// Flags, and flags that contradict each other.
 		{"timeout without wait", []string{"daily-sync", "--timeout", "5s"}, "--timeout only applies with --wait"},
+		{"progress interval without wait", []string{"daily-sync", "--progress-interval", "5s"}, "--progress-interval only applies with --wait"},
+		{"retry progress interval without wait", []string{"retry", id, "--progress-interval", "1s"}, "--progress-interval only applies with --wait"},
+		{"limit with a run id", []string{"status", id, "--limit", "3"}, "--limit applies to the list of recent runs, not to status RUN_ID"},
 		{"negative timeout", []string{"daily-sync", "--wait", "--timeout", "-5s"}, "want a duration of 0 or more"},
+		{"zero progress interval", []string{"daily-sync", "--wait", "--progress-interval", "0s"}, "--progress-interval 0s: want a positive duration"},
+		{"timeout not a duration", []string{"daily-sync", "--wait", "--timeout", "5"}, `invalid argument "5" for "--timeout"`},
 		{"zero batch size", []string{"daily-sync", "--batch-size", "0"}, "sync.batch_size (--batch-size) must be between 1"},
+		{"negative batch size", []string{"daily-sync", "--batch-size", "-5"}, "sync.batch_size (--batch-size) must be between 1 and 100000, got -5"},
+		{"batch size not a number", []string{"daily-sync", "--batch-size", "many"}, `invalid argument "many" for "--batch-size"`},
 		{"huge partitions", []string{"daily-sync", "--partitions", "99999"}, "sync.partitions (--partitions)"},
+		{"bad limit", []string{"status", "--limit", "0"}, "--limit 0"},
+		{"negative limit", []string{"status", "--limit", "-3"}, "--limit -3"},
 		{"unknown flag", []string{"daily-sync", "--dat", date}, "unknown flag: --dat"},
+		{"argument to daily-sync", []string{"daily-sync", date}, `unknown command "` + date + `" for "enqueue daily-sync"`},
+		{"bad database url flag", []string{"status", "--database-url", "mysql://x/y"}, "database_url (--database-url) must be a postgres or postgresql URL"},
+
+		// Configuration files.
+		{"config file with an unknown key", []string{"status", "--config", unknownKey}, "config file " + unknownKey + ": unknown key sync.batch_sise"},
+		{"config file with a wrong type", []string{"status", "--config", wrongType},
+			"config file " + wrongType + ": sync.batch_size (SYNC_BATCH_SIZE) is 10.7: want a whole number"},
+		{"config file with a bad value", []string{"status", "--config", badValue},
+			"config file " + badValue + ": log.level (LOG_LEVEL) must be debug, info, warn or error"},
+		{"missing config file", []string{"status", "--config", filepath.Join(dir, "none.yaml")}, "none.yaml"},
+
+		// Run ids.
 		{"unknown run", []string{"status", "999"}, "run 999: not found"},
+		{"unknown run as JSON", []string{"status", "999", "--json"}, "run 999: not found"},
 		{"unknown run failures", []string{"failures", "999"}, "run 999: not found"},
 		{"unknown run retry", []string{"retry", "999"}, "run 999: not found"},
 		{"unknown run cancel", []string{"cancel", "999"}, "run 999: not found"},
 		{"run id not a number", []string{"status", "abc"}, `invalid run id "abc"`},
 		{"run id zero", []string{"cancel", "0"}, `invalid run id "0"`},
+		{"negative run id", []string{"status", "-1"}, `invalid run id "-1": want a whole number of 1 or more`},
+		{"negative run id to cancel", []string{"cancel", "-5"}, `invalid run id "-5"`},
+		{"negative run id to retry", []string{"retry", "-2", "--wait"}, `invalid run id "-2"`},
+		{"negative fractional run id", []string{"failures", "-1.5"}, `invalid run id "-1.5"`},
+		{"fractional run id", []string{"status", "1.5"}, `invalid run id "1.5"`},
+		{"hexadecimal run id", []string{"status", "0x1"}, `invalid run id "0x1"`},
+		{"run id past int64", []string{"status", "99999999999999999999"}, `invalid run id "99999999999999999999"`},
 		{"sql in run id", []string{"status", "1; DROP TABLE runs"}, "invalid run id"},
+		{"sql in run id to cancel", []string{"cancel", "1 OR 1=1"}, `invalid run id "1 OR 1=1"`},
 		{"missing run id", []string{"retry"}, "accepts 1 arg"},
-		{"bad limit", []string{"status", "--limit", "0"}, "--limit 0"},
+		{"two run ids", []string{"status", id, id}, "accepts at most 1 arg"},
 		{"unknown command", []string{"dailysync"}, `unknown command "dailysync"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if slices.Contains(tt.args, "--config") {
+				// The file's values count where no variable overrides them:
+				// keep only the connections' (restored after the subtest).
+				for _, kv := range c.h.Config.Environ() {
+					if k, _, _ := strings.Cut(kv, "="); k != "DATABASE_URL" && k != "REDIS_URL" {
+						t.Setenv(k, "")
+						os.Unsetenv(k)
+					}
+				}
+			}
 			r := c.run("", tt.args...)
-			if r.code != exitError || !strings.Contains(r.stderr, tt.want) {
-				t.Errorf("enqueue %v = exit %d, stderr %q; want exit 1 and %q", tt.args, r.code, r.stderr, tt.want)
+			if r.code != exitError || !strings.Contains(r.stderr, tt.want) || r.stdout != "" {
+				t.Errorf("enqueue %v = exit %d, stdout %q, stderr %q; want exit 1, no output and %q", tt.args, r.code, r.stdout, r.stderr, tt.want)
 			}
 		})
 	}
-	if n := c.h.Count(`SELECT count(*) FROM runs`); n != 0 {
-		t.Errorf("bad input created %d runs", n)
+	c.h.VerifyUnchanged(before, "bad input")
+}
+
+// --json and --wait do not contradict each other: the progress goes to
+// stderr, and stdout holds only the run's one JSON object.
+func TestJSONWithWaitKeepsStdoutClean(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 3})
+	c.h.StartWorker("w")
+	var run checkpoint.Run
+	r := c.runJSON(&run, "daily-sync", "--date", date, "--wait", "--progress-interval", "10ms")
+	if r.code != exitOK || run.Status != checkpoint.StatusCompleted || !strings.Contains(r.stderr, "completed 3/3") {
+		t.Fatalf("daily-sync --wait --json = %+v, run %+v", r, run)
+	}
+}
+
+// A file with a bad row is refused whole, naming the line; names and
+// exchanges that look like SQL are data, stored exactly as given.
+func TestStocksImportRefusesBadFilesWhole(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 2})
+	before := c.h.Fingerprint()
+	tests := []struct {
+		name, csv, want string
+	}{
+		{"sql-looking symbol", "symbol\nGOOD\n'; DROP TABLE stocks;--\n", `stdin: csv line 3: invalid symbol "'; DROP TABLE stocks;--"`},
+		{"sql-looking quoted symbol", "symbol,name\nGOOD,Good\n\"x'); DELETE FROM stocks;--\",Bad\n", "stdin: csv line 3: invalid symbol"},
+		{"NUL in a name", "symbol,name\nGOOD,Go\x00od\n", `stdin: csv line 2: name "Go\x00od" has control characters`},
+		{"invalid UTF-8 in an exchange", "symbol,exchange\nGOOD,NY\xffSE\n", "stdin: csv line 2: exchange"},
+		{"escape sequence in a name", "symbol,name\nGOOD,\x1b[31mred\n", "stdin: csv line 2: name"},
+		{"bad active", "symbol,active\nGOOD,yes please\n", `stdin: csv line 2: active is "yes please"`},
+		{"repeated symbol", "symbol\nGOOD\ngood\n", "stdin: csv line 3: symbol GOOD repeats line 2"},
+		{"unterminated quote", "symbol,name\n\"GOOD", "stdin: read csv: parse error on line 2"},
+		{"no symbol column", "ticker\nGOOD\n", "has no symbol column"},
+		{"empty", "", "csv is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := c.run(tt.csv, "stocks", "import", "-", "--json")
+			if r.code != exitError || !strings.Contains(r.stderr, tt.want) || r.stdout != "" {
+				t.Errorf("import = exit %d, stdout %q, stderr %q; want exit 1 and %q", r.code, r.stdout, r.stderr, tt.want)
+			}
+		})
+	}
+	c.h.VerifyUnchanged(before, "a refused import")
+
+	const name, exchange = `Robert'); DROP TABLE stocks;--`, `NYSE" OR "1"="1`
+	csv := "symbol,name,exchange\nSQL1,\"" + strings.ReplaceAll(name, `"`, `""`) + "\",\"" + strings.ReplaceAll(exchange, `"`, `""`) + "\"\n"
+	if r := c.run(csv, "stocks", "import", "-"); r.code != exitOK || !strings.Contains(r.stdout, "1 new") {
+		t.Fatalf("import of SQL-looking text = %+v", r)
+	}
+	var gotName, gotExchange string
+	if err := c.h.DB.Pool.QueryRow(context.Background(), `SELECT name, exchange FROM stocks WHERE symbol = 'SQL1'`).Scan(&gotName, &gotExchange); err != nil {
+		t.Fatal(err)
+	}
+	if gotName != name || gotExchange != exchange {
+		t.Errorf("stored name %q, exchange %q; want them exactly as given, %q and %q", gotName, gotExchange, name, exchange)
+	}
+	if n := c.h.Count(`SELECT count(*) FROM stocks`); n != int64(len(c.h.Symbols))+1 {
+		t.Errorf("%d stocks, want %d", n, len(c.h.Symbols)+1)
 	}
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -48,8 +50,22 @@ then environment variables (DATABASE_URL, REDIS_URL, ...), then flags.`,
 	pf.String("redis-url", "", "Redis URL (overrides REDIS_URL)")
 	pf.String("log-level", "", "debug, info, warn or error (overrides LOG_LEVEL)")
 	root.Flags().Int("concurrency", 0, "tasks run at once by this process (overrides WORKER_CONCURRENCY)")
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(newMigrateCmd(&configFile))
 	return root
+}
+
+// negativeArg matches the error of an argument such as -1 that the flag
+// parser took for a flag.
+var negativeArg = regexp.MustCompile(`^unknown shorthand flag: '\d' in (-\d\S*)$`)
+
+// flagError is the commands' FlagErrorFunc: a negative number given as a
+// step count N is an invalid step count, not an unknown flag.
+func flagError(cmd *cobra.Command, err error) error {
+	if m := negativeArg.FindStringSubmatch(err.Error()); m != nil && strings.Contains(cmd.Use, "[N]") {
+		_, err = steps(m[1:], 0)
+	}
+	return err
 }
 
 func loadConfig(cmd *cobra.Command, file string) (config.Config, error) {

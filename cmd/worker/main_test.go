@@ -217,6 +217,37 @@ func TestMigrateCommands(t *testing.T) {
 	}
 }
 
+// Bad command lines are refused with a message naming what is wrong, before
+// anything is served or migrated.
+func TestBadCommandLines(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 1})
+	before := h.Fingerprint()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"negative step count", []string{"migrate", "down", "-1"}, `invalid step count "-1": want a whole number of 1 or more`},
+		{"zero step count", []string{"migrate", "up", "0"}, `invalid step count "0"`},
+		{"fractional step count", []string{"migrate", "up", "1.5"}, `invalid step count "1.5"`},
+		{"two step counts", []string{"migrate", "up", "1", "2"}, "accepts at most 1 arg"},
+		{"argument to serve", []string{"now"}, `unknown command "now" for "worker"`},
+		{"concurrency not a number", []string{"--concurrency", "many"}, `invalid argument "many" for "--concurrency"`},
+		{"negative concurrency", []string{"--concurrency", "-2"}, "worker.concurrency (--concurrency) must be between 1"},
+		{"bad log level", []string{"--log-level", "loud"}, "log.level (--log-level) must be debug, info, warn or error"},
+		{"bad redis url", []string{"--redis-url", "localhost:6379"}, "redis_url (--redis-url) must be a redis or rediss URL"},
+		{"unknown flag", []string{"migrate", "--create-db"}, "unknown flag: --create-db"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := runCmd(t, h, tt.args...); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("worker %v = %v, want an error with %q", tt.args, err, tt.want)
+			}
+		})
+	}
+	h.VerifyUnchanged(before, "a bad command line")
+}
+
 func TestInvalidConfigStopsStartup(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 1})
 	cmd := exec.Command(os.Args[0])

@@ -9,11 +9,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
@@ -147,13 +151,16 @@ type Log struct {
 	Format string `mapstructure:"format"`
 }
 
+// defaultValue is a key and its default value.
+type defaultValue struct {
+	key   string
+	value any
+}
+
 // defaults lists every key with its default value; it is the one place the
 // defaults live (the doc comments above and configs/worker.yaml repeat them,
 // and a test holds the file to them).
-var defaults = []struct {
-	key   string
-	value any
-}{
+var defaults = []defaultValue{
 	{"database_url", "postgres://postgres@127.0.0.1:5432/syncworker?sslmode=disable"},
 	{"redis_url", "redis://127.0.0.1:6379/0"},
 	{"market_timezone", "America/New_York"},
@@ -239,15 +246,15 @@ func Load(opts Options) (Config, error) {
 		}
 	}
 
+	o := origin{v: v, file: file, fromFlag: fromFlag}
 	cfg, err := unmarshal(v)
 	if err != nil {
-		where := "configuration"
-		if file != "" {
-			where = "config file " + file
-		}
-		return Config{}, fmt.Errorf("%s: %w", where, err)
+		err = o.decodeError(err)
 	}
-	if err := cfg.validate(fromFlag); err != nil {
+	if err := errors.Join(o.unknownKeys(), err); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.validate(o); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
@@ -271,31 +278,164 @@ func newViper() *viper.Viper {
 	return v
 }
 
-// unmarshal decodes v strictly: a key that Config does not have is an error,
-// so that a misspelt key in the file does not pass unnoticed.
+// unmarshal decodes v strictly: a value of the wrong type is an error (see
+// strictTypes). Unknown keys are Load's to find (see origin.unknownKeys).
 func unmarshal(v *viper.Viper) (Config, error) {
 	var cfg Config
 	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
-		dc.ErrorUnused = true
-		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
-		)
+		dc.DecodeHook = strictTypes
 	})
 	return cfg, err
 }
 
-// Validate checks every key and returns one error naming each bad key.
-func (c Config) Validate() error { return c.validate(nil) }
+var durationType = reflect.TypeFor[time.Duration]()
 
-// validate is Validate naming, for keys set by a flag, the flag.
-func (c Config) validate(fromFlag map[string]string) error {
+// strictTypes is the decode hook that refuses a value of the wrong type
+// rather than converting it as viper would: 10.7 truncated to 10, -0.5 to 0,
+// true read as 1, a bare 10 taken as 10ns for a duration, a number made the
+// text of an API key. Text (the environment, flags, a quoted YAML value) is
+// parsed strictly.
+func strictTypes(from, to reflect.Value) (any, error) {
+	if !from.IsValid() {
+		return nil, nil
+	}
+	data := from.Interface()
+	switch {
+	case to.Type() == durationType:
+		switch v := data.(type) {
+		case time.Duration:
+			return v, nil
+		case string:
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return nil, fmt.Errorf("is %q: want a duration such as 500ms, 10s or 1m30s", v)
+			}
+			return d, nil
+		case int:
+			if v == 0 { // as time.ParseDuration takes "0"
+				return time.Duration(0), nil
+			}
+		}
+		return nil, fmt.Errorf("is %v: want a duration with its unit, such as 10s", data)
+	case to.Kind() == reflect.Int:
+		switch from.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			return from.Int(), nil
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			if from.Uint() > math.MaxInt {
+				return nil, fmt.Errorf("is %v: too large", data)
+			}
+			return from.Uint(), nil
+		case reflect.String:
+			n, err := strconv.Atoi(from.String())
+			if err != nil {
+				return nil, fmt.Errorf("is %q: want a whole number", data)
+			}
+			return n, nil
+		case reflect.Float32, reflect.Float64:
+			if f := from.Float(); f == math.Trunc(f) && math.Abs(f) > math.MaxInt {
+				return nil, fmt.Errorf("is %v: too large", data)
+			}
+		}
+		return nil, fmt.Errorf("is %v: want a whole number", data)
+	case to.Kind() == reflect.String && from.Kind() != reflect.String:
+		return nil, fmt.Errorf("is %v: want text (in YAML, quote it)", data)
+	case to.Kind() == reflect.Struct && from.Kind() != reflect.Map:
+		return nil, fmt.Errorf("is %v: want a section of keys", data)
+	}
+	return data, nil
+}
+
+// origin knows where the value of each key came from, to name it in errors:
+// the flag, else the environment variable; and the file, when it came from
+// there.
+type origin struct {
+	v        *viper.Viper
+	file     string
+	fromFlag map[string]string
+}
+
+// errorf returns the error of key: "config: key (VAR or --flag) reason", or
+// "config file F: ..." for a value from the file.
+func (o origin) errorf(key, format string, args ...any) error {
+	where, source := "config", " ("+EnvName(key)+")"
+	if !slices.ContainsFunc(defaults, func(d defaultValue) bool { return d.key == key }) {
+		source = "" // a section, such as sync
+	}
+	if flag, ok := o.fromFlag[key]; ok {
+		source = " (--" + flag + ")"
+	} else if os.Getenv(EnvName(key)) == "" && o.v != nil && o.file != "" && o.v.InConfig(key) {
+		where = "config file " + o.file
+	}
+	return fmt.Errorf("%s: %s%s %s", where, key, source, fmt.Sprintf(format, args...))
+}
+
+// unknownKeys returns an error naming every key the file sets that Config
+// does not have (the environment and flags only set known keys), so that a
+// misspelt key does not pass unnoticed.
+func (o origin) unknownKeys() error {
+	known := map[string]bool{}
+	sections := map[string][]string{}
+	for _, d := range defaults {
+		known[d.key] = true
+		if section, leaf, ok := strings.Cut(d.key, "."); ok {
+			sections[section] = append(sections[section], leaf)
+		}
+	}
+	var errs []error
+	keys := o.v.AllKeys()
+	slices.Sort(keys)
+	for _, key := range keys {
+		if known[key] || sections[key] != nil || known[key[:max(strings.LastIndex(key, "."), 0)]] {
+			continue // known, or a section or a known key set to a map, which decoding names
+		}
+		hint := ""
+		if section, _, ok := strings.Cut(key, "."); ok && sections[section] != nil {
+			hint = fmt.Sprintf(" (%s has %s)", section, strings.Join(sections[section], ", "))
+		}
+		errs = append(errs, fmt.Errorf("config file %s: unknown key %s%s", o.file, key, hint))
+	}
+	return errors.Join(errs...)
+}
+
+// decodeError turns a decoding error into one error per bad key, each
+// naming the key, its variable or flag, and what is wrong.
+func (o origin) decodeError(err error) error {
+	var errs []error
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		case *mapstructure.DecodeError:
+			if inner := e.Unwrap(); errors.As(inner, new(*mapstructure.DecodeError)) {
+				walk(inner)
+			} else {
+				errs = append(errs, o.errorf(e.Name(), "%v", inner))
+			}
+		default:
+			if inner := errors.Unwrap(err); inner != nil {
+				walk(inner)
+			}
+		}
+	}
+	walk(err)
+	if len(errs) == 0 {
+		return fmt.Errorf("config: %w", err)
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks every key and returns one error naming each bad key.
+func (c Config) Validate() error { return c.validate(origin{}) }
+
+// validate is Validate naming, for each key, where its value came from.
+func (c Config) validate(o origin) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		source := EnvName(key)
-		if flag, ok := fromFlag[key]; ok {
-			source = "--" + flag
-		}
-		errs = append(errs, fmt.Errorf("config: %s (%s) %s", key, source, fmt.Sprintf(format, args...)))
+		errs = append(errs, o.errorf(key, format, args...))
 	}
 	checkURL := func(key, raw string, schemes ...string) {
 		u, err := url.Parse(raw)
@@ -345,6 +485,10 @@ func (c Config) validate(fromFlag map[string]string) error {
 	}
 
 	checkURL("quotes.base_url", c.Quotes.BaseURL, "http", "https")
+	if strings.ContainsFunc(c.Quotes.APIKey, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		// The key itself stays out of the message.
+		bad("quotes.api_key", "must not contain spaces or control characters: it is sent as a bearer token")
+	}
 	intRange("quotes.rate_limit", c.Quotes.RateLimit, 0, 1_000_000)
 	intRange("quotes.concurrency", c.Quotes.Concurrency, 1, 1024)
 	durRange("quotes.timeout", c.Quotes.Timeout, time.Millisecond, 10*time.Minute)

@@ -128,12 +128,16 @@ func TestSeedEnvNames(t *testing.T) {
 	}
 }
 
+// Every wrong value stops the load with an error naming the key, the
+// variable or flag that sets it, and, for a value from the file, the file
+// ($FILE in wantErr); nothing is converted silently.
 func TestInvalid(t *testing.T) {
 	tests := []struct {
 		name    string
 		file    string
 		env     map[string]string
 		wantErr []string
+		notWant []string
 	}{
 		{name: "unknown key in file", file: "sync:\n  batch_sise: 10\n", wantErr: []string{"batch_sise"}},
 		{name: "unknown top-level key", file: "databse_url: x\n", wantErr: []string{"databse_url"}},
@@ -166,6 +170,41 @@ func TestInvalid(t *testing.T) {
 			wantErr: []string{"sync.max_failed_items (SYNC_MAX_FAILED_ITEMS)"}},
 		{name: "every bad key is named", env: map[string]string{"QUOTES_CONCURRENCY": "0", "WORKER_CONCURRENCY": "0"},
 			wantErr: []string{"quotes.concurrency", "worker.concurrency"}},
+
+		// Wrong types in the file are refused, not converted.
+		{name: "fraction for a whole number", file: "sync:\n  batch_size: 10.7\n",
+			wantErr: []string{"config file $FILE: sync.batch_size (SYNC_BATCH_SIZE) is 10.7: want a whole number"}},
+		{name: "negative fraction for a whole number", file: "quotes:\n  rate_limit: -0.5\n",
+			wantErr: []string{"quotes.rate_limit (QUOTES_RATE_LIMIT) is -0.5: want a whole number"}},
+		{name: "bool for a whole number", file: "sync:\n  batch_size: true\n", wantErr: []string{"sync.batch_size (SYNC_BATCH_SIZE) is true"}},
+		{name: "list for a whole number", file: "sync:\n  batch_size: [1, 2]\n", wantErr: []string{"sync.batch_size (SYNC_BATCH_SIZE) is [1 2]"}},
+		{name: "whole number past int64", file: "sync:\n  batch_size: 99999999999999999999\n", wantErr: []string{"sync.batch_size (SYNC_BATCH_SIZE) is 1e+20: too large"}},
+		{name: "duration without a unit", file: "sync:\n  task_slice: 10\n",
+			wantErr: []string{"config file $FILE: sync.task_slice (SYNC_TASK_SLICE) is 10: want a duration with its unit"}},
+		{name: "number for text", file: "quotes:\n  api_key: 123\n", wantErr: []string{"quotes.api_key (QUOTES_API_KEY) is 123: want text"}},
+		{name: "section for text", file: "database_url:\n  host: x\n", wantErr: []string{"database_url (DATABASE_URL) is map[host:x]: want text"}},
+		{name: "value for a section", file: "sync: 5\n", wantErr: []string{"config file $FILE: sync is 5: want a section of keys"}},
+		{name: "duplicate key", file: "sync:\n  batch_size: 1\n  batch_size: 2\n", wantErr: []string{"$FILE", `"batch_size" already defined`}},
+		{name: "list at the top", file: "- sync\n", wantErr: []string{"config file $FILE"}},
+		{name: "unknown key lists its section's keys", file: "sync:\n  batch_sise: 10\n",
+			wantErr: []string{"config file $FILE: unknown key sync.batch_sise (sync has batch_size, partitions,"}},
+		{name: "unknown section", file: "sinc:\n  batch_size: 10\n", wantErr: []string{"unknown key sinc.batch_size"}},
+		{name: "unknown key and wrong type both named", file: "sync:\n  batch_sise: 10\n  partitions: many\n",
+			wantErr: []string{"unknown key sync.batch_sise", `sync.partitions (SYNC_PARTITIONS) is "many": want a whole number`}},
+		{name: "out of range in the file names the file", file: "sync:\n  batch_size: 0\n",
+			wantErr: []string{"config file $FILE: sync.batch_size (SYNC_BATCH_SIZE) must be between 1 and"}},
+
+		// A value from the environment is named by its variable, not the file.
+		{name: "fraction from env", file: "sync:\n  batch_size: 3\n", env: map[string]string{"SYNC_BATCH_SIZE": "10.5"},
+			wantErr: []string{`config: sync.batch_size (SYNC_BATCH_SIZE) is "10.5": want a whole number`}, notWant: []string{"config file"}},
+		{name: "env over a good file value", file: "sync:\n  batch_size: 3\n", env: map[string]string{"SYNC_BATCH_SIZE": "0"},
+			wantErr: []string{"config: sync.batch_size (SYNC_BATCH_SIZE) must be between"}, notWant: []string{"config file"}},
+		{name: "duration without a unit from env", env: map[string]string{"SYNC_TASK_SLICE": "10"},
+			wantErr: []string{`sync.task_slice (SYNC_TASK_SLICE) is "10": want a duration`}},
+		{name: "api key with a space, not echoed", env: map[string]string{"QUOTES_API_KEY": "s3cret key"},
+			wantErr: []string{"quotes.api_key (QUOTES_API_KEY) must not contain spaces"}, notWant: []string{"s3cret"}},
+		{name: "api key with a newline", env: map[string]string{"QUOTES_API_KEY": "s3cret\n"},
+			wantErr: []string{"quotes.api_key (QUOTES_API_KEY)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,9 +221,39 @@ func TestInvalid(t *testing.T) {
 				t.Fatal("Load succeeded, want an error")
 			}
 			for _, want := range tt.wantErr {
-				if !strings.Contains(err.Error(), want) {
+				if want = strings.ReplaceAll(want, "$FILE", file); !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not mention %q", err, want)
 				}
+			}
+			for _, not := range tt.notWant {
+				if strings.Contains(err.Error(), not) {
+					t.Errorf("error %q mentions %q", err, not)
+				}
+			}
+		})
+	}
+}
+
+// Strict, not fussy: the forms of a value that say the same thing are taken.
+func TestAcceptedForms(t *testing.T) {
+	tests := []struct {
+		name  string
+		file  string
+		check func(Config) bool
+	}{
+		{"quoted whole number", "sync:\n  batch_size: \"20\"\n", func(c Config) bool { return c.Sync.BatchSize == 20 }},
+		{"upper-case keys", "SYNC:\n  BATCH_SIZE: 7\n", func(c Config) bool { return c.Sync.BatchSize == 7 }},
+		{"bare zero duration", "sync:\n  task_slice: 0\n", func(c Config) bool { return c.Sync.TaskSlice == 0 }},
+		{"compound duration", "sync:\n  task_slice: 1m30s\n", func(c Config) bool { return c.Sync.TaskSlice == 90*time.Second }},
+		{"quoted api key of digits", "quotes:\n  api_key: \"0123\"\n", func(c Config) bool { return c.Quotes.APIKey == "0123" }},
+		{"empty file", "", func(c Config) bool { return reflect.DeepEqual(c, Default()) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			cfg, err := Load(Options{File: writeFile(t, tt.file)})
+			if err != nil || !tt.check(cfg) {
+				t.Errorf("Load of %q = %+v, %v", tt.file, cfg, err)
 			}
 		})
 	}

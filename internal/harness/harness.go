@@ -304,6 +304,46 @@ func (h *Harness) VerifyStoppedCleanly(id int64, batchSize int) {
 	}
 }
 
+// Fingerprint returns, for every table of h's schema, all its rows with
+// their row versions (xmin): any write, even one that rewrites a row with
+// the same values, changes it.
+func (h *Harness) Fingerprint() map[string]string {
+	h.t.Helper()
+	ctx := context.Background()
+	rows, err := h.DB.Pool.Query(ctx, `SELECT table_name::text FROM information_schema.tables
+		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, name := range names {
+		table := pgx.Identifier{name}.Sanitize()
+		var all string
+		if err := h.DB.Pool.QueryRow(ctx, `SELECT coalesce(string_agg(x::text || '@' || x.xmin::text, E'\n' ORDER BY x::text), '')
+			FROM `+table+` x`).Scan(&all); err != nil {
+			h.t.Fatalf("read %s: %v", table, err)
+		}
+		out[name] = all
+	}
+	return out
+}
+
+// VerifyUnchanged checks that nothing was written since before, a
+// Fingerprint, naming each table that changed.
+func (h *Harness) VerifyUnchanged(before map[string]string, what string) {
+	h.t.Helper()
+	after := h.Fingerprint()
+	for table := range before {
+		if after[table] != before[table] {
+			h.t.Errorf("%s changed table %s:\nbefore %s\nafter  %s", what, table, before[table], after[table])
+		}
+	}
+}
+
 // LedgerRow is one row of the batch ledger.
 type LedgerRow struct {
 	Partition          int

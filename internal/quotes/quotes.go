@@ -3,10 +3,12 @@
 //
 //	GET {base}/v1/quotes/{SYMBOL}?date=YYYY-MM-DD
 //	200 {"symbol","date","open","high","low","close","volume"}
+//	200 JSON but wrong (see Parse)      item-permanent
+//	200 larger than 64 KiB              item-permanent
 //	404 unknown symbol                  item-permanent
 //	429 with Retry-After (seconds)      rate-limited
 //	401, 403 bad credentials            run-fatal
-//	5xx, timeouts, unreadable bodies    transient
+//	5xx, timeouts, bodies not JSON      transient
 //
 // The client classifies every error with package fault, retries transient
 // ones a bounded number of times, waits out short Retry-After answers in
@@ -14,12 +16,13 @@
 package quotes
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -27,6 +30,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/syncworker/syncworker/internal/fault"
 )
@@ -235,7 +240,8 @@ func (c *Client) once(ctx context.Context, symbol string, date time.Time) (Quote
 	}
 }
 
-// detail returns the provider's error message from a JSON error body, if any.
+// detail returns the provider's error message from a JSON error body, if
+// any, made safe to store and show (see clean).
 func detail(body []byte) string {
 	var e struct {
 		Error string `json:"error"`
@@ -243,11 +249,30 @@ func detail(body []byte) string {
 	if json.Unmarshal(body, &e) != nil || e.Error == "" {
 		return ""
 	}
-	msg := e.Error
-	if len(msg) > 200 {
-		msg = msg[:200]
+	return ": " + clean(e.Error, 200)
+}
+
+// clean makes text from the provider safe to keep in an error, which ends up
+// in Postgres and on an operator's terminal: valid UTF-8 (Postgres refuses
+// anything else, and a whole batch's commit with it), no control characters
+// (NUL is refused too; escapes would reach the terminal), at most limit bytes,
+// cut at a character boundary.
+func clean(s string, limit int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) <= limit {
+		return s
 	}
-	return ": " + msg
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // retryAfter parses a Retry-After header (seconds or an HTTP date); a missing
@@ -265,10 +290,17 @@ func retryAfter(h string, now time.Time) time.Duration {
 
 var decimal = regexp.MustCompile(`^\d{1,15}(\.\d{1,10})?$`)
 
+// nonFinite finds the NaN and Infinity literals that some JSON encoders
+// (Python's, by default) write for numbers, which JSON does not have.
+var nonFinite = regexp.MustCompile(`([:,\[]\s*)(-?(?:NaN|Infinity))\b`)
+
 // Parse decodes and checks a 200 body for symbol on day. A body that is not
-// JSON is transient (a cut-off answer); one that is JSON but wrong (missing
-// fields, wrong types, negative prices, another symbol or day) is
-// item-permanent: asking again would not make it right.
+// JSON is transient (a cut-off answer). One that is JSON but wrong is
+// item-permanent, as asking again would not make it right: another symbol or
+// day, a missing field or one of the wrong type, a price that is not a finite
+// non-negative decimal number (NaN and Infinity included, which are wrong
+// values, not cut-off answers), a volume that is not a non-negative integer,
+// low above high, or open or close outside low..high.
 func Parse(body []byte, symbol, day string) (Quote, error) {
 	var raw struct {
 		Symbol *string          `json:"symbol"`
@@ -280,23 +312,36 @@ func Parse(body []byte, symbol, day string) (Quote, error) {
 		Volume *json.RawMessage `json:"volume"`
 	}
 	if !json.Valid(body) {
-		return Quote{}, fault.Wrap(fault.Transient, fmt.Errorf("quote %s: unreadable response body", symbol))
+		// Quoted, a non-finite number is a string where a number belongs,
+		// which the checks below name.
+		quoted := nonFinite.ReplaceAll(body, []byte(`$1"$2"`))
+		if !json.Valid(quoted) {
+			return Quote{}, fault.Wrap(fault.Transient, fmt.Errorf("quote %s: unreadable response body", symbol))
+		}
+		body = quoted
 	}
 	bad := func(format string, args ...any) (Quote, error) {
 		return Quote{}, fault.Wrap(fault.ItemPermanent, fmt.Errorf("quote %s: invalid response: %s", symbol, fmt.Sprintf(format, args...)))
 	}
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return bad("%s, want a JSON object", truncate(string(body)))
+	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return bad("%v", err)
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return bad("%s is a JSON %s, want a %s", truncate(te.Field), te.Value, te.Type)
+		}
+		return bad("%s", truncate(err.Error()))
 	}
 	switch {
 	case raw.Symbol == nil:
 		return bad("no symbol")
 	case *raw.Symbol != symbol:
-		return bad("symbol %q, asked for %q", *raw.Symbol, symbol)
+		return bad("symbol %q, asked for %q", truncate(*raw.Symbol), symbol)
 	case raw.Date == nil:
 		return bad("no date")
 	case *raw.Date != day:
-		return bad("date %q, asked for %q", *raw.Date, day)
+		return bad("date %q, asked for %q", truncate(*raw.Date), day)
 	}
 	q := Quote{Symbol: symbol, Date: day}
 	prices := []struct {
@@ -322,17 +367,33 @@ func Parse(body []byte, symbol, day string) (Quote, error) {
 		return bad("volume is %s, want a non-negative integer", truncate(string(*raw.Volume)))
 	}
 	q.Volume = v
-	low, _ := strconv.ParseFloat(q.Low, 64)
-	high, _ := strconv.ParseFloat(q.High, 64)
-	if low > high || math.IsNaN(low) || math.IsNaN(high) {
+	if compareDecimal(q.Low, q.High) > 0 {
 		return bad("low %s above high %s", q.Low, q.High)
+	}
+	for _, p := range []struct{ name, v string }{{"open", q.Open}, {"close", q.Close}} {
+		if compareDecimal(p.v, q.Low) < 0 || compareDecimal(p.v, q.High) > 0 {
+			return bad("%s %s outside low %s .. high %s", p.name, p.v, q.Low, q.High)
+		}
 	}
 	return q, nil
 }
 
-func truncate(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
+// compareDecimal compares two numbers that match decimal exactly (floats
+// would round digits past the 16th away): -1 when a < b, 0 when equal, +1
+// when a > b.
+func compareDecimal(a, b string) int {
+	ai, af, _ := strings.Cut(a, ".")
+	bi, bf, _ := strings.Cut(b, ".")
+	ai, bi = strings.TrimLeft(ai, "0"), strings.TrimLeft(bi, "0")
+	if c := cmp.Compare(len(ai), len(bi)); c != 0 {
+		return c
 	}
-	return s
+	if c := strings.Compare(ai, bi); c != 0 {
+		return c
+	}
+	n := max(len(af), len(bf))
+	return strings.Compare(af+strings.Repeat("0", n-len(af)), bf+strings.Repeat("0", n-len(bf)))
 }
+
+// truncate shortens provider text for an error message (see clean).
+func truncate(s string) string { return clean(s, 40) }

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,11 +32,35 @@ func NormalizeSymbol(symbol string) (string, error) {
 	return s, nil
 }
 
+// truncate shortens s for a message, at a character boundary.
 func truncate(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
+	if len(s) <= 40 {
+		return s
 	}
-	return s
+	cut := 40
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// maxText bounds the length of a stock's name and exchange, in characters.
+const maxText = 200
+
+// checkText checks a name or exchange: text Postgres stores (valid UTF-8, no
+// NUL) and a terminal shows as it is (no control characters), of at most
+// maxText characters. Anything else, quotes and SQL included, is stored as
+// it is: it only ever travels as a query parameter.
+func checkText(s string) error {
+	switch {
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%q is not valid UTF-8", truncate(s))
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return fmt.Errorf("%q has control characters", truncate(s))
+	case utf8.RuneCountInString(s) > maxText:
+		return fmt.Errorf("%q is longer than %d characters", truncate(s), maxText)
+	}
+	return nil
 }
 
 // Stock is one row of the universe.
@@ -92,10 +118,10 @@ func ReadCSV(r io.Reader) ([]Stock, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			return nil, fmt.Errorf("read csv: %w", err)
+			return nil, fmt.Errorf("read csv: %w", err) // it names the line
 		}
+		line, _ := cr.FieldPos(0) // which panics without a record
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // blank line
 		}
@@ -113,6 +139,11 @@ func ReadCSV(r io.Reader) ([]Stock, error) {
 		s := Stock{Symbol: sym, Active: true}
 		s.Name, _ = field(rec, "name")
 		s.Exchange, _ = field(rec, "exchange")
+		for _, f := range []struct{ name, v string }{{"name", s.Name}, {"exchange", s.Exchange}} {
+			if err := checkText(f.v); err != nil {
+				return nil, fmt.Errorf("csv line %d: %s %w", line, f.name, err)
+			}
+		}
 		if v, ok := field(rec, "active"); ok && v != "" {
 			b, err := strconv.ParseBool(strings.ToLower(v))
 			if err != nil {

@@ -33,6 +33,17 @@ func TestReadCSV(t *testing.T) {
 		{name: "repeat", in: "symbol\nAAPL\nMSFT\naapl\n", wantErr: "line 4: symbol AAPL repeats line 2"},
 		{name: "bad active", in: "symbol,active\nAAPL,sometimes\n", wantErr: "line 2: active"},
 		{name: "bad quoting", in: "symbol,name\nAAPL,\"unterminated\n", wantErr: "read csv"},
+		{name: "unterminated quote in the first field", in: "symbol,name\n\"AAPL", wantErr: "read csv: parse error on line 2"},
+		{name: "sql-looking name stored as it is", in: "symbol,name\nAAPL,\"Robert'); DROP TABLE stocks;--\"\n",
+			want: []Stock{{Symbol: "AAPL", Name: "Robert'); DROP TABLE stocks;--", Active: true}}},
+		{name: "sql-looking symbol with quotes", in: "symbol\n\"AAPL'--\"\n", wantErr: "line 2: invalid symbol \"AAPL'--\""},
+		{name: "lower-case sql", in: "symbol\nselect\n1;drop\n", wantErr: "line 3: invalid symbol"},
+		{name: "NUL in name", in: "symbol,name\nAAPL,App\x00le\n", wantErr: "line 2: name \"App\\x00le\" has control characters"},
+		{name: "escape in exchange", in: "symbol,exchange\nAAPL,\x1b[2J\n", wantErr: "line 2: exchange"},
+		{name: "invalid UTF-8 in name", in: "symbol,name\nAAPL,caf\xe9\n", wantErr: "line 2: name \"caf\\xe9\" is not valid UTF-8"},
+		{name: "name too long", in: "symbol,name\nAAPL," + strings.Repeat("é", 201) + "\n", wantErr: "line 2: name \"éééééééééééééééééééé...\" is longer than 200"},
+		{name: "long non-ASCII name fits", in: "symbol,name\nAAPL," + strings.Repeat("é", 200) + "\n",
+			want: []Stock{{Symbol: "AAPL", Name: strings.Repeat("é", 200), Active: true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,6 +23,10 @@ var ErrNotEnqueued = errors.New("tasks not enqueued")
 // the future or an empty stock universe.
 var ErrInput = errors.New("invalid input")
 
+// EarliestDate is the earliest trading date (YYYY-MM-DD) a daily sync takes:
+// an earlier one is a typo, such as 0026 for 2026.
+const EarliestDate = "1900-01-01"
+
 // Control starts, retries and cancels runs: the operations behind the
 // operator CLI.
 type Control struct {
@@ -58,9 +62,12 @@ type DailySyncOptions struct {
 // is returned as it is.
 func (c *Control) StartDailySync(ctx context.Context, opts DailySyncOptions) (run checkpoint.Run, created bool, err error) {
 	day := opts.Date.Format(quotes.DateLayout)
-	if day > opts.Today.Format(quotes.DateLayout) {
+	switch {
+	case day > opts.Today.Format(quotes.DateLayout):
 		return checkpoint.Run{}, false, fmt.Errorf("date %s is after today (%s) in the market's time zone: %w",
 			day, opts.Today.Format(quotes.DateLayout), ErrInput)
+	case day < EarliestDate:
+		return checkpoint.Run{}, false, fmt.Errorf("date %s is before %s: %w", day, EarliestDate, ErrInput)
 	}
 	run, err = c.store.GetByKey(ctx, JobDailySync, day)
 	switch {

@@ -160,6 +160,10 @@ func logTaskError(log *slog.Logger) func(ctx context.Context, t *asynq.Task, err
 			log.Info("task stopped for shutdown; it runs again", attrs...)
 		case errors.Is(err, asynq.RevokeTask):
 			log.Warn("task dropped on its last attempt without failing; the sweeper restores its chain", attrs...)
+		case errors.Is(err, asynq.SkipRetry) && !errors.As(err, new(*fault.Error)):
+			// Not a failure of the work but of the task itself (a malformed
+			// payload, an unknown run or type): it has no class.
+			log.Error("bad task archived with the reason, not run", attrs...)
 		case errors.Is(err, asynq.SkipRetry) || retried >= maxRetry:
 			log.Error("task failed for good", append(attrs, "class", fault.ClassOf(err).String())...)
 		default:
