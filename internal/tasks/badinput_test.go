@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -250,4 +251,25 @@ func TestBadQuotesFailOnlyTheirSymbol(t *testing.T) {
 	if n := h.Count(`SELECT count(*) FROM stock_prices WHERE trade_date = $1`, date); n != int64(len(syms)-len(bad)) {
 		t.Errorf("%d prices written, want %d", n, len(syms)-len(bad))
 	}
+}
+
+// A task ahead of its chain (a later attempt, epoch or seq than the
+// partition's) was not made by syncworker, which enqueues a task only after
+// the state that names it has committed: it is refused for good and
+// changes nothing.
+func TestTaskAheadOfItsChainIsRefused(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 4})
+	run := h.StartDailySync(date, 2, 1)
+	before := h.Fingerprint()
+	for _, p := range []tasks.Payload{
+		{Run: run.ID, Attempt: 2},
+		{Run: run.ID, Attempt: 1, Epoch: 3},
+		{Run: run.ID, Attempt: 1, Seq: 1},
+	} {
+		err := deliver(h.Handler("w", nil), p)
+		if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "ahead of its chain") {
+			t.Errorf("delivery of %+v = %v, want a refusal with SkipRetry", p, err)
+		}
+	}
+	h.VerifyUnchanged(before, "tasks ahead of their chain")
 }

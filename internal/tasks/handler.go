@@ -178,10 +178,15 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 		// A stale task: the chain has moved on. Make sure the task that
 		// owns it now exists, in case this one was all that was left.
 		h.log.Debug("stale task", "task", d.taskID, "attempt", part.Attempt, "epoch", part.Epoch, "task_seq", part.TaskSeq)
-		if d.Ref().Before(part.Ref()) {
-			if _, err := h.enqueuer.Enqueue(ctx, ChainPayload(part)); err != nil {
-				return err
-			}
+		if !d.Ref().Before(part.Ref()) {
+			// Every task is enqueued after the state that names it has
+			// committed, so no task can be ahead of its chain: this one
+			// was not made by syncworker.
+			return fmt.Errorf("task is ahead of its chain (attempt %d, epoch %d, task seq %d): %w",
+				part.Attempt, part.Epoch, part.TaskSeq, asynq.SkipRetry)
+		}
+		if _, err := h.enqueuer.Enqueue(ctx, ChainPayload(part)); err != nil {
+			return err
 		}
 		return nil
 	}
