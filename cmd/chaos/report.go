@@ -27,9 +27,9 @@ type Kill struct {
 	PID    int
 	// Held are the partitions the worker was seen holding (see holdings).
 	Held []int
-	// Takeovers are the partitions it held, or whose last commit before
-	// the kill was its own, that had work left, with the time until another
-	// worker committed a batch of them.
+	// Takeovers are the partitions it held (Held or, when none was seen,
+	// those whose last commit before the kill was its own) that had work
+	// left, with the time until another worker committed a batch of them.
 	Takeovers []Takeover
 }
 
@@ -187,7 +187,8 @@ func takeovers(kills []Kill, ledger []audit.Batch) []string {
 					next = &byPart[part][j]
 				}
 			}
-			held := slices.Contains(k.Held, part) || (last != nil && strings.HasSuffix(last.Worker, suffix))
+			held := slices.Contains(k.Held, part) ||
+				(len(k.Held) == 0 && last != nil && strings.HasSuffix(last.Worker, suffix))
 			if !held || next == nil {
 				continue
 			}
