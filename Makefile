@@ -1,6 +1,6 @@
 # Every target is a thin call of scripts/dev (see the top of that file for the knobs).
 # Extra go test arguments: make test ARGS='-run TestX ./internal/...'
-.PHONY: demo test services build ci
+.PHONY: demo test services build ci chaos
 
 demo:
 	scripts/dev demo
@@ -16,3 +16,7 @@ build:
 
 ci:
 	scripts/dev test
+
+# The chaos scenario at full size (10,000 symbols, 3 workers); make chaos ARGS='--symbols 2000 --faults 1m'
+chaos:
+	scripts/dev chaos $(ARGS)

@@ -7,12 +7,10 @@ package harness
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/syncworker/syncworker/internal/audit"
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/simulator"
@@ -345,152 +344,38 @@ func (h *Harness) VerifyUnchanged(before map[string]string, what string) {
 }
 
 // LedgerRow is one row of the batch ledger.
-type LedgerRow struct {
-	Partition          int
-	Seq                int64
-	Attempt, Redrive   int
-	From, To           int64
-	Items, OK, Failed  int
-	Worker, TaskID     string
-	Started, Committed time.Time
-}
+type LedgerRow = audit.Batch
 
 // Ledger returns the ledger of run id by partition and seq.
 func (h *Harness) Ledger(id int64) []LedgerRow {
 	h.t.Helper()
-	rows, err := h.DB.Pool.Query(context.Background(), `SELECT partition, seq, attempt, redrive, cursor_from, cursor_to,
-		items, succeeded, failed, worker, task_id, started_at, committed_at
-		FROM batch_ledger WHERE run_id = $1 ORDER BY partition, seq`, id)
+	ledger, err := audit.Ledger(context.Background(), h.DB.Pool, id)
 	if err != nil {
 		h.t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LedgerRow, error) {
-		var l LedgerRow
-		err := r.Scan(&l.Partition, &l.Seq, &l.Attempt, &l.Redrive, &l.From, &l.To, &l.Items, &l.OK, &l.Failed, &l.Worker, &l.TaskID, &l.Started, &l.Committed)
-		return l, err
-	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return out
-}
-
-// VerifyExactlyOnce checks that run id completed with every item done
-// exactly once: every known symbol's price row present with exactly the
-// simulator's values, every unknown symbol failed with the provider's
-// error, the counters equal to the rows, and the ledger a gapless,
-// non-overlapping cover of every partition. It returns the ledger.
-func (h *Harness) VerifyExactlyOnce(id int64) []LedgerRow {
-	h.t.Helper()
-	ctx := context.Background()
-	t := h.t
-	run, err := h.Store.Get(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.Status != checkpoint.StatusCompleted {
-		t.Fatalf("run %d is %s, want completed (last error %q)", id, run.Status, run.LastError)
-	}
-	if run.Processed != run.Total || run.Succeeded+run.Failed != run.Total || run.Records != run.Succeeded {
-		t.Errorf("run %d counters do not add up: %+v", id, run)
-	}
-	date, err := time.Parse(simulator.DateLayout, run.RunKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	items, err := h.Store.Items(ctx, id, 0, run.Total)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(items)) != run.Total {
-		t.Fatalf("run %d has %d items, total %d", id, len(items), run.Total)
-	}
-	var wantOK int64
-	for _, it := range items {
-		switch {
-		case h.Known[it.Key] && it.Status != checkpoint.ItemSucceeded:
-			t.Errorf("known symbol %s is %s (%s)", it.Key, it.Status, it.Error)
-		case !h.Known[it.Key] && (it.Status != checkpoint.ItemFailed || !strings.Contains(it.Error, "404 Not Found")):
-			t.Errorf("unknown symbol %s is %s with error %q, want failed as unknown", it.Key, it.Status, it.Error)
-		}
-		if h.Known[it.Key] {
-			wantOK++
-		}
-	}
-	if run.Succeeded != wantOK {
-		t.Errorf("run %d succeeded = %d, want %d", id, run.Succeeded, wantOK)
-	}
-
-	rows, err := h.DB.Pool.Query(ctx, `SELECT symbol, open::text, high::text, low::text, close::text, volume
-		FROM stock_prices WHERE trade_date = $1 ORDER BY symbol`, run.RunKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prices, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (simulator.Quote, error) {
-		var q simulator.Quote
-		var o, hi, lo, c string
-		err := r.Scan(&q.Symbol, &o, &hi, &lo, &c, &q.Volume)
-		q.Open, q.High, q.Low, q.Close = jsonNumber(o), jsonNumber(hi), jsonNumber(lo), jsonNumber(c)
-		return q, err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(prices)) != wantOK {
-		t.Errorf("%d price rows for %s, want %d", len(prices), run.RunKey, wantOK)
-	}
-	for _, p := range prices {
-		want := simulator.Price(p.Symbol, date)
-		want.Date = ""
-		if !h.Known[p.Symbol] || p != want {
-			t.Errorf("price row %+v, want the simulator's %+v", p, want)
-		}
-	}
-
-	ledger := h.Ledger(id)
-	parts, err := h.Store.Partitions(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Per partition, the first pass and each redrive pass are each a
-	// gapless, non-overlapping cover of its range, in seq order; a redrive
-	// batch counts only the items that had failed.
-	var items64, ok64, failed64 int64
-	i := 0
-	for _, p := range parts {
-		cursor, seq, pass := p.StartPos, int64(0), 0
-		for ; i < len(ledger) && ledger[i].Partition == p.Index; i++ {
-			l := ledger[i]
-			if l.Redrive != pass {
-				if cursor != p.EndPos || l.Redrive < pass {
-					t.Errorf("partition %d: pass %d starts at seq %d with the last pass covered up to %d", p.Index, l.Redrive, l.Seq, cursor)
-				}
-				cursor, pass = p.StartPos, l.Redrive
-			}
-			if l.Seq != seq || l.From != cursor || l.To < l.From || (pass == 0 && (l.To == l.From || int64(l.Items) != l.To-l.From)) {
-				t.Errorf("partition %d: ledger row %+v does not follow seq %d cursor %d", p.Index, l, seq, cursor)
-			}
-			cursor, seq = l.To, seq+1
-			ok64 += int64(l.OK)
-			if pass == 0 {
-				items64 += int64(l.Items)
-				failed64 += int64(l.Failed)
-			} else {
-				failed64 -= int64(l.OK)
-			}
-		}
-		if cursor != p.EndPos || p.Status != checkpoint.PartitionCompleted || p.Seq != seq || p.Redrive != pass {
-			t.Errorf("partition %d: ledger covers up to %d in %d batches, pass %d; partition %+v", p.Index, cursor, seq, pass, p)
-		}
-	}
-	if items64 != run.Total || ok64 != run.Succeeded || failed64 != run.Failed {
-		t.Errorf("ledger sums items %d ok %d failed %d; run %+v", items64, ok64, failed64, run)
 	}
 	return ledger
 }
 
-func jsonNumber(s string) json.Number { return json.Number(s) }
+// VerifyExactlyOnce checks that run id completed with every item done
+// exactly once (package audit): every known symbol's price row present with
+// exactly the simulator's values, every unknown symbol failed with the
+// provider's error, the counters equal to the rows, and the ledger a
+// gapless, non-overlapping cover of every partition. Each problem is a test
+// error; a run that did not complete stops the test. It returns the ledger.
+func (h *Harness) VerifyExactlyOnce(id int64) []LedgerRow {
+	h.t.Helper()
+	rep, err := audit.Run(context.Background(), h.DB.Pool, id, func(s string) bool { return h.Known[s] })
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, p := range rep.Problems {
+		h.t.Errorf("run %d: %s", id, p)
+	}
+	if rep.Has(audit.CheckStatus) {
+		h.t.FailNow()
+	}
+	return rep.Ledger
+}
 
 // SafeBuffer is a bytes.Buffer safe for concurrent writers.
 type SafeBuffer struct {

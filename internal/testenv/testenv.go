@@ -152,12 +152,12 @@ type Redis struct {
 	Opt asynq.RedisClientOpt
 }
 
-// lockPrefix names the keys in database 0 that hold the allocation of the
-// other databases; they expire, so a crashed test frees its database.
-const (
-	lockPrefix = "syncworker:testenv:db:"
-	lockTTL    = 90 * time.Second
-)
+// RedisLockPrefix names the keys in database 0 that hold the allocation of
+// the other databases (the prefix and the number); they expire, so a crashed
+// test frees its database. cmd/chaos claims its database with them too.
+const RedisLockPrefix = "syncworker:testenv:db:"
+
+const lockTTL = 90 * time.Second
 
 // NewRedis allocates a Redis database for t, flushes it, and frees it (flushed
 // again) when t ends. Only that database is ever flushed.
@@ -191,7 +191,7 @@ func NewRedis(t testing.TB) *Redis {
 	dbNum := -1
 	for dbNum < 0 {
 		for i := 1; i < n; i++ {
-			ok, err := admin.SetNX(ctx, lockPrefix+strconv.Itoa(i), token, lockTTL).Result()
+			ok, err := admin.SetNX(ctx, RedisLockPrefix+strconv.Itoa(i), token, lockTTL).Result()
 			if err != nil {
 				t.Fatalf("allocate a redis database: %v", err)
 			}
@@ -209,7 +209,7 @@ func NewRedis(t testing.TB) *Redis {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	lockKey := lockPrefix + strconv.Itoa(dbNum)
+	lockKey := RedisLockPrefix + strconv.Itoa(dbNum)
 
 	// Keep the allocation alive while the test runs.
 	stop := make(chan struct{})

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncworker/syncworker/internal/db"
+)
+
+// redisLockPrefix names the keys in Redis database 0 with which package
+// testenv allocates the other databases to tests (testenv.RedisLockPrefix;
+// a test holds the two equal); the command claims its database the same
+// way, so that neither flushes the other's.
+const (
+	redisLockPrefix = "syncworker:testenv:db:"
+	redisLockTTL    = 90 * time.Second
+)
+
+// environment is where the command runs its scenario: a database of its own
+// on a Postgres server, a Redis database of its own on a Redis server.
+type environment struct {
+	dbURL, dbName string
+	redisURL      string
+	redisDB       int
+}
+
+// prepare drops and creates the scenario's database and migrates it, claims
+// and flushes its Redis database, and sets o's URLs. release flushes the
+// Redis database and frees it.
+func (e environment) prepare(ctx context.Context, o *Options) (release func(), err error) {
+	if !strings.Contains(e.dbName, "chaos") {
+		return nil, fmt.Errorf("--database %q: it is dropped and created again, so its name must contain 'chaos'", e.dbName)
+	}
+	if o.DatabaseURL, err = e.recreateDatabase(ctx); err != nil {
+		return nil, err
+	}
+	if e.redisDB < 1 {
+		return nil, fmt.Errorf("--redis-db must be 1 or more (database 0 holds the allocation locks), got %d", e.redisDB)
+	}
+	u, err := url.Parse(e.redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	u.Path = "/" + strconv.Itoa(e.redisDB)
+	o.RedisURL = u.String()
+	return e.claimRedis(ctx, o.RedisURL)
+}
+
+// recreateDatabase drops the scenario's database, creates it, migrates it
+// and returns its URL.
+func (e environment) recreateDatabase(ctx context.Context) (string, error) {
+	cfg, err := pgx.ParseConfig(e.dbURL)
+	if err != nil {
+		return "", fmt.Errorf("--database-url: %w", err)
+	}
+	cfg.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return "", fmt.Errorf("connect to postgres at %s:%d: %w", cfg.Host, cfg.Port, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{e.dbName}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return "", fmt.Errorf("drop database %s: %w", e.dbName, err)
+	}
+	u, err := url.Parse(e.dbURL)
+	if err != nil {
+		return "", fmt.Errorf("--database-url: %w", err)
+	}
+	u.Path = "/" + e.dbName
+	if err := db.CreateDatabase(ctx, u.String()); err != nil {
+		return "", err
+	}
+	if _, err := db.Migrate(ctx, u.String(), 0); err != nil {
+		return "", err
+	}
+	return u.String(), nil
+}
+
+// claimRedis claims the Redis database of dbURL in the tests' allocation
+// and flushes it.
+func (e environment) claimRedis(ctx context.Context, dbURL string) (func(), error) {
+	opt, err := redis.ParseURL(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	lockOpt := *opt
+	lockOpt.DB = 0
+	admin := redis.NewClient(&lockOpt)
+	key := redisLockPrefix + strconv.Itoa(opt.DB)
+	token := "chaos/" + strconv.Itoa(os.Getpid())
+	ok, err := admin.SetNX(ctx, key, token, redisLockTTL).Result()
+	if err != nil {
+		admin.Close()
+		return nil, fmt.Errorf("claim redis database %d: %w", opt.DB, err)
+	}
+	if !ok {
+		holder, _ := admin.Get(ctx, key).Result()
+		admin.Close()
+		return nil, fmt.Errorf("redis database %d is in use (%s holds %s); pick another --redis-db", opt.DB, holder, key)
+	}
+	client := redis.NewClient(opt)
+	if err := client.FlushDB(ctx).Err(); err != nil {
+		client.Close()
+		admin.Close()
+		return nil, fmt.Errorf("flush redis database %d: %w", opt.DB, err)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(redisLockTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				admin.Expire(ctx, key, redisLockTTL)
+			}
+		}
+	})
+	return func() {
+		close(stop)
+		wg.Wait()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		client.FlushDB(ctx)
+		client.Close()
+		admin.Eval(ctx, `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`, []string{key}, token)
+		admin.Close()
+	}, nil
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/tasks"
+)
+
+// fault is a kind of fault the scenario injects.
+type fault int
+
+const (
+	// faultKill SIGKILLs a worker (a busy one where it can) and starts another.
+	faultKill fault = iota
+	// faultTerm SIGTERMs a busy worker and starts another.
+	faultTerm
+	// faultFlush flushes the scenario's Redis database: every task is lost.
+	faultFlush
+	// faultBackends terminates the workers' Postgres backends.
+	faultBackends
+)
+
+// String names the fault as the verdict does.
+func (f fault) String() string {
+	switch f {
+	case faultKill:
+		return "SIGKILL"
+	case faultTerm:
+		return "SIGTERM"
+	case faultFlush:
+		return "Redis FLUSHDB"
+	case faultBackends:
+		return "pg_terminate_backend"
+	default:
+		return "fault(" + strconv.Itoa(int(f)) + ")"
+	}
+}
+
+// event is a fault at a time after the run's start.
+type event struct {
+	at    time.Duration
+	fault fault
+}
+
+// schedule returns the scenario's faults in time order: a SIGKILL every
+// KillEvery up to the end of the fault window, and the other faults spread
+// over the window: backend kills from 20% to 90% of it, flushes from 45% to
+// 75%, and SIGTERMs from 10% (or half of KillEvery, if sooner: before the
+// first SIGKILL leaves chains stuck on a dead worker, so that a live one
+// is mid-batch) to 80%.
+func schedule(o Options) []event {
+	var ev []event
+	if o.KillEvery > 0 {
+		for at := o.KillEvery; at <= o.Faults; at += o.KillEvery {
+			ev = append(ev, event{at, faultKill})
+		}
+	}
+	spread := func(f fault, n int, from, to float64) {
+		for i := range n {
+			frac := from
+			if n > 1 {
+				frac = from + (to-from)*float64(i)/float64(n-1)
+			}
+			ev = append(ev, event{time.Duration(frac * float64(o.Faults)).Round(100 * time.Millisecond), f})
+		}
+	}
+	spread(faultBackends, o.BackendKills, 0.2, 0.9)
+	first := 0.1
+	if o.KillEvery > 0 {
+		first = min(first, float64(o.KillEvery)/2/float64(o.Faults))
+	}
+	spread(faultTerm, o.SIGTERMs, first, 0.8)
+	spread(faultFlush, o.Flushes, 0.45, 0.75)
+	slices.SortStableFunc(ev, func(a, b event) int { return int(a.at - b.at) })
+	return ev
+}
+
+// inject injects the events at their times until the run ends (ended is
+// closed) or ctx ends; the events it did not get to are noted as skipped.
+func (s *scenario) inject(ctx context.Context, ended <-chan struct{}, events []event) {
+	for i, e := range events {
+		t := time.NewTimer(time.Until(s.start.Add(e.at)))
+		select {
+		case <-ctx.Done():
+		case <-ended:
+		case <-t.C:
+		}
+		t.Stop()
+		if ctx.Err() != nil || closed(ended) {
+			for _, e := range events[i:] {
+				s.mu.Lock()
+				s.figures.Skipped = append(s.figures.Skipped, fmt.Sprintf("%s at %s", e.fault, e.at))
+				s.mu.Unlock()
+			}
+			return
+		}
+		var err error
+		switch e.fault {
+		case faultKill:
+			err = s.kill(ctx)
+		case faultTerm:
+			err = s.term(ctx)
+		case faultFlush:
+			err = s.flush(ctx)
+		case faultBackends:
+			err = s.terminateBackends(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			s.problem("%s at %s: %v", e.fault, e.at, err)
+		}
+	}
+}
+
+// closed reports whether c is closed.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// holdings returns, by pid, the partitions of the run that each worker
+// holds now, as far as can be told: those of the tasks asynq lists as
+// active on it (as of its last heartbeat), and those it committed a batch
+// of in the last three seconds.
+func (s *scenario) holdings(ctx context.Context) map[int][]int {
+	held := map[int][]int{}
+	if servers, err := s.insp.Servers(); err == nil {
+		for _, srv := range servers {
+			for _, w := range srv.ActiveWorkers {
+				if p, err := tasks.DecodePayload(w.TaskPayload); err == nil && p.Run == s.runID {
+					held[srv.PID] = append(held[srv.PID], p.Partition)
+				}
+			}
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT worker, partition FROM batch_ledger
+		WHERE run_id = $1 AND committed_at > clock_timestamp() - interval '3 seconds'`, s.runID)
+	if err != nil {
+		return held
+	}
+	type recent struct {
+		Worker    string
+		Partition int
+	}
+	commits, _ := pgx.CollectRows(rows, pgx.RowToStructByPos[recent])
+	for _, c := range commits {
+		if i := strings.LastIndexByte(c.Worker, ':'); i >= 0 {
+			if pid, err := strconv.Atoi(c.Worker[i+1:]); err == nil {
+				held[pid] = append(held[pid], c.Partition)
+			}
+		}
+	}
+	for pid, parts := range held {
+		slices.Sort(parts)
+		held[pid] = slices.Compact(parts)
+	}
+	return held
+}
+
+// victim picks a random live worker, one that holds a partition when there
+// is one, waiting up to wait for one to; it returns the partitions the
+// victim holds.
+func (s *scenario) victim(ctx context.Context, wait time.Duration) (*process, []int) {
+	deadline := time.Now().Add(wait)
+	for {
+		alive := s.alive()
+		if len(alive) == 0 {
+			return nil, nil
+		}
+		held := s.holdings(ctx)
+		var busy []*process
+		for _, p := range alive {
+			if len(held[p.pid()]) > 0 {
+				busy = append(busy, p)
+			}
+		}
+		if len(busy) > 0 {
+			p := busy[s.rng.IntN(len(busy))]
+			return p, held[p.pid()]
+		}
+		if time.Now().After(deadline) || pause(ctx, 250*time.Millisecond) != nil {
+			return alive[s.rng.IntN(len(alive))], nil
+		}
+	}
+}
+
+// kill SIGKILLs a worker and starts another in its place.
+func (s *scenario) kill(ctx context.Context) error {
+	p, held := s.victim(ctx, 0)
+	if p == nil {
+		return fmt.Errorf("no worker alive to kill")
+	}
+	at := time.Now()
+	if err := p.send(syscall.SIGKILL); err != nil {
+		return err
+	}
+	if !p.wait(10 * time.Second) {
+		return fmt.Errorf("%s (pid %d) still runs 10s after SIGKILL", p.name, p.pid())
+	}
+	s.mu.Lock()
+	s.figures.Kills = append(s.figures.Kills, Kill{At: at.Sub(s.start), Time: at, Worker: p.name, PID: p.pid(), Held: held})
+	s.mu.Unlock()
+	next, err := s.startWorker()
+	if err != nil {
+		return err
+	}
+	s.log.Info("SIGKILL", "at", at.Sub(s.start).Round(100*time.Millisecond), "killed", p.name, "pid", p.pid(), "held", held, "replacement", next.name)
+	return nil
+}
+
+// term SIGTERMs a busy worker, waits for it to stop and starts another.
+func (s *scenario) term(ctx context.Context) error {
+	p, held := s.victim(ctx, 10*time.Second)
+	if p == nil {
+		return fmt.Errorf("no worker alive to stop")
+	}
+	at := time.Now()
+	if err := p.send(syscall.SIGTERM); err != nil {
+		return err
+	}
+	grace := config.Default().Worker.ShutdownTimeout + 10*time.Second
+	stopped := p.wait(grace)
+	if !stopped {
+		_ = p.send(syscall.SIGKILL)
+		p.wait(10 * time.Second)
+	}
+	code, _, exited, _ := p.exit()
+	s.mu.Lock()
+	s.figures.Terms = append(s.figures.Terms, Term{At: at.Sub(s.start), Worker: p.name, PID: p.pid(), Held: held,
+		Stopped: stopped, ExitCode: code, StopTime: exited.Sub(at), log: p.logPath})
+	s.mu.Unlock()
+	next, err := s.startWorker()
+	if err != nil {
+		return err
+	}
+	s.log.Info("SIGTERM", "at", at.Sub(s.start).Round(100*time.Millisecond), "stopped", p.name, "pid", p.pid(), "held", held,
+		"exit_code", code, "stop_time", exited.Sub(at).Round(time.Millisecond), "replacement", next.name)
+	return nil
+}
+
+// flush flushes the scenario's Redis database.
+func (s *scenario) flush(ctx context.Context) error {
+	at := time.Now()
+	if err := s.rdb.FlushDB(ctx).Err(); err != nil {
+		return fmt.Errorf("flushdb: %w", err)
+	}
+	s.mu.Lock()
+	s.figures.Flushes = append(s.figures.Flushes, at.Sub(s.start))
+	s.mu.Unlock()
+	s.log.Info("Redis FLUSHDB", "at", at.Sub(s.start).Round(100*time.Millisecond))
+	return nil
+}
+
+// terminateBackends terminates every Postgres backend of the workers, which
+// connect with the scenario's application_name.
+func (s *scenario) terminateBackends(ctx context.Context) error {
+	at := time.Now()
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS done
+		FROM pg_stat_activity WHERE application_name = $1) t WHERE done`, s.appName).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("terminate the workers' backends: %w", err)
+	}
+	s.mu.Lock()
+	s.figures.Backends = append(s.figures.Backends, BackendKill{At: at.Sub(s.start), Terminated: n})
+	s.mu.Unlock()
+	s.log.Info("pg_terminate_backend", "at", at.Sub(s.start).Round(100*time.Millisecond), "backends", n, "took", time.Since(at))
+	if n == 0 {
+		return fmt.Errorf("no backend with application_name %s to terminate", s.appName)
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncworker/syncworker/internal/audit"
+	"github.com/syncworker/syncworker/internal/testenv"
+)
+
+// TestChaosSmall runs the chaos scenario at CI size: 2,000 symbols on three
+// worker processes, batches of 100 in 4 partitions, a minute of faults
+// (SIGKILLs every 15 s, a Redis flush, three Postgres backend kills, a
+// SIGTERM mid-batch) against a simulator that answers 5xx, 429, too slowly
+// and with garbage, and asserts that the audit passes.
+func TestChaosSmall(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	rdb := testenv.NewRedis(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	workerBin, simBin, err := build(ctx, filepath.Join(dir, "bin"), raceEnabled)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	o := defaultOptions()
+	o.Symbols, o.Unknown, o.Partitions = 2000, 5, 4
+	o.Faults, o.KillEvery, o.Timeout = time.Minute, 15*time.Second, 5*time.Minute
+	o.DatabaseURL, o.RedisURL = pg.URL, rdb.URL
+	o.WorkerBin, o.SimBin, o.LogDir = workerBin, simBin, dir
+	o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	res.Print(&out)
+	t.Logf("\n%s", out.String())
+	if !res.Pass() {
+		t.Error("chaos verdict: FAIL")
+		for _, k := range []string{"sourcesim.log", "worker-01.log"} {
+			if b, err := os.ReadFile(filepath.Join(dir, k)); err == nil {
+				t.Logf("%s:\n%s", k, tail(string(b), 40))
+			}
+		}
+	}
+	f := res.Figures
+	if len(f.Kills) != 4 || len(f.Terms) != 1 || len(f.Flushes) != 1 || len(f.Backends) != 3 {
+		t.Errorf("faults injected: %d SIGKILLs, %d SIGTERMs, %d flushes, %d backend kills; want 4, 1, 1, 3",
+			len(f.Kills), len(f.Terms), len(f.Flushes), len(f.Backends))
+	}
+	if s := f.Sim; s.ServerErrors == 0 || s.RateLimited == 0 || s.Slow == 0 || s.Garbage == 0 {
+		t.Errorf("the simulator did not inject every fault: %+v", s)
+	}
+}
+
+// testWriter writes to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// The command claims its Redis database with the keys the tests allocate
+// theirs with.
+func TestRedisLockPrefix(t *testing.T) {
+	if redisLockPrefix != testenv.RedisLockPrefix {
+		t.Errorf("redisLockPrefix = %q, testenv.RedisLockPrefix = %q", redisLockPrefix, testenv.RedisLockPrefix)
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	o := Options{Faults: time.Minute, KillEvery: 15 * time.Second, Flushes: 1, BackendKills: 3, SIGTERMs: 1}
+	var got []string
+	for _, e := range schedule(o) {
+		got = append(got, e.at.String()+" "+e.fault.String())
+	}
+	want := []string{"6s SIGTERM", "12s pg_terminate_backend", "15s SIGKILL", "27s Redis FLUSHDB",
+		"30s SIGKILL", "33s pg_terminate_backend", "45s SIGKILL", "54s pg_terminate_backend", "1m0s SIGKILL"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("schedule:\n got %s\nwant %s", strings.Join(got, ", "), strings.Join(want, ", "))
+	}
+}
+
+// The takeover of a kill is the time until the next commit of each
+// partition the killed worker held (seen active on it, else last committed
+// by it); a commit of the killed worker after its kill is a problem.
+func TestTakeovers(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	ledger := []audit.Batch{
+		{Partition: 0, Seq: 0, Worker: "h:100", Committed: at(1)},
+		{Partition: 0, Seq: 1, Worker: "h:200", Committed: at(12)},
+		{Partition: 1, Seq: 0, Worker: "h:200", Committed: at(2)},
+		{Partition: 1, Seq: 1, Worker: "h:200", Committed: at(6)},
+		{Partition: 1, Seq: 2, Worker: "h:100", Committed: at(8)}, // by 100 after its kill
+		{Partition: 2, Seq: 0, Worker: "h:300", Committed: at(3)},
+		{Partition: 2, Seq: 1, Worker: "h:200", Committed: at(9)},
+		{Partition: 3, Seq: 0, Worker: "h:100", Committed: at(4)},
+		{Partition: 3, Seq: 1, Worker: "h:400", Committed: at(30)},
+	}
+	kills := []Kill{
+		// Nothing seen active on 100: the partitions it committed last, 0 and 3.
+		{Time: at(5), Worker: "worker-01", PID: 100},
+		// 300 was seen holding partition 1: that one only, not 2.
+		{Time: at(5), Worker: "worker-03", PID: 300, Held: []int{1}},
+		// Nothing left to take over after 40.
+		{Time: at(40), Worker: "worker-04", PID: 400, Held: []int{3}},
+	}
+	zombies := takeovers(kills, ledger)
+	want := [][]Takeover{
+		{{0, 7 * time.Second, "h:200"}, {3, 25 * time.Second, "h:400"}},
+		{{1, time.Second, "h:200"}},
+		nil,
+	}
+	for i, k := range kills {
+		if fmt.Sprint(k.Takeovers) != fmt.Sprint(want[i]) {
+			t.Errorf("takeovers of kill %d: %v, want %v", i+1, k.Takeovers, want[i])
+		}
+	}
+	if kills[0].MaxTakeover() != 25*time.Second || kills[2].MaxTakeover() != -1 {
+		t.Errorf("max takeovers %s, %s; want 25s, -1ns", kills[0].MaxTakeover(), kills[2].MaxTakeover())
+	}
+	if len(zombies) != 1 || !strings.Contains(zombies[0], "worker-01 (pid 100) committed batch 2 of partition 1 3s after its SIGKILL") {
+		t.Errorf("zombies: %q", zombies)
+	}
+}
+
+func TestCountLogs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.log")
+	log := `{"level":"WARN","msg":"task failed; asynq retries it","class":"transient"}
+{"level":"WARN","msg":"task failed; asynq retries it","class":"transient"}
+{"level":"WARN","msg":"task failed; asynq retries it","class":"rate_limited"}
+{"level":"ERROR","msg":"task failed for good","class":"run_fatal"}
+{"level":"INFO","msg":"task stopped for shutdown; it runs again"}
+{"level":"INFO","msg":"chain task was missing; enqueued it from the checkpoint"}
+{"level":"INFO","msg":"batch not committed: another delivery committed it, or the run stopped"}
+{"level":"WARN","msg":"sweep failed"}
+{"level":"INFO","msg":"worker started"}
+worker: something went wrong
+panic: boom
+`
+	if err := os.WriteFile(path, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := countLogs([]string{path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Retries["transient"] != 2 || c.Retries["rate_limited"] != 1 || c.Failed["run_fatal"] != 1 ||
+		c.ShutdownStops != 1 || c.Requeued != 1 || c.Stale != 1 || c.Other["WARN sweep failed"] != 1 ||
+		len(c.Other) != 1 || len(c.Crashes) != 1 {
+		t.Errorf("counts: %+v", c)
+	}
+}

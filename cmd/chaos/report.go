@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/syncworker/syncworker/internal/audit"
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/simulator"
+)
+
+// Kill is a SIGKILL of a worker, with how long the partitions it held went
+// without progress after it.
+type Kill struct {
+	// At is the time since the run's start, Time the wall-clock time.
+	At     time.Duration
+	Time   time.Time
+	Worker string
+	PID    int
+	// Held are the partitions the worker was seen holding (see holdings).
+	Held []int
+	// Takeovers are the partitions it held (Held or, when none was seen,
+	// those whose last commit before the kill was its own) that had work
+	// left, with the time until another worker committed a batch of them.
+	Takeovers []Takeover
+}
+
+// Takeover is the time from a kill to a partition's next commit.
+type Takeover struct {
+	Partition int
+	After     time.Duration
+	By        string
+}
+
+// MaxTakeover returns the longest takeover of the kill, or -1 when it held
+// no partition that had work left.
+func (k Kill) MaxTakeover() time.Duration {
+	d := time.Duration(-1)
+	for _, t := range k.Takeovers {
+		d = max(d, t.After)
+	}
+	return d
+}
+
+// Term is a SIGTERM of a worker.
+type Term struct {
+	At     time.Duration
+	Worker string
+	PID    int
+	// Held are the partitions the worker was seen holding.
+	Held []int
+	// Stopped is true when it exited within the shutdown grace.
+	Stopped  bool
+	ExitCode int
+	StopTime time.Duration
+	// Interrupted is the number of tasks it stopped for the shutdown.
+	Interrupted int
+	log         string
+}
+
+// BackendKill is one pg_terminate_backend of the workers' backends.
+type BackendKill struct {
+	At         time.Duration
+	Terminated int
+}
+
+// LogCounts are what the workers' JSON logs say happened.
+type LogCounts struct {
+	// Retries counts the task errors asynq retries, by class; Failed those
+	// that failed for good.
+	Retries, Failed map[string]int
+	// ShutdownStops counts tasks stopped for a shutdown, Revoked tasks
+	// dropped on their last attempt, Stale batches whose commit found the
+	// chain moved on, and Requeued chains the sweeper put back on the queue.
+	ShutdownStops, Revoked, Stale, Requeued int
+	// Other counts every other warning or error by message.
+	Other map[string]int
+	// Crashes are lines of panics, fatal errors and data races.
+	Crashes []string
+}
+
+// Figures are what the scenario did and measured.
+type Figures struct {
+	Seed      int64
+	RateLimit int
+	LogDir    string
+	Run       checkpoint.Run
+	Wall      time.Duration
+	Workers   int // worker processes started
+	Kills     []Kill
+	Terms     []Term
+	Flushes   []time.Duration
+	Backends  []BackendKill
+	// Skipped are the faults not injected because the run had ended.
+	Skipped []string
+	Log     LogCounts
+	Sim     simulator.Stats
+	// Problems are the scenario's own findings (the audit's are in the
+	// report): a run that did not end, faults that did not happen, workers
+	// that crashed or did not stop cleanly, commits by a killed worker.
+	Problems []string
+}
+
+// Result is the verdict of a scenario.
+type Result struct {
+	Report  audit.Report
+	Figures Figures
+}
+
+// Pass reports whether the run completed with every item done exactly once
+// and the scenario found nothing wrong.
+func (r Result) Pass() bool { return r.Report.OK() && len(r.Figures.Problems) == 0 }
+
+// analyse derives the figures from the ledger and the logs once the run is over.
+func (s *scenario) analyse(rep audit.Report) {
+	f := &s.figures
+	f.Workers = len(s.logPaths())
+	f.Problems = append(f.Problems, takeovers(f.Kills, rep.Ledger)...)
+	var err error
+	if f.Log, err = countLogs(s.logPaths()); err != nil {
+		f.Problems = append(f.Problems, err.Error())
+	}
+	for _, c := range f.Log.Crashes {
+		f.Problems = append(f.Problems, "crash in a worker log: "+c)
+	}
+	for i, t := range f.Terms {
+		c, err := countLogs([]string{t.log})
+		switch {
+		case err != nil:
+			f.Problems = append(f.Problems, err.Error())
+		case c.ShutdownStops == 0:
+			f.Problems = append(f.Problems, fmt.Sprintf("SIGTERM %d found no batch under way on %s (pid %d): no task stopped for shutdown in %s",
+				i+1, t.Worker, t.PID, t.log))
+		}
+		f.Terms[i].Interrupted = c.ShutdownStops
+		if !t.Stopped || t.ExitCode != 0 {
+			f.Problems = append(f.Problems, fmt.Sprintf("%s (pid %d) did not stop cleanly on SIGTERM: exit code %d after %s",
+				t.Worker, t.PID, t.ExitCode, t.StopTime.Round(time.Millisecond)))
+		}
+	}
+	s.mu.Lock()
+	procs := slices.Clone(s.workers)
+	s.mu.Unlock()
+	for _, p := range procs {
+		if code, sig, at, expected := p.exit(); !p.alive() && !expected {
+			f.Problems = append(f.Problems, fmt.Sprintf("%s (pid %d) exited by itself after %s with code %d (signal %v); its log: %s",
+				p.name, p.pid(), at.Sub(s.start).Round(100*time.Millisecond), code, sig, p.logPath))
+		}
+	}
+	if len(f.Skipped) > 0 {
+		f.Problems = append(f.Problems, fmt.Sprintf("the run ended before these faults: %s (lower --rate-limit or shorten --faults)",
+			strings.Join(f.Skipped, ", ")))
+	}
+}
+
+// takeovers fills in the takeovers of each kill from the ledger and returns
+// a problem for every batch a killed worker committed after its kill.
+func takeovers(kills []Kill, ledger []audit.Batch) []string {
+	byPart := map[int][]audit.Batch{}
+	for _, b := range ledger {
+		byPart[b.Partition] = append(byPart[b.Partition], b)
+	}
+	parts := slices.Sorted(maps.Keys(byPart))
+	var zombies []string
+	for i := range kills {
+		k := &kills[i]
+		suffix := workerSuffix(k.PID)
+		k.Takeovers = nil
+		for _, part := range parts {
+			var last, next *audit.Batch
+			for j, b := range byPart[part] {
+				switch {
+				case b.Committed.Before(k.Time):
+					last = &byPart[part][j]
+				case strings.HasSuffix(b.Worker, suffix):
+					zombies = append(zombies, fmt.Sprintf("%s (pid %d) committed batch %d of partition %d %s after its SIGKILL",
+						k.Worker, k.PID, b.Seq, part, b.Committed.Sub(k.Time).Round(time.Millisecond)))
+				case next == nil:
+					next = &byPart[part][j]
+				}
+			}
+			held := slices.Contains(k.Held, part) ||
+				(len(k.Held) == 0 && last != nil && strings.HasSuffix(last.Worker, suffix))
+			if !held || next == nil {
+				continue
+			}
+			k.Takeovers = append(k.Takeovers, Takeover{Partition: part, After: next.Committed.Sub(k.Time), By: next.Worker})
+		}
+	}
+	return zombies
+}
+
+// logLine is what the figures need of a worker's JSON log line.
+type logLine struct {
+	Level string `json:"level"`
+	Msg   string `json:"msg"`
+	Class string `json:"class"`
+}
+
+// Messages of the workers' logs that the figures count.
+const (
+	msgRetried  = "task failed; asynq retries it"
+	msgFailed   = "task failed for good"
+	msgShutdown = "task stopped for shutdown; it runs again"
+	msgRevoked  = "task dropped on its last attempt without failing; the sweeper restores its chain"
+	msgStale    = "batch not committed: another delivery committed it, or the run stopped"
+	msgRequeued = "chain task was missing; enqueued it from the checkpoint"
+)
+
+// crashMarks start the lines of a crash in a log.
+var crashMarks = []string{"panic:", "fatal error:", "WARNING: DATA RACE"}
+
+// countLogs counts what the workers' JSON logs at paths say.
+func countLogs(paths []string) (LogCounts, error) {
+	c := LogCounts{Retries: map[string]int{}, Failed: map[string]int{}, Other: map[string]int{}}
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			return c, fmt.Errorf("read worker log: %w", err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			c.add(path, sc.Bytes())
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return c, fmt.Errorf("read worker log %s: %w", path, err)
+		}
+	}
+	return c, nil
+}
+
+// add counts one log line.
+func (c *LogCounts) add(path string, line []byte) {
+	var l logLine
+	if err := json.Unmarshal(line, &l); err != nil || l.Msg == "" {
+		text := string(line)
+		for _, m := range crashMarks {
+			if strings.HasPrefix(text, m) {
+				c.Crashes = append(c.Crashes, path+": "+text)
+			}
+		}
+		return
+	}
+	switch l.Msg {
+	case msgRetried:
+		c.Retries[l.Class]++
+	case msgFailed:
+		c.Failed[l.Class]++
+	case msgShutdown:
+		c.ShutdownStops++
+	case msgRevoked:
+		c.Revoked++
+	case msgStale:
+		c.Stale++
+	case msgRequeued:
+		c.Requeued++
+	default:
+		if l.Level == "WARN" || l.Level == "ERROR" {
+			c.Other[l.Level+" "+l.Msg]++
+		}
+	}
+}
+
+// Print writes the verdict and the figures.
+func (r Result) Print(w io.Writer) {
+	f, rep := r.Figures, r.Report
+	verdict := "PASS"
+	if !r.Pass() {
+		verdict = "FAIL"
+	}
+	run := f.Run
+	fmt.Fprintf(w, "chaos: %s\n", verdict)
+	fmt.Fprintf(w, "  run %d (%s): %s; processed %d of %d (succeeded %d, failed %d), %d batches in %d partitions\n",
+		run.ID, run.RunKey, run.Status, run.Processed, run.Total, run.Succeeded, run.Failed, len(rep.Ledger), len(rep.Partitions))
+	fmt.Fprintf(w, "  wall time %s, %.1f items/s (rate limit %d req/s, seed %d)\n",
+		f.Wall.Round(100*time.Millisecond), float64(run.Processed)/max(f.Wall.Seconds(), 1e-9), f.RateLimit, f.Seed)
+	if gap, p := rep.MaxGap(); p >= 0 {
+		fmt.Fprintf(w, "  max time without progress: %s (partition %d)\n", gap.Round(100*time.Millisecond), p)
+	}
+	terminated := 0
+	for _, b := range f.Backends {
+		terminated += b.Terminated
+	}
+	fmt.Fprintf(w, "  faults: %d SIGKILLs, %d SIGTERMs, %d Redis flushes, %d backend kills (%d backends); %d worker processes in all\n",
+		len(f.Kills), len(f.Terms), len(f.Flushes), len(f.Backends), terminated, f.Workers)
+	for i, k := range f.Kills {
+		fmt.Fprintf(w, "    SIGKILL %d at %s: %s (pid %d, holding %s)", i+1, k.At.Round(100*time.Millisecond), k.Worker, k.PID, partitions(k.Held))
+		if len(k.Takeovers) == 0 {
+			fmt.Fprintf(w, ": no partition with work left\n")
+			continue
+		}
+		parts := make([]string, len(k.Takeovers))
+		for j, t := range k.Takeovers {
+			parts[j] = fmt.Sprintf("p%d %s", t.Partition, t.After.Round(100*time.Millisecond))
+		}
+		fmt.Fprintf(w, ": progress again after %s (%s)\n", k.MaxTakeover().Round(100*time.Millisecond), strings.Join(parts, ", "))
+	}
+	for i, t := range f.Terms {
+		fmt.Fprintf(w, "    SIGTERM %d at %s: %s (pid %d, holding %s) exited %d after %s, %d task(s) stopped mid-batch\n",
+			i+1, t.At.Round(100*time.Millisecond), t.Worker, t.PID, partitions(t.Held), t.ExitCode, t.StopTime.Round(time.Millisecond), t.Interrupted)
+	}
+	for i, at := range f.Flushes {
+		fmt.Fprintf(w, "    FLUSHDB %d at %s\n", i+1, at.Round(100*time.Millisecond))
+	}
+	for i, b := range f.Backends {
+		fmt.Fprintf(w, "    pg_terminate_backend %d at %s: %d backends\n", i+1, b.At.Round(100*time.Millisecond), b.Terminated)
+	}
+	l := f.Log
+	fmt.Fprintf(w, "  task retries by class: %s; failed for good: %s\n", classes(l.Retries), classes(l.Failed))
+	fmt.Fprintf(w, "  tasks stopped for shutdown %d, dropped on last attempt %d, stale commits refused %d, chains re-enqueued by the sweeper %d\n",
+		l.ShutdownStops, l.Revoked, l.Stale, l.Requeued)
+	for _, msg := range slices.Sorted(maps.Keys(l.Other)) {
+		fmt.Fprintf(w, "  log: %d × %s\n", l.Other[msg], msg)
+	}
+	s := f.Sim
+	fmt.Fprintf(w, "  simulator: %d requests: %d ok, %d 404, injected %d 5xx, %d 429, %d slow, %d garbage\n",
+		s.Requests, s.OK, s.NotFound, s.ServerErrors, s.RateLimited, s.Slow, s.Garbage)
+	if r.Pass() {
+		fmt.Fprintf(w, "  audit: run completed, every symbol once with the simulator's values, ledger gapless and once per batch, counters match\n")
+		return
+	}
+	for _, p := range f.Problems {
+		fmt.Fprintf(w, "  problem: %s\n", p)
+	}
+	printProblems(w, rep.Problems, 10)
+	fmt.Fprintf(w, "  logs: %s\n", f.LogDir)
+}
+
+// printProblems prints the audit's problems, at most limit of each check.
+func printProblems(w io.Writer, problems []audit.Problem, limit int) {
+	shown := map[string]int{}
+	for _, p := range problems {
+		shown[p.Check]++
+		if shown[p.Check] <= limit {
+			fmt.Fprintf(w, "  audit: %s\n", p)
+		}
+	}
+	for _, check := range slices.Sorted(maps.Keys(shown)) {
+		if n := shown[check]; n > limit {
+			fmt.Fprintf(w, "  audit: ... and %d more %s problems\n", n-limit, check)
+		}
+	}
+}
+
+// partitions formats partition indexes as "p0 p3", "none" when there are none.
+func partitions(parts []int) string {
+	if len(parts) == 0 {
+		return "none seen"
+	}
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = "p" + strconv.Itoa(p)
+	}
+	return strings.Join(out, " ")
+}
+
+// classes formats counts by class, "none" when there are none.
+func classes(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
