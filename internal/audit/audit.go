@@ -326,16 +326,7 @@ func auditLedger(a *auditor, run checkpoint.Run, parts []checkpoint.Partition, l
 			}
 			if p.Redrive == 0 {
 				// Never redriven: the items hold the batch's outcomes.
-				var ok, failed int
-				for pos := b.From; pos < b.To; pos++ {
-					switch byPos[pos].Status {
-					case checkpoint.ItemSucceeded:
-						ok++
-					case checkpoint.ItemFailed:
-						failed++
-					}
-				}
-				if ok != b.OK || failed != b.Failed {
+				if ok, failed := outcomes(byPos, b.From, b.To); ok != int64(b.OK) || failed != int64(b.Failed) {
 					a.add(CheckLedgerSums, "partition %d batch %d counts %d succeeded, %d failed of %d; its items: %d succeeded, %d failed",
 						p.Index, b.Seq, b.OK, b.Failed, b.Items, ok, failed)
 				}
@@ -355,16 +346,7 @@ func auditLedger(a *auditor, run checkpoint.Run, parts []checkpoint.Partition, l
 			a.add(CheckLedger, "partition %d [%d, %d): the ledger covers up to %d in %d batches, pass %d; the partition is %s at cursor %d, seq %d, pass %d",
 				p.Index, p.StartPos, p.EndPos, cursor, len(byPart[p.Index]), pass, p.Status, p.Cursor, p.Seq, p.Redrive)
 		}
-		var ok, failed int64
-		for pos := p.StartPos; pos < p.EndPos; pos++ {
-			switch byPos[pos].Status {
-			case checkpoint.ItemSucceeded:
-				ok++
-			case checkpoint.ItemFailed:
-				failed++
-			}
-		}
-		if ok != partOK || failed != partFailed {
+		if ok, failed := outcomes(byPos, p.StartPos, p.EndPos); ok != partOK || failed != partFailed {
 			a.add(CheckLedgerSums, "partition %d: its ledger makes %d succeeded and %d failed; its items: %d succeeded, %d failed",
 				p.Index, partOK, partFailed, ok, failed)
 		}
@@ -379,6 +361,19 @@ func auditLedger(a *auditor, run checkpoint.Run, parts []checkpoint.Partition, l
 		a.add(CheckLedgerSums, "the ledger sums %d items, %d succeeded, %d failed, %d records; the run counts %d processed, %d succeeded, %d failed, %d records",
 			sumItems, sumOK, sumFailed, sumRecords, run.Processed, run.Succeeded, run.Failed, run.Records)
 	}
+}
+
+// outcomes counts the succeeded and failed items at positions [from, to).
+func outcomes(byPos map[int64]checkpoint.Item, from, to int64) (ok, failed int64) {
+	for pos := from; pos < to; pos++ {
+		switch byPos[pos].Status {
+		case checkpoint.ItemSucceeded:
+			ok++
+		case checkpoint.ItemFailed:
+			failed++
+		}
+	}
+	return ok, failed
 }
 
 // Ledger returns the batch ledger of run id by partition and seq.
