@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/syncworker/syncworker/internal/config"
-	"github.com/syncworker/syncworker/internal/tasks"
 )
 
 // fault is a kind of fault the scenario injects.
@@ -130,41 +129,29 @@ func closed(c <-chan struct{}) bool {
 	}
 }
 
-// holdings returns, by pid, the partitions of the run that each worker
-// holds now, as far as can be told: those of the tasks asynq lists as
-// active on it (as of its last heartbeat), and those it committed a batch
-// of in the last three seconds.
+// holdings returns, by pid, the partitions of the run whose lease each
+// worker holds now.
 func (s *scenario) holdings(ctx context.Context) map[int][]int {
 	held := map[int][]int{}
-	if servers, err := s.insp.Servers(); err == nil {
-		for _, srv := range servers {
-			for _, w := range srv.ActiveWorkers {
-				if p, err := tasks.DecodePayload(w.TaskPayload); err == nil && p.Run == s.runID {
-					held[srv.PID] = append(held[srv.PID], p.Partition)
-				}
-			}
-		}
-	}
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT worker, partition FROM batch_ledger
-		WHERE run_id = $1 AND committed_at > clock_timestamp() - interval '3 seconds'`, s.runID)
+	rows, err := s.pool.Query(ctx, `SELECT lease_owner, partition FROM run_partitions
+		WHERE run_id = $1 AND lease_owner IS NOT NULL AND lease_expires_at > clock_timestamp()
+		ORDER BY partition`, s.runID)
 	if err != nil {
 		return held
 	}
-	type recent struct {
-		Worker    string
+	type lease struct {
+		Owner     string
 		Partition int
 	}
-	commits, _ := pgx.CollectRows(rows, pgx.RowToStructByPos[recent])
-	for _, c := range commits {
-		if i := strings.LastIndexByte(c.Worker, ':'); i >= 0 {
-			if pid, err := strconv.Atoi(c.Worker[i+1:]); err == nil {
-				held[pid] = append(held[pid], c.Partition)
+	leases, _ := pgx.CollectRows(rows, pgx.RowToStructByPos[lease])
+	for _, l := range leases {
+		// The owner is the worker's name (host:pid) and a token: host:pid#token.
+		owner, _, _ := strings.Cut(l.Owner, "#")
+		if i := strings.LastIndexByte(owner, ':'); i >= 0 {
+			if pid, err := strconv.Atoi(owner[i+1:]); err == nil {
+				held[pid] = append(held[pid], l.Partition)
 			}
 		}
-	}
-	for pid, parts := range held {
-		slices.Sort(parts)
-		held[pid] = slices.Compact(parts)
 	}
 	return held
 }

@@ -60,6 +60,19 @@ func TestChaosSmall(t *testing.T) {
 	if s := f.Sim; s.ServerErrors == 0 || s.RateLimited == 0 || s.Slow == 0 || s.Garbage == 0 {
 		t.Errorf("the simulator did not inject every fault: %+v", s)
 	}
+	// The killed workers' partitions went on through lease takeovers: tasks
+	// of epoch 1 or more (batch:run:partition:attempt:epoch:seq), not asynq's
+	// recovery a minute later.
+	takenOver := 0
+	for _, b := range res.Report.Ledger {
+		if f := strings.Split(b.TaskID, ":"); len(f) == 6 && f[4] != "0" {
+			takenOver++
+		}
+	}
+	if takenOver == 0 {
+		t.Error("no batch was committed by a takeover task")
+	}
+	t.Logf("%d of %d batches committed by takeover tasks", takenOver, len(res.Report.Ledger))
 }
 
 // testWriter writes to the test's log.
@@ -96,9 +109,10 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
-// The takeover of a kill is the time until the next commit of each
-// partition the killed worker held (seen active on it, else last committed
-// by it); a commit of the killed worker after its kill is a problem.
+// The takeover of a kill is the time until the next committed batch of each
+// partition the killed worker held (its leases, else the partitions it
+// committed last) started, and until it committed; a commit of the killed
+// worker after its kill is a problem.
 func TestTakeovers(t *testing.T) {
 	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
@@ -113,6 +127,9 @@ func TestTakeovers(t *testing.T) {
 		{Partition: 3, Seq: 0, Worker: "h:100", Committed: at(4)},
 		{Partition: 3, Seq: 1, Worker: "h:400", Committed: at(30)},
 	}
+	for i := range ledger {
+		ledger[i].Started = ledger[i].Committed.Add(-time.Second)
+	}
 	kills := []Kill{
 		// Nothing seen active on 100: the partitions it committed last, 0 and 3.
 		{Time: at(5), Worker: "worker-01", PID: 100},
@@ -123,14 +140,22 @@ func TestTakeovers(t *testing.T) {
 	}
 	zombies := takeovers(kills, ledger)
 	want := [][]Takeover{
-		{{0, 7 * time.Second, "h:200"}, {3, 25 * time.Second, "h:400"}},
-		{{1, time.Second, "h:200"}},
+		{{0, -1, 6 * time.Second, 7 * time.Second, "h:200"}, {3, -1, 24 * time.Second, 25 * time.Second, "h:400"}},
+		{{1, -1, 0, time.Second, "h:200"}}, // started before the kill: resumed at once
 		nil,
 	}
 	for i, k := range kills {
 		if fmt.Sprint(k.Takeovers) != fmt.Sprint(want[i]) {
 			t.Errorf("takeovers of kill %d: %v, want %v", i+1, k.Takeovers, want[i])
 		}
+	}
+	takenOver(kills, map[int][]time.Time{0: {at(1), at(9), at(11)}, 3: {at(17)}})
+	if got := kills[0].Takeovers; got[0].TakenOver != 4*time.Second || got[1].TakenOver != 12*time.Second ||
+		kills[1].Takeovers[0].TakenOver != -1 || kills[0].MaxTakenOver() != 12*time.Second {
+		t.Errorf("taken over: %+v, %+v", kills[0].Takeovers, kills[1].Takeovers)
+	}
+	if kills[0].MaxResume() != 24*time.Second || kills[2].MaxResume() != -1 {
+		t.Errorf("max resumes %s, %s; want 24s, -1ns", kills[0].MaxResume(), kills[2].MaxResume())
 	}
 	if kills[0].MaxTakeover() != 25*time.Second || kills[2].MaxTakeover() != -1 {
 		t.Errorf("max takeovers %s, %s; want 25s, -1ns", kills[0].MaxTakeover(), kills[2].MaxTakeover())
@@ -148,7 +173,8 @@ func TestCountLogs(t *testing.T) {
 {"level":"ERROR","msg":"task failed for good","class":"run_fatal"}
 {"level":"INFO","msg":"task stopped for shutdown; it runs again"}
 {"level":"INFO","msg":"chain task was missing; enqueued it from the checkpoint"}
-{"level":"INFO","msg":"batch not committed: another delivery committed it, or the run stopped"}
+{"level":"INFO","msg":"batch not committed: the run stopped or the chain was taken over"}
+{"time":"2026-11-20T10:00:09Z","level":"INFO","msg":"partition's lease lapsed; took it over with a new task","partition":3}
 {"level":"WARN","msg":"sweep failed"}
 {"level":"INFO","msg":"worker started"}
 worker: something went wrong
@@ -163,7 +189,7 @@ panic: boom
 	}
 	if c.Retries["transient"] != 2 || c.Retries["rate_limited"] != 1 || c.Failed["run_fatal"] != 1 ||
 		c.ShutdownStops != 1 || c.Requeued != 1 || c.Stale != 1 || c.Other["WARN sweep failed"] != 1 ||
-		len(c.Other) != 1 || len(c.Crashes) != 1 {
+		len(c.Other) != 1 || len(c.Crashes) != 1 || len(c.TakenOver[3]) != 1 || c.TakenOver[3][0].Second() != 9 {
 		t.Errorf("counts: %+v", c)
 	}
 }

@@ -25,7 +25,7 @@ type Kill struct {
 	Time   time.Time
 	Worker string
 	PID    int
-	// Held are the partitions the worker was seen holding (see holdings).
+	// Held are the partitions whose lease the worker held at the kill (see holdings).
 	Held []int
 	// Takeovers are the partitions it held (Held or, when none was seen,
 	// those whose last commit before the kill was its own) that had work
@@ -33,9 +33,15 @@ type Kill struct {
 	Takeovers []Takeover
 }
 
-// Takeover is the time from a kill to a partition's next commit.
+// Takeover is how a partition of a killed worker went on: TakenOver is the
+// time from the kill to the sweeper's takeover of its lapsed lease (-1 when
+// no takeover was logged: the worker's tasks were picked up otherwise, such
+// as after a Redis flush), Resumed the time to the start of the next batch
+// that committed, and After the time to that batch's commit.
 type Takeover struct {
 	Partition int
+	TakenOver time.Duration
+	Resumed   time.Duration
 	After     time.Duration
 	By        string
 }
@@ -50,12 +56,32 @@ func (k Kill) MaxTakeover() time.Duration {
 	return d
 }
 
+// MaxResume returns the longest time until a partition of the kill resumed,
+// or -1 when it held no partition that had work left.
+func (k Kill) MaxResume() time.Duration {
+	d := time.Duration(-1)
+	for _, t := range k.Takeovers {
+		d = max(d, t.Resumed)
+	}
+	return d
+}
+
+// MaxTakenOver returns the longest time until a partition of the kill was
+// taken over, or -1 when no takeover of them was logged.
+func (k Kill) MaxTakenOver() time.Duration {
+	d := time.Duration(-1)
+	for _, t := range k.Takeovers {
+		d = max(d, t.TakenOver)
+	}
+	return d
+}
+
 // Term is a SIGTERM of a worker.
 type Term struct {
 	At     time.Duration
 	Worker string
 	PID    int
-	// Held are the partitions the worker was seen holding.
+	// Held are the partitions whose lease the worker held.
 	Held []int
 	// Stopped is true when it exited within the shutdown grace.
 	Stopped  bool
@@ -83,6 +109,11 @@ type LogCounts struct {
 	ShutdownStops, Revoked, Stale, Requeued int
 	// Other counts every other warning or error by message.
 	Other map[string]int
+	// TakenOver are the times the sweepers took each partition over.
+	TakenOver map[int][]time.Time
+	// LeaseLost counts tasks that stopped because their lease was taken,
+	// LeaseHeld deliveries turned away by a lease another held.
+	LeaseLost, LeaseHeld int
 	// Crashes are lines of panics, fatal errors and data races.
 	Crashes []string
 }
@@ -95,10 +126,12 @@ type Figures struct {
 	Run       checkpoint.Run
 	Wall      time.Duration
 	Workers   int // worker processes started
-	Kills     []Kill
-	Terms     []Term
-	Flushes   []time.Duration
-	Backends  []BackendKill
+	// Lease and TakeoverInterval are the workers' settings.
+	Lease, TakeoverInterval time.Duration
+	Kills                   []Kill
+	Terms                   []Term
+	Flushes                 []time.Duration
+	Backends                []BackendKill
 	// Skipped are the faults not injected because the run had ended.
 	Skipped []string
 	Log     LogCounts
@@ -128,6 +161,7 @@ func (s *scenario) analyse(rep audit.Report) {
 	if f.Log, err = countLogs(s.logPaths()); err != nil {
 		f.Problems = append(f.Problems, err.Error())
 	}
+	takenOver(f.Kills, f.Log.TakenOver)
 	for _, c := range f.Log.Crashes {
 		f.Problems = append(f.Problems, "crash in a worker log: "+c)
 	}
@@ -192,27 +226,49 @@ func takeovers(kills []Kill, ledger []audit.Batch) []string {
 			if !held || next == nil {
 				continue
 			}
-			k.Takeovers = append(k.Takeovers, Takeover{Partition: part, After: next.Committed.Sub(k.Time), By: next.Worker})
+			k.Takeovers = append(k.Takeovers, Takeover{Partition: part, TakenOver: -1,
+				Resumed: max(0, next.Started.Sub(k.Time)), After: next.Committed.Sub(k.Time), By: next.Worker})
 		}
 	}
 	return zombies
 }
 
+// takenOver fills in, for each partition of each kill, the time until the
+// first takeover of it logged after the kill.
+func takenOver(kills []Kill, times map[int][]time.Time) {
+	for i := range kills {
+		k := &kills[i]
+		for j := range k.Takeovers {
+			t := &k.Takeovers[j]
+			for _, at := range times[t.Partition] {
+				if at.After(k.Time) && (t.TakenOver < 0 || at.Sub(k.Time) < t.TakenOver) {
+					t.TakenOver = at.Sub(k.Time)
+				}
+			}
+		}
+	}
+}
+
 // logLine is what the figures need of a worker's JSON log line.
 type logLine struct {
-	Level string `json:"level"`
-	Msg   string `json:"msg"`
-	Class string `json:"class"`
+	Time      time.Time `json:"time"`
+	Level     string    `json:"level"`
+	Msg       string    `json:"msg"`
+	Class     string    `json:"class"`
+	Partition int       `json:"partition"`
 }
 
 // Messages of the workers' logs that the figures count.
 const (
-	msgRetried  = "task failed; asynq retries it"
-	msgFailed   = "task failed for good"
-	msgShutdown = "task stopped for shutdown; it runs again"
-	msgRevoked  = "task dropped on its last attempt without failing; the sweeper restores its chain"
-	msgStale    = "batch not committed: another delivery committed it, or the run stopped"
-	msgRequeued = "chain task was missing; enqueued it from the checkpoint"
+	msgRetried   = "task failed; asynq retries it"
+	msgFailed    = "task failed for good"
+	msgShutdown  = "task stopped for shutdown; it runs again"
+	msgRevoked   = "task dropped on its last attempt without failing; the sweeper restores its chain"
+	msgStale     = "batch not committed: the run stopped or the chain was taken over"
+	msgRequeued  = "chain task was missing; enqueued it from the checkpoint"
+	msgTakeover  = "partition's lease lapsed; took it over with a new task"
+	msgLeaseLost = "stopped: the partition's lease was lost to a takeover"
+	msgLeaseHeld = "not run: another delivery of the task holds the partition's lease"
 )
 
 // crashMarks start the lines of a crash in a log.
@@ -220,7 +276,7 @@ var crashMarks = []string{"panic:", "fatal error:", "WARNING: DATA RACE"}
 
 // countLogs counts what the workers' JSON logs at paths say.
 func countLogs(paths []string) (LogCounts, error) {
-	c := LogCounts{Retries: map[string]int{}, Failed: map[string]int{}, Other: map[string]int{}}
+	c := LogCounts{Retries: map[string]int{}, Failed: map[string]int{}, Other: map[string]int{}, TakenOver: map[int][]time.Time{}}
 	for _, path := range paths {
 		f, err := os.Open(path)
 		if err != nil {
@@ -265,6 +321,12 @@ func (c *LogCounts) add(path string, line []byte) {
 		c.Stale++
 	case msgRequeued:
 		c.Requeued++
+	case msgTakeover:
+		c.TakenOver[l.Partition] = append(c.TakenOver[l.Partition], l.Time)
+	case msgLeaseLost:
+		c.LeaseLost++
+	case msgLeaseHeld:
+		c.LeaseHeld++
 	default:
 		if l.Level == "WARN" || l.Level == "ERROR" {
 			c.Other[l.Level+" "+l.Msg]++
@@ -288,6 +350,19 @@ func (r Result) Print(w io.Writer) {
 	if gap, p := rep.MaxGap(); p >= 0 {
 		fmt.Fprintf(w, "  max time without progress: %s (partition %d)\n", gap.Round(100*time.Millisecond), p)
 	}
+	taken, n := time.Duration(-1), 0
+	for _, k := range f.Kills {
+		taken = max(taken, k.MaxTakenOver())
+		for _, t := range k.Takeovers {
+			if t.TakenOver >= 0 {
+				n++
+			}
+		}
+	}
+	if taken >= 0 {
+		fmt.Fprintf(w, "  takeover: %d partitions of SIGKILLed workers taken over, each within %s of the kill (lease %s, takeover interval %s)\n",
+			n, taken.Round(100*time.Millisecond), f.Lease, f.TakeoverInterval)
+	}
 	terminated := 0
 	for _, b := range f.Backends {
 		terminated += b.Terminated
@@ -302,9 +377,14 @@ func (r Result) Print(w io.Writer) {
 		}
 		parts := make([]string, len(k.Takeovers))
 		for j, t := range k.Takeovers {
-			parts[j] = fmt.Sprintf("p%d %s", t.Partition, t.After.Round(100*time.Millisecond))
+			taken := "-"
+			if t.TakenOver >= 0 {
+				taken = t.TakenOver.Round(100 * time.Millisecond).String()
+			}
+			parts[j] = fmt.Sprintf("p%d %s/%s/%s", t.Partition, taken, t.Resumed.Round(100*time.Millisecond), t.After.Round(100*time.Millisecond))
 		}
-		fmt.Fprintf(w, ": progress again after %s (%s)\n", k.MaxTakeover().Round(100*time.Millisecond), strings.Join(parts, ", "))
+		fmt.Fprintf(w, ": taken over within %s, committed again within %s (taken over/next committed batch started/committed: %s)\n",
+			k.MaxTakenOver().Round(100*time.Millisecond), k.MaxTakeover().Round(100*time.Millisecond), strings.Join(parts, ", "))
 	}
 	for i, t := range f.Terms {
 		fmt.Fprintf(w, "    SIGTERM %d at %s: %s (pid %d, holding %s) exited %d after %s, %d task(s) stopped mid-batch\n",
@@ -318,8 +398,14 @@ func (r Result) Print(w io.Writer) {
 	}
 	l := f.Log
 	fmt.Fprintf(w, "  task retries by class: %s; failed for good: %s\n", classes(l.Retries), classes(l.Failed))
+	takeovers := 0
+	for _, ts := range l.TakenOver {
+		takeovers += len(ts)
+	}
 	fmt.Fprintf(w, "  tasks stopped for shutdown %d, dropped on last attempt %d, stale commits refused %d, chains re-enqueued by the sweeper %d\n",
 		l.ShutdownStops, l.Revoked, l.Stale, l.Requeued)
+	fmt.Fprintf(w, "  leases: %d lapsed leases taken over, %d tasks stopped on losing theirs, %d duplicate deliveries turned away\n",
+		takeovers, l.LeaseLost, l.LeaseHeld)
 	for _, msg := range slices.Sorted(maps.Keys(l.Other)) {
 		fmt.Fprintf(w, "  log: %d × %s\n", l.Other[msg], msg)
 	}

@@ -83,9 +83,8 @@ type Options struct {
 	TaskSlice       time.Duration
 	MaxRetry        int
 	SweeperInterval time.Duration
-	// Lease and TakeoverInterval, when set, are passed to the workers as
-	// SYNC_LEASE and SWEEPER_TAKEOVER_INTERVAL (ignored by workers that have
-	// no partition lease).
+	// Lease and TakeoverInterval, when set, are the workers' SYNC_LEASE and
+	// SWEEPER_TAKEOVER_INTERVAL; 0 leaves the defaults.
 	Lease, TakeoverInterval time.Duration
 }
 
@@ -118,6 +117,12 @@ func (o Options) workerConfig(dbURL, simURL string) (config.Config, error) {
 	cfg.Sync.Partitions = o.Partitions
 	cfg.Log.Format = "json"
 	cfg.Log.Level = "info"
+	if o.Lease > 0 {
+		cfg.Sync.Lease = o.Lease
+	}
+	if o.TakeoverInterval > 0 {
+		cfg.Sweeper.TakeoverInterval = o.TakeoverInterval
+	}
 	if err := cfg.Validate(); err != nil {
 		return config.Config{}, fmt.Errorf("worker configuration: %w", err)
 	}
@@ -234,12 +239,7 @@ func (s *scenario) setUp(ctx context.Context) error {
 	}
 	s.workerEnv = append(os.Environ(), config.FileEnv+"="+os.DevNull)
 	s.workerEnv = append(s.workerEnv, cfg.Environ()...)
-	if o.Lease > 0 {
-		s.workerEnv = append(s.workerEnv, "SYNC_LEASE="+o.Lease.String())
-	}
-	if o.TakeoverInterval > 0 {
-		s.workerEnv = append(s.workerEnv, "SWEEPER_TAKEOVER_INTERVAL="+o.TakeoverInterval.String())
-	}
+	s.figures.Lease, s.figures.TakeoverInterval = cfg.Sync.Lease, cfg.Sweeper.TakeoverInterval
 	s.log.Info("simulator started", "url", s.simURL, "pid", s.sim.pid(), "seed", o.Sim.Seed)
 	for range o.Workers {
 		if _, err := s.startWorker(); err != nil {
