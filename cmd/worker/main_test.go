@@ -88,11 +88,21 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	t.Parallel()
 	h := harness.New(t, harness.Options{Symbols: 300, Unknown: 3,
 		Sim:       simulator.Config{Latency: 20 * time.Millisecond},
-		Configure: func(c *config.Config) { c.Quotes.Concurrency = 2; c.Worker.Concurrency = 2 }})
+		Configure: func(c *config.Config) {
+			c.Quotes.Concurrency = 2
+			c.Worker.Concurrency = 2
+			// Tasks hold their partitions to the end: the kill finds them
+			// leased, not between a handover and the next task.
+			c.Sync.TaskSlice = time.Minute
+		}})
 	run := h.StartDailySync("2026-11-20", 10, 2)
 
 	a := startProcess(t, h)
 	h.WaitServed(60, 60*time.Second)
+	suffix := ":" + strconv.Itoa(a.cmd.Process.Pid) + "#%"
+	if n := h.Count(`SELECT count(*) FROM run_partitions WHERE lease_owner LIKE '%' || $1`, suffix); n == 0 {
+		t.Fatal("the worker holds no lease before the kill")
+	}
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -190,14 +200,14 @@ func runCmd(t *testing.T, h *harness.Harness, args ...string) (string, error) {
 func TestMigrateCommands(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 1})
 	out, err := runCmd(t, h, "migrate", "version")
-	if err != nil || !strings.Contains(out, "database: 3 (dirty: false)") || !strings.Contains(out, "binary:   3") {
+	if err != nil || !strings.Contains(out, "database: 4 (dirty: false)") || !strings.Contains(out, "binary:   4") {
 		t.Fatalf("migrate version = %q, %v", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "down"); err != nil || !strings.Contains(out, "schema at version 2") {
+	if out, err := runCmd(t, h, "migrate", "down"); err != nil || !strings.Contains(out, "schema at version 3") {
 		t.Fatalf("migrate down = %q, %v; want one step down", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "down", "2"); err != nil || !strings.Contains(out, "schema at version 0") {
-		t.Fatalf("migrate down 2 = %q, %v", out, err)
+	if out, err := runCmd(t, h, "migrate", "down", "3"); err != nil || !strings.Contains(out, "schema at version 0") {
+		t.Fatalf("migrate down 3 = %q, %v", out, err)
 	}
 	if n := h.Count(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'runs'`); n != 0 {
 		t.Fatalf("runs table still there after migrate down")
@@ -206,10 +216,10 @@ func TestMigrateCommands(t *testing.T) {
 	if _, err := runCmd(t, h); err == nil || !strings.Contains(err.Error(), "run `worker migrate`") {
 		t.Fatalf("worker on an unmigrated schema = %v, want a refusal that says to migrate", err)
 	}
-	if out, err := runCmd(t, h, "migrate"); err != nil || !strings.Contains(out, "schema at version 3") {
+	if out, err := runCmd(t, h, "migrate"); err != nil || !strings.Contains(out, "schema at version 4") {
 		t.Fatalf("migrate = %q, %v", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "up"); err != nil || !strings.Contains(out, "schema at version 3") {
+	if out, err := runCmd(t, h, "migrate", "up"); err != nil || !strings.Contains(out, "schema at version 4") {
 		t.Fatalf("migrate up again = %q, %v (want no change, no error)", out, err)
 	}
 	if _, err := runCmd(t, h, "migrate", "down", "zero"); err == nil || !strings.Contains(err.Error(), "invalid step count") {

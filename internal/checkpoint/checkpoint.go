@@ -126,6 +126,8 @@ type Partition struct {
 	// Epoch counts the takeovers of the chain: a sweeper that finds the
 	// lease lapsed bumps it, which fences off the task that held it.
 	Epoch int64 `json:"epoch"`
+	// Takeovers counts the takeovers since the partition's last commit.
+	Takeovers int `json:"takeovers"`
 	// LeaseOwner is the holder of the lease, empty when none holds it;
 	// Leased is true while the lease has not lapsed.
 	LeaseOwner     string     `json:"lease_owner,omitempty"`

@@ -650,14 +650,14 @@ func TestLapsedLeaseFencesItsHolder(t *testing.T) {
 
 	// The takeover moves the lapsed chain to the next epoch and leaves the
 	// live lease alone.
-	taken, err := e.store.TakeOver(ctx)
+	taken, _, err := e.store.TakeOver(ctx, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(taken) != 1 || taken[0].Index != 0 || taken[0].Epoch != 1 || taken[0].LeaseOwner != "" {
 		t.Fatalf("TakeOver = %+v, want partition 0 at epoch 1, unleased", taken)
 	}
-	if again, err := e.store.TakeOver(ctx); err != nil || len(again) != 0 {
+	if again, _, err := e.store.TakeOver(ctx, 10); err != nil || len(again) != 0 {
 		t.Errorf("second TakeOver = %+v, %v; want nothing", again, err)
 	}
 	db := batchOf(run, dup, false)
@@ -706,7 +706,7 @@ func TestLeaseEndsWithHandoverAndCompletion(t *testing.T) {
 	if err != nil || res.Partition.Status != PartitionCompleted || res.Partition.LeaseOwner != "" {
 		t.Fatalf("last commit: %+v, %v; want completed and unleased", res.Partition, err)
 	}
-	if taken, err := e.store.TakeOver(ctx); err != nil || len(taken) != 0 {
+	if taken, _, err := e.store.TakeOver(ctx, 10); err != nil || len(taken) != 0 {
 		t.Errorf("TakeOver = %+v, %v; want nothing", taken, err)
 	}
 }
@@ -815,6 +815,8 @@ func TestMaxFailures(t *testing.T) {
 		{50, 10, 1000, 50},
 		{500, 10, 1000, 100},
 		{0, 100, 7, 7},
+		{0, 4.6, 1500, 69}, // not 68: 4.6 * 1500 / 100 is 68.999... in floating point
+		{0, 18.4, 375, 69},
 	}
 	for _, tt := range tests {
 		got := NewRun{MaxFailedItems: tt.items, MaxFailedPercent: tt.percent}.maxFailures(tt.total)
@@ -858,5 +860,72 @@ func TestFailureThresholdFailsTheRunEarly(t *testing.T) {
 	r, _, err = e.store.Retry(ctx, run.ID)
 	if err != nil || r.AttemptFailed != 0 || r.Failed != 2 {
 		t.Fatalf("retry = %+v, %v", r, err)
+	}
+}
+
+func TestThresholdDoesNotFailTheCommitThatCompletesTheRun(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run, _, err := e.store.CreateRun(ctx, NewRun{Job: "test", RunKey: "k", BatchSize: 4, Partitions: 1,
+		Keys: keys(4), MaxFailedItems: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One batch of the whole run, positions 0 and 3 failing: over the
+	// limit, but nothing is left to stop; the failures stay quarantined.
+	res, err := e.store.Commit(ctx, batchOf(run, e.lease(t, run.ID, 0), false), nil)
+	if err != nil || !res.RunCompleted || res.RunFailed {
+		t.Fatalf("commit = %+v, %v; want the run completed", res, err)
+	}
+	if r, _ := e.store.Get(ctx, run.ID); r.Status != StatusCompleted || r.Failed != 2 {
+		t.Errorf("run = %+v", r)
+	}
+}
+
+func TestTakeOverFailsAPartitionThatKeepsLosingItsWorker(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 4, 2, 1)
+	// The holder of each epoch dies before it commits.
+	die := func() {
+		t.Helper()
+		if _, err := e.store.Acquire(ctx, e.partition(t, run.ID, 0).Ref(), "doomed#1", time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		e.lapse(t, run.ID, 0)
+	}
+	for want := 1; want <= 2; want++ {
+		die()
+		taken, failed, err := e.store.TakeOver(ctx, 2)
+		if err != nil || failed != 0 || len(taken) != 1 || taken[0].Takeovers != want {
+			t.Fatalf("takeover %d = %+v, %d failed, %v", want, taken, failed, err)
+		}
+	}
+	// A commit is progress: the count starts again.
+	p := e.lease(t, run.ID, 0)
+	res, err := e.store.Commit(ctx, batchOf(run, p, false), nil)
+	if err != nil || res.Partition.Takeovers != 0 {
+		t.Fatalf("commit = %+v, %v; want takeovers reset", res.Partition, err)
+	}
+	if err := e.store.Release(ctx, p.Ref(), testOwner); err != nil {
+		t.Fatal(err)
+	}
+	for want := 1; want <= 2; want++ {
+		die()
+		if taken, failed, err := e.store.TakeOver(ctx, 2); err != nil || failed != 0 || len(taken) != 1 {
+			t.Fatalf("takeover %d after the commit = %+v, %d failed, %v", want, taken, failed, err)
+		}
+	}
+	die()
+	taken, failed, err := e.store.TakeOver(ctx, 2)
+	if err != nil || failed != 1 || len(taken) != 0 {
+		t.Fatalf("third takeover without progress = %+v, %d failed, %v; want the partition failed", taken, failed, err)
+	}
+	r, _ := e.store.Get(ctx, run.ID)
+	if r.Status != StatusFailed || !strings.Contains(r.LastError, "partition 0: its batch at position 2 lost its worker 3 times in a row") {
+		t.Errorf("run = %+v", r)
+	}
+	if _, parts, err := e.store.Retry(ctx, run.ID); err != nil || len(parts) != 1 || parts[0].Cursor != 2 {
+		t.Errorf("retry = %+v, %v; want the partition resumed at its checkpoint", parts, err)
 	}
 }

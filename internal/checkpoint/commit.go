@@ -125,12 +125,14 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		// The run row first: every transaction that touches a run and its
 		// partitions locks the run before the partitions.
 		// A redrive's items were processed and counted failed before: an
-		// item that succeeds now moves from failed to succeeded.
-		processed, failedDelta := len(b.Outcomes), failed
+		// item that succeeds now moves from failed to succeeded, and one
+		// that fails again is no new failure (the threshold is there to
+		// catch a broken source, not the quarantine it already holds).
+		processed, failedDelta, attemptFailed := len(b.Outcomes), failed, failed
 		if b.Redrive > 0 {
-			processed, failedDelta = 0, -ok
+			processed, failedDelta, attemptFailed = 0, -ok, 0
 		}
-		var attemptFailed int64
+		var attemptFailures int64
 		var maxFailures *int64
 		err := tx.QueryRow(ctx, `UPDATE runs SET
 				processed = processed + $2, succeeded = succeeded + $3, failed = failed + $4,
@@ -139,7 +141,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				started_at = coalesce(started_at, now()), updated_at = now()
 			WHERE id = $1 AND status IN ('pending', 'running')
 			RETURNING attempt_failed, max_failures`,
-			b.RunID, processed, ok, failedDelta, b.Records, failed).Scan(&attemptFailed, &maxFailures)
+			b.RunID, processed, ok, failedDelta, b.Records, attemptFailed).Scan(&attemptFailures, &maxFailures)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
 		}
@@ -151,7 +153,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		// the partition; any other commit extends it.
 		p, err := scanPartition(tx.QueryRow(ctx, `UPDATE run_partitions p SET
 				cursor = $6, seq = p.seq + 1,
-				task_seq = CASE WHEN $7 THEN p.seq + 1 ELSE p.task_seq END,
+				task_seq = CASE WHEN $7 THEN p.seq + 1 ELSE p.task_seq END, takeovers = 0,
 				status = CASE WHEN $6 = p.end_pos THEN 'completed' ELSE p.status END,
 				lease_owner = CASE WHEN $7 OR $6 = p.end_pos THEN NULL ELSE p.lease_owner END,
 				lease_expires_at = CASE WHEN $7 OR $6 = p.end_pos THEN NULL
@@ -206,29 +208,6 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			return fmt.Errorf("write ledger: %w", err)
 		}
 
-		if maxFailures != nil && attemptFailed > *maxFailures {
-			// The source is broken rather than a few items bad: stop the
-			// run instead of quarantining everything. The batch itself
-			// commits, so its outcomes show what went wrong.
-			res.RunFailed = true
-			res.LastError = fmt.Sprintf("failure threshold exceeded: %d items failed in attempt %d, more than the %d allowed; last error: %s",
-				attemptFailed, b.Attempt, *maxFailures, lastError(b.Outcomes))
-			if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed',
-					lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-				WHERE run_id = $1 AND status = 'running'`, b.RunID); err != nil {
-				return fmt.Errorf("stop partitions: %w", err)
-			}
-			if _, err := tx.Exec(ctx, `UPDATE runs SET status = 'failed', last_error = $2,
-					finished_at = now(), updated_at = now()
-				WHERE id = $1`, b.RunID, res.LastError); err != nil {
-				return fmt.Errorf("fail run: %w", err)
-			}
-			if res.Partition.Status == PartitionRunning {
-				res.Partition.Status = PartitionFailed
-			}
-			return nil
-		}
-
 		if p.Status == PartitionCompleted {
 			tag, err := tx.Exec(ctx, `UPDATE runs SET status = 'completed', finished_at = now(), updated_at = now()
 				WHERE id = $1 AND status IN ('pending', 'running')
@@ -238,6 +217,21 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				return fmt.Errorf("complete run: %w", err)
 			}
 			res.RunCompleted = tag.RowsAffected() == 1
+		}
+		if !res.RunCompleted && maxFailures != nil && attemptFailures > *maxFailures {
+			// The source is broken rather than a few items bad: stop the
+			// run instead of quarantining everything. The batch itself
+			// commits, so its outcomes show what went wrong. A commit that
+			// completed the run has nothing left to stop.
+			res.RunFailed = true
+			res.LastError = fmt.Sprintf("failure threshold exceeded: %d items failed in attempt %d, more than the %d allowed; last error: %s",
+				attemptFailures, b.Attempt, *maxFailures, lastError(b.Outcomes))
+			if err := stopRun(ctx, tx, b.RunID, res.LastError); err != nil {
+				return err
+			}
+			if res.Partition.Status == PartitionRunning {
+				res.Partition.Status = PartitionFailed
+			}
 		}
 		return nil
 	})

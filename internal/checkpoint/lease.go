@@ -46,11 +46,12 @@ func (s *Store) Acquire(ctx context.Context, ref TaskRef, owner string, ttl time
 }
 
 // Renew extends owner's lease of a partition to ttl from now. It fails with
-// ErrLeaseLost when owner no longer holds it.
+// ErrLeaseLost when owner no longer holds it or the partition stopped
+// running (its run was cancelled or failed): the batch could not commit.
 func (s *Store) Renew(ctx context.Context, ref TaskRef, owner string, ttl time.Duration) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE run_partitions SET
 			lease_expires_at = clock_timestamp() + $5 * interval '1 millisecond'
-		WHERE run_id = $1 AND partition = $2 AND lease_epoch = $3 AND lease_owner = $4`,
+		WHERE run_id = $1 AND partition = $2 AND lease_epoch = $3 AND lease_owner = $4 AND status = 'running'`,
 		ref.RunID, ref.Partition, ref.Epoch, owner, ttl.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("renew lease of run %d partition %d: %w", ref.RunID, ref.Partition, err)
@@ -77,15 +78,85 @@ func (s *Store) Release(ctx context.Context, ref TaskRef, owner string) error {
 // the chain moves to the next epoch, whose task the caller must enqueue (its
 // ID is new, so the dead holder's task, still active in asynq until its own
 // lease runs out, does not stand in the way). It returns those partitions.
-func (s *Store) TakeOver(ctx context.Context) ([]Partition, error) {
-	parts, err := queryPartitions(ctx, s.pool, `UPDATE run_partitions p SET
-			lease_epoch = p.lease_epoch + 1, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-		FROM runs r
-		WHERE r.id = p.run_id AND r.status IN ('pending', 'running')
-			AND p.status = 'running' AND p.lease_expires_at <= clock_timestamp()
-		RETURNING `+partitionColumns)
+//
+// A takeover also starts the batch afresh with a new retry budget, so one
+// that kills or hangs every worker that runs it would be taken over for
+// ever: a partition taken over more than maxTakeovers times since its last
+// commit fails instead, and its run with it (a retry resumes it). failed
+// counts those.
+func (s *Store) TakeOver(ctx context.Context, maxTakeovers int) (parts []Partition, failed int, err error) {
+	rows, err := s.pool.Query(ctx, `SELECT p.run_id, p.partition FROM run_partitions p
+		JOIN runs r ON r.id = p.run_id
+		WHERE r.status IN ('pending', 'running') AND p.status = 'running'
+			AND p.lease_expires_at <= clock_timestamp()
+		ORDER BY p.run_id, p.partition`)
 	if err != nil {
-		return nil, fmt.Errorf("take over lapsed leases: %w", err)
+		return nil, 0, fmt.Errorf("take over lapsed leases: %w", err)
 	}
-	return parts, nil
+	type lapsed struct {
+		Run       int64
+		Partition int
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[lapsed])
+	if err != nil {
+		return nil, 0, fmt.Errorf("take over lapsed leases: %w", err)
+	}
+	var errs []error
+	for _, l := range found {
+		p, ok, err := s.takeOver(ctx, l.Run, l.Partition, maxTakeovers)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case ok:
+			parts = append(parts, p)
+		case p.Status == PartitionFailed:
+			failed++
+		}
+	}
+	return parts, failed, errors.Join(errs...)
+}
+
+// takeOver takes over one partition, if its lease is still lapsed, in a
+// transaction that locks the run first (as every change of a run and its
+// partitions does, so that they cannot deadlock). ok is true when the chain
+// moved to the next epoch; the partition is failed when it was taken over
+// too often without progress.
+func (s *Store) takeOver(ctx context.Context, id int64, partition, maxTakeovers int) (p Partition, ok bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		run, err := lockRun(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !run.Status.Active() {
+			return nil
+		}
+		p, err = scanPartition(tx.QueryRow(ctx, `UPDATE run_partitions p SET
+				lease_epoch = p.lease_epoch + 1, takeovers = p.takeovers + 1,
+				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+			WHERE p.run_id = $1 AND p.partition = $2 AND p.status = 'running'
+				AND p.lease_expires_at <= clock_timestamp()
+			RETURNING `+partitionColumns, id, partition))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // renewed, released or taken over meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if p.Takeovers <= maxTakeovers {
+			ok = true
+			return nil
+		}
+		reason := fmt.Sprintf("its batch at position %d lost its worker %d times in a row without committing "+
+			"(a batch that kills or hangs the worker that runs it?)", p.Cursor, p.Takeovers)
+		if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed', last_error = $3
+			WHERE run_id = $1 AND partition = $2`, id, partition, reason); err != nil {
+			return err
+		}
+		p.Status = PartitionFailed
+		return stopRun(ctx, tx, id, fmt.Sprintf("partition %d: %s", partition, reason))
+	})
+	if err != nil {
+		return Partition{}, false, fmt.Errorf("take over run %d partition %d: %w", id, partition, err)
+	}
+	return p, ok, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -31,7 +32,7 @@ func runFields(r *Run) []any {
 
 // partitionColumns selects a Partition from run_partitions p; scanPartition reads it.
 const partitionColumns = `p.run_id, p.partition, p.status, p.attempt, p.start_pos, p.end_pos,
-	p.cursor, p.seq, p.task_seq, p.redrive, p.lease_epoch, coalesce(p.lease_owner, ''),
+	p.cursor, p.seq, p.task_seq, p.redrive, p.lease_epoch, p.takeovers, coalesce(p.lease_owner, ''),
 	coalesce(p.lease_expires_at > clock_timestamp(), false), p.lease_expires_at,
 	coalesce(p.last_error, ''), p.last_progress_at`
 
@@ -44,7 +45,7 @@ func scanPartition(row pgx.Row) (Partition, error) {
 // partitionFields returns the scan destinations of partitionColumns.
 func partitionFields(p *Partition) []any {
 	return []any{&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
-		&p.Cursor, &p.Seq, &p.TaskSeq, &p.Redrive, &p.Epoch, &p.LeaseOwner, &p.Leased, &p.LeaseExpiresAt,
+		&p.Cursor, &p.Seq, &p.TaskSeq, &p.Redrive, &p.Epoch, &p.Takeovers, &p.LeaseOwner, &p.Leased, &p.LeaseExpiresAt,
 		&p.LastError, &p.LastProgressAt}
 }
 
@@ -78,8 +79,10 @@ func (spec NewRun) maxFailures(total int64) *int64 {
 		limit = &spec.MaxFailedItems
 	}
 	if spec.MaxFailedPercent > 0 {
-		// Failing more than floor(p% of total) is failing more than p%.
-		n := int64(spec.MaxFailedPercent * float64(total) / 100)
+		// Failing more than floor(p% of total) is failing more than p%;
+		// in basis points, so that 4.6% of 1500 is 69, not 68.99.
+		bp := int64(math.Round(spec.MaxFailedPercent * 100))
+		n := bp * total / 10_000
 		if limit == nil || n < *limit {
 			limit = &n
 		}
@@ -334,7 +337,7 @@ func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
 		}
 		return nil
 	}, `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
-			task_seq = seq, lease_owner = NULL, lease_expires_at = NULL,
+			task_seq = seq, takeovers = 0, lease_owner = NULL, lease_expires_at = NULL,
 			last_error = NULL, updated_at = now()
 		WHERE p.run_id = $1 AND p.status <> 'completed'
 		RETURNING `+partitionColumns)
@@ -357,7 +360,7 @@ func (s *Store) Redrive(ctx context.Context, id int64) (Run, []Partition, error)
 		}
 		return nil
 	}, `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
-			cursor = p.start_pos, task_seq = p.seq, lease_owner = NULL, lease_expires_at = NULL,
+			cursor = p.start_pos, task_seq = p.seq, takeovers = 0, lease_owner = NULL, lease_expires_at = NULL,
 			last_error = NULL, updated_at = now()
 		WHERE p.run_id = $1 AND EXISTS (SELECT 1 FROM run_items i
 			WHERE i.run_id = p.run_id AND i.status = 'failed' AND i.pos >= p.start_pos AND i.pos < p.end_pos)
@@ -430,7 +433,8 @@ func (s *Store) Cancel(ctx context.Context, id int64) (Run, []Partition, error) 
 		rows, err := tx.Query(ctx, `WITH old AS (
 				SELECT run_id, partition, status FROM run_partitions
 				WHERE run_id = $1 AND status <> 'completed' FOR UPDATE)
-			UPDATE run_partitions p SET status = 'cancelled', updated_at = now()
+			UPDATE run_partitions p SET status = 'cancelled',
+				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 			FROM old WHERE p.run_id = old.run_id AND p.partition = old.partition
 			RETURNING `+partitionColumns+`, old.status`, id)
 		if err != nil {
@@ -489,20 +493,26 @@ func (s *Store) FailPartition(ctx context.Context, ref TaskRef, reason string) (
 			return nil
 		}
 		failed = true
-		if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed',
-				lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-			WHERE run_id = $1 AND status = 'running'`, id); err != nil {
-			return fmt.Errorf("stop partitions of run %d: %w", id, err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE runs SET status = 'failed', last_error = $2,
-				finished_at = now(), updated_at = now()
-			WHERE id = $1 AND status IN ('pending', 'running')`,
-			id, fmt.Sprintf("partition %d: %s", partition, reason)); err != nil {
-			return fmt.Errorf("fail run %d: %w", id, err)
-		}
-		return nil
+		return stopRun(ctx, tx, id, fmt.Sprintf("partition %d: %s", partition, reason))
 	})
 	return failed, err
+}
+
+// stopRun fails run id with reason within tx, which holds the run's lock:
+// its running partitions stop where they are (failed, their leases given
+// up), so that a retry resumes them all.
+func stopRun(ctx context.Context, tx pgx.Tx, id int64, reason string) error {
+	if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed',
+			lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+		WHERE run_id = $1 AND status = 'running'`, id); err != nil {
+		return fmt.Errorf("stop partitions of run %d: %w", id, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE runs SET status = 'failed', last_error = $2,
+			finished_at = now(), updated_at = now()
+		WHERE id = $1 AND status IN ('pending', 'running')`, id, reason); err != nil {
+		return fmt.Errorf("fail run %d: %w", id, err)
+	}
+	return nil
 }
 
 // WithSweepLock runs fn while holding the sweep lock, a Postgres advisory

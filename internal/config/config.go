@@ -66,7 +66,8 @@ type Sync struct {
 	// its checkpoint (SYNC_TASK_TIMEOUT). Default: 15m.
 	TaskTimeout time.Duration `mapstructure:"task_timeout"`
 	// MaxRetry is how many times a failing batch task is retried before its
-	// partition and run are failed (SYNC_MAX_RETRY). Default: 10.
+	// partition and run are failed, and how many times a partition is taken
+	// over without a commit in between (SYNC_MAX_RETRY). Default: 10.
 	MaxRetry int `mapstructure:"max_retry"`
 	// RetryBackoffMax caps the exponential backoff between retries of a
 	// failing batch (SYNC_RETRY_BACKOFF_MAX). Default: 2m.

@@ -28,6 +28,7 @@ type Sweeper struct {
 	inspector *asynq.Inspector
 	interval  time.Duration
 	takeover  time.Duration
+	maxTakes  int
 	log       *slog.Logger
 }
 
@@ -40,13 +41,16 @@ type Options struct {
 	Interval time.Duration
 	// TakeoverInterval is the time between takeover passes.
 	TakeoverInterval time.Duration
-	Logger           *slog.Logger
+	// MaxTakeovers is how many times a partition is taken over without a
+	// commit in between before it fails: the retry budget of its batch.
+	MaxTakeovers int
+	Logger       *slog.Logger
 }
 
 // New returns a Sweeper.
 func New(opts Options) *Sweeper {
 	return &Sweeper{store: opts.Store, enqueuer: opts.Enqueuer, inspector: opts.Inspector,
-		interval: opts.Interval, takeover: opts.TakeoverInterval, log: opts.Logger}
+		interval: opts.Interval, takeover: opts.TakeoverInterval, maxTakes: opts.MaxTakeovers, log: opts.Logger}
 }
 
 // Result counts what a sweep did.
@@ -100,11 +104,11 @@ func (s *Sweeper) sweepOnce(ctx context.Context) {
 // whose new task could not be enqueued is left to the sweep, which finds its
 // task missing.
 func (s *Sweeper) TakeOver(ctx context.Context) (int, error) {
-	parts, err := s.store.TakeOver(ctx)
-	if err != nil {
-		return 0, err
+	parts, failed, err := s.store.TakeOver(ctx, s.maxTakes)
+	if failed > 0 {
+		s.log.Warn("partitions lost their worker too often without progress; failed their runs", "partitions", failed)
 	}
-	var errs []error
+	errs := []error{err}
 	for _, p := range parts {
 		payload := tasks.ChainPayload(p)
 		if _, err := s.enqueuer.Enqueue(ctx, payload); err != nil {

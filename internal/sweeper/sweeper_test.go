@@ -20,7 +20,8 @@ func setup(t *testing.T) (*harness.Harness, *sweeper.Sweeper) {
 	h := harness.New(t, harness.Options{Symbols: 40})
 	sw := sweeper.New(sweeper.Options{Store: h.Store, Enqueuer: h.Enqueuer, Inspector: h.Inspector,
 		Interval: h.Config.Sweeper.Interval, TakeoverInterval: h.Config.Sweeper.TakeoverInterval,
-		Logger: slog.New(slog.DiscardHandler)})
+		MaxTakeovers: h.Config.Sync.MaxRetry,
+		Logger:       slog.New(slog.DiscardHandler)})
 	return h, sw
 }
 

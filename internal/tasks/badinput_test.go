@@ -255,8 +255,8 @@ func TestBadQuotesFailOnlyTheirSymbol(t *testing.T) {
 
 // A task ahead of its chain (a later attempt, epoch or seq than the
 // partition's) was not made by syncworker, which enqueues a task only after
-// the state that names it has committed: it is refused for good and
-// changes nothing.
+// the state that names it has committed: it is dropped (asynq.RevokeTask),
+// not archived, and changes nothing.
 func TestTaskAheadOfItsChainIsRefused(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 4})
 	run := h.StartDailySync(date, 2, 1)
@@ -267,9 +267,42 @@ func TestTaskAheadOfItsChainIsRefused(t *testing.T) {
 		{Run: run.ID, Attempt: 1, Seq: 1},
 	} {
 		err := deliver(h.Handler("w", nil), p)
-		if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "ahead of its chain") {
-			t.Errorf("delivery of %+v = %v, want a refusal with SkipRetry", p, err)
+		if !errors.Is(err, asynq.RevokeTask) || !strings.Contains(err.Error(), "ahead of its chain") {
+			t.Errorf("delivery of %+v = %v, want it dropped with RevokeTask", p, err)
 		}
 	}
 	h.VerifyUnchanged(before, "tasks ahead of their chain")
+}
+
+// A task ahead of its chain, served by a real worker, does not hold its ID
+// once refused: when the chain gets there, its own task is enqueued under
+// that ID and the run completes (an archived task would have swallowed it
+// and failed the run).
+func TestTaskAheadOfItsChainDoesNotSwallowIt(t *testing.T) {
+	g := newGate()
+	h := harness.New(t, harness.Options{Symbols: 20, Wrap: g.wrap,
+		Configure: func(c *config.Config) { c.Sync.TaskSlice = 0 }})
+	t.Cleanup(g.release)
+	run := h.StartDailySync(date, 10, 1)
+	h.StartWorker("w")
+	g.waitArrived(t) // seq 0 is in its fetch
+	ahead := tasks.Payload{Run: run.ID, Attempt: 1, Seq: 1}
+	if _, err := h.Enqueuer.Enqueue(context.Background(), ahead); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := h.Inspector.GetTaskInfo(tasks.Queue, ahead.TaskID()); errors.Is(err, asynq.ErrTaskNotFound) {
+			break // refused and gone
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the task ahead of its chain is still held")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	g.release()
+	if r := h.WaitEnded(run.ID, 30*time.Second); r.Status != checkpoint.StatusCompleted {
+		t.Fatalf("run = %+v, want completed", r)
+	}
+	h.VerifyExactlyOnce(run.ID)
 }

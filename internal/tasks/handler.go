@@ -181,9 +181,11 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 		if !d.Ref().Before(part.Ref()) {
 			// Every task is enqueued after the state that names it has
 			// committed, so no task can be ahead of its chain: this one
-			// was not made by syncworker.
+			// was not made by syncworker. It is dropped, not archived: an
+			// archived task would hold its ID, and swallow the chain's own
+			// task once the chain gets there.
 			return fmt.Errorf("task is ahead of its chain (attempt %d, epoch %d, task seq %d): %w",
-				part.Attempt, part.Epoch, part.TaskSeq, asynq.SkipRetry)
+				part.Attempt, part.Epoch, part.TaskSeq, asynq.RevokeTask)
 		}
 		if _, err := h.enqueuer.Enqueue(ctx, ChainPayload(part)); err != nil {
 			return err
@@ -218,18 +220,24 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 	defer lost(nil)
 	defer h.keepLease(work, lost, d.Ref(), owner)()
 
-	err = h.batches(ctx, work, d, run, part, job, owner)
+	next, err := h.batches(work, d, run, part, job, owner)
 	if err != nil && errors.Is(context.Cause(work), errLeaseLost) {
 		// Not a failure of this task: the chain belongs to another now.
 		h.log.Info("stopped: the partition's lease was lost to a takeover", "task", d.taskID, "cause", context.Cause(work))
 		return nil
 	}
+	if err != nil || next == nil {
+		return err
+	}
+	// After the handover, on ctx: the lease is given up (its renewal may
+	// even have failed since), and a failed enqueue must be retried.
+	_, err = h.enqueuer.Enqueue(ctx, *next)
 	return err
 }
 
-// batches runs batches of part under owner's lease until the chain is
-// handed over or done.
-func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.Run, part checkpoint.Partition, job Job, owner string) error {
+// batches runs batches of part under owner's lease until the chain is done
+// or handed over; next is then the successor task to enqueue.
+func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, part checkpoint.Partition, job Job, owner string) (next *Payload, err error) {
 	// The run's job, batch size and params are frozen, and each commit's
 	// compare-and-set sees a cancelled or failed run: the loop goes on from
 	// the partition each commit returns, without reading it again.
@@ -237,13 +245,13 @@ func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.
 	for {
 		from, to, items, err := h.nextItems(work, run, part)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		batchStart := time.Now()
 		var fetched Fetched
 		if len(items) > 0 {
 			if fetched, err = job.Fetch(work, Batch{Run: run, Items: items, Final: d.final}); err != nil {
-				return err
+				return nil, err
 			}
 		}
 
@@ -252,7 +260,7 @@ func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.
 		// failures of one batch, not of everything the task ran before.
 		handover := to < part.EndPos &&
 			(h.slice == 0 || d.retried > 0 || time.Since(start) >= h.slice || h.isStopping() ||
-				nearDeadline(ctx, time.Since(batchStart)))
+				nearDeadline(work, time.Since(batchStart)))
 		res, err := h.store.Commit(work, checkpoint.Batch{
 			RunID: run.ID, Partition: part.Index, Attempt: part.Attempt, Seq: part.Seq,
 			Epoch: part.Epoch, Owner: owner, LeaseTTL: h.lease, Redrive: part.Redrive,
@@ -263,10 +271,10 @@ func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.
 		if errors.Is(err, checkpoint.ErrStale) {
 			h.log.Info("batch not committed: the run stopped or the chain was taken over",
 				"task", d.taskID, "run", run.ID, "partition", part.Index, "seq", part.Seq)
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		h.log.Debug("batch committed", "task", d.taskID, "run", run.ID, "partition", part.Index,
 			"seq", part.Seq, "from", from, "to", to, "items", len(fetched.Outcomes),
@@ -279,11 +287,11 @@ func (h *Handler) batches(ctx, work context.Context, d delivery, run checkpoint.
 		}
 		part = res.Partition
 		if part.Status != checkpoint.PartitionRunning {
-			return nil
+			return nil, nil
 		}
 		if handover {
-			_, err := h.enqueuer.Enqueue(ctx, ChainPayload(part))
-			return err
+			p := ChainPayload(part)
+			return &p, nil
 		}
 	}
 }

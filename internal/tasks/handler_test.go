@@ -440,7 +440,7 @@ func startServer(t *testing.T, h *harness.Harness, job tasks.Job, slice time.Dur
 	t.Helper()
 	stopping := make(chan struct{})
 	handler := tasks.NewHandler(tasks.HandlerOptions{Store: h.Store, Enqueuer: h.Enqueuer,
-		Jobs: map[string]tasks.Job{tasks.JobDailySync: job}, Slice: slice, MaxRetry: h.Config.Sync.MaxRetry,
+		Jobs: map[string]tasks.Job{tasks.JobDailySync: job}, Slice: slice, Lease: h.Config.Sync.Lease, MaxRetry: h.Config.Sync.MaxRetry,
 		Worker: "w", Logger: h.Logger("w"), Stopping: stopping})
 	srv := asynq.NewServer(h.Redis.Opt, tasks.ServerConfig(h.Config.Worker, h.Config.Sync, nil, nil))
 	if err := srv.Start(handler); err != nil {

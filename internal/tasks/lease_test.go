@@ -5,11 +5,14 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
+	"github.com/syncworker/syncworker/internal/sweeper"
 	"github.com/syncworker/syncworker/internal/tasks"
 )
 
@@ -60,7 +63,7 @@ func lapse(t *testing.T, h *harness.Harness, id int64) tasks.Payload {
 		WHERE run_id = $1 AND partition = 0 AND lease_owner IS NOT NULL`, id); err != nil {
 		t.Fatal(err)
 	}
-	taken, err := h.Store.TakeOver(ctx)
+	taken, _, err := h.Store.TakeOver(ctx, 10)
 	if err != nil || len(taken) != 1 || taken[0].Epoch != 1 {
 		t.Fatalf("TakeOver = %+v, %v; want partition 0 at epoch 1", taken, err)
 	}
@@ -137,5 +140,53 @@ func TestLostLeaseStopsTheBatch(t *testing.T) {
 	finish(t, h, runID, held, next)
 	if !strings.Contains(h.Log.String(), "lease was lost") {
 		t.Errorf("the holder did not report the lost lease:\n%s", h.Log.String())
+	}
+}
+
+// hanger's Fetch hangs, deaf to its context, as a batch that hangs or
+// kills every worker that runs it does.
+type hanger struct {
+	calls atomic.Int32
+	stop  chan struct{}
+}
+
+func (j *hanger) Fetch(context.Context, tasks.Batch) (tasks.Fetched, error) {
+	j.calls.Add(1)
+	<-j.stop
+	return tasks.Fetched{}, context.Canceled
+}
+
+// Each takeover starts a batch afresh under a new task with a new retry
+// budget, so a batch that hangs or kills its worker would be taken over for
+// ever; past the retry budget of takeovers without a commit, the partition
+// and its run fail instead, with the reason.
+func TestBatchThatLosesEveryWorkerFailsTheRun(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 20, Configure: func(c *config.Config) {
+		c.Sync.MaxRetry = 1
+		c.Sync.TaskTimeout = time.Second
+		c.Sync.Lease = 300 * time.Millisecond
+	}})
+	job := &hanger{stop: make(chan struct{})}
+	startServer(t, h, job, 0)
+	t.Cleanup(func() { close(job.stop) }) // before the server's shutdown
+	sw := sweeper.New(sweeper.Options{Store: h.Store, Enqueuer: h.Enqueuer, Inspector: h.Inspector,
+		Interval: h.Config.Sweeper.Interval, TakeoverInterval: h.Config.Sweeper.TakeoverInterval,
+		MaxTakeovers: h.Config.Sync.MaxRetry, Logger: h.Logger("sweeper")})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sw.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	run := h.StartDailySync(date, 10, 1)
+	r := h.WaitEnded(run.ID, 30*time.Second)
+	if r.Status != checkpoint.StatusFailed || !strings.Contains(r.LastError, "lost its worker 2 times in a row without committing") {
+		t.Fatalf("run = %+v, want failed after 2 takeovers without progress", r)
+	}
+	if n := job.calls.Load(); n != 2 {
+		t.Errorf("the batch ran %d times, want 2 (the first try and one takeover)", n)
+	}
+	parts, err := h.Store.Partitions(context.Background(), run.ID)
+	if err != nil || parts[0].Status != checkpoint.PartitionFailed || parts[0].Takeovers != 2 || parts[0].Cursor != 0 {
+		t.Errorf("partition = %+v, %v", parts, err)
 	}
 }

@@ -125,12 +125,29 @@ func TestBrokenSourceFailsTheRunAtTheThreshold(t *testing.T) {
 	if r.Failed != 40 || r.Succeeded != 160 || r.AttemptFailed != 0 {
 		t.Errorf("retried run = %+v, want the 40 quarantined and the rest succeeded", r)
 	}
-	r, err := h.Control.Redrive(context.Background(), run.ID)
-	if err != nil {
+	// A redrive while the source still fails them changes no outcome and
+	// leaves the run completed: items that fail again are no new failures,
+	// and do not count against the threshold.
+	broken.Store(true)
+	if _, err := h.Control.Redrive(context.Background(), run.ID); err != nil {
 		t.Fatal(err)
 	}
-	h.WaitFor(run.ID, 30*time.Second, "redrive completed", func(r checkpoint.Run) bool {
-		return r.Status == checkpoint.StatusCompleted && r.Redrives == 1
+	r = h.WaitFor(run.ID, 30*time.Second, "first redrive ended", func(r checkpoint.Run) bool {
+		return r.Status.Ended() && r.Redrives == 1
 	})
+	if r.Status != checkpoint.StatusCompleted || r.Failed != 40 || r.AttemptFailed != 0 {
+		t.Fatalf("run after a redrive of still-failing items = %+v, want completed with the 40 still failed", r)
+	}
+
+	broken.Store(false)
+	if _, err := h.Control.Redrive(context.Background(), run.ID); err != nil {
+		t.Fatal(err)
+	}
+	r = h.WaitFor(run.ID, 30*time.Second, "second redrive completed", func(r checkpoint.Run) bool {
+		return r.Status == checkpoint.StatusCompleted && r.Redrives == 2
+	})
+	if r.Failed != 0 {
+		t.Errorf("run after the second redrive = %+v, want nothing failed", r)
+	}
 	h.VerifyExactlyOnce(run.ID)
 }

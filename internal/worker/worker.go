@@ -98,7 +98,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	sw := sweeper.New(sweeper.Options{
 		Store: store, Enqueuer: enqueuer, Inspector: inspector,
 		Interval: cfg.Sweeper.Interval, TakeoverInterval: cfg.Sweeper.TakeoverInterval,
-		Logger: log.With("component", "sweeper"),
+		MaxTakeovers: cfg.Sync.MaxRetry,
+		Logger:       log.With("component", "sweeper"),
 	})
 	var wg sync.WaitGroup
 	wg.Go(func() { sw.Run(ctx) })

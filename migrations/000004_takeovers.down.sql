@@ -1,0 +1,1 @@
+ALTER TABLE run_partitions DROP COLUMN IF EXISTS takeovers;
