@@ -87,7 +87,7 @@ func (p *process) wait(t *testing.T, timeout time.Duration) int {
 func TestKilledWorkerIsReplaced(t *testing.T) {
 	t.Parallel()
 	h := harness.New(t, harness.Options{Symbols: 300, Unknown: 3,
-		Sim:       simulator.Config{Latency: 20 * time.Millisecond},
+		Sim: simulator.Config{Latency: 20 * time.Millisecond},
 		Configure: func(c *config.Config) {
 			c.Quotes.Concurrency = 2
 			c.Worker.Concurrency = 2
