@@ -36,9 +36,9 @@
 // shift (repeated items); a cursor names a record, not a position, so cursor
 // pagination neither repeats nor skips a record it started before.
 //
-// Prices are a pure function of the symbol and the day (see Price), and the
-// unknown symbols are a pure function of the symbol (see Known), and records of
-// their index (see RecordAt), so every run serves the same data. Faults
+// Prices are a pure function of the symbol and the day (see Price), the
+// unknown symbols of the symbol (see Known) and records of their index (see
+// RecordAt), so every run serves the same data. Faults
 // (latency, server errors, rate limiting, slow and garbage answers) are
 // injected at the rates set in Config, by dice seeded with Config.Seed.
 package simulator
