@@ -1,10 +1,10 @@
 // Command sourcesim serves the simulated quotes provider of package simulator,
-// with faults injected as configured, for the demo, the tests and
-// docker-compose.
+// with its paged records API, with faults injected as configured, for the
+// demo, the tests and docker-compose.
 //
 // Usage:
 //
-//	sourcesim [flags]                        serve the quotes API
+//	sourcesim [flags]                        serve the quotes and records APIs
 //	sourcesim universe -n 2000 --unknown 10  print a CSV of symbols
 //
 // Every flag of the server can also be set by the environment variable
@@ -88,6 +88,17 @@ func (a *app) rootCommand() *cobra.Command {
 prices, plus /healthz and /stats, and injects latency, errors, rate limiting,
 slow and garbage answers at the configured rates.
 
+It also serves --records deterministic records, paged in three styles, with
+the same faults (sizes 1..1000, default 100):
+
+  GET /v1/records?skip=S&take=T           {"items":[...],"total":N}
+  GET /v1/records-paged?page=P&size=Z     {"items":[...],"total":N,"page":P}
+  GET /v1/records-cursor?cursor=C&limit=L {"items":[...],"next":"<token>"}
+
+An item is {"id":"r000042","name":"...","value":123,"updated":"YYYY-MM-DD"};
+"next" is absent on the last page; invalid parameters are answered 400. With
+--drift N, every page request after the first N inserts a record at the front.
+
 Every flag can also be set by the environment variable SOURCESIM_<FLAG>, for
 example SOURCESIM_ERROR_RATE=0.1; a flag on the command line wins.`,
 		Args:          cobra.NoArgs,
@@ -112,18 +123,20 @@ example SOURCESIM_ERROR_RATE=0.1; a flag on the command line wins.`,
 
 	f := root.Flags()
 	f.StringVar(&addr, "addr", ":8090", "address to listen on")
-	f.DurationVar(&cfg.Latency, "latency", 0, "latency added to every quote request")
+	f.DurationVar(&cfg.Latency, "latency", 0, "latency added to every request")
 	f.DurationVar(&cfg.Jitter, "jitter", 0, "uniformly random extra latency in [0, jitter)")
-	f.Float64Var(&cfg.ErrorRate, "error-rate", 0, "fraction of quote requests answered 500, 502 or 503")
-	f.Float64Var(&cfg.RateLimitedRate, "rate-limited-rate", 0, "fraction of quote requests answered 429 with Retry-After = --retry-after")
+	f.Float64Var(&cfg.ErrorRate, "error-rate", 0, "fraction of requests answered 500, 502 or 503")
+	f.Float64Var(&cfg.RateLimitedRate, "rate-limited-rate", 0, "fraction of requests answered 429 with Retry-After = --retry-after")
 	f.DurationVar(&cfg.RetryAfter, "retry-after", time.Second, "Retry-After of injected 429s (rounded up to whole seconds, at least 1s)")
-	f.IntVar(&cfg.RateLimit, "rate-limit", 0, "quote requests per second accepted (token bucket), excess answered 429; 0 = unlimited")
-	f.Float64Var(&cfg.SlowRate, "slow-rate", 0, "fraction of quote requests answered only after --slow-delay")
+	f.IntVar(&cfg.RateLimit, "rate-limit", 0, "requests per second accepted (token bucket), excess answered 429; 0 = unlimited")
+	f.Float64Var(&cfg.SlowRate, "slow-rate", 0, "fraction of requests answered only after --slow-delay")
 	f.DurationVar(&cfg.SlowDelay, "slow-delay", 30*time.Second, "extra delay of slow requests")
-	f.Float64Var(&cfg.GarbageRate, "garbage-rate", 0, "fraction of quote requests answered 200 with an unreadable body")
+	f.Float64Var(&cfg.GarbageRate, "garbage-rate", 0, "fraction of requests answered 200 with an unreadable body")
 	f.Float64Var(&cfg.UnknownRate, "unknown-rate", 0, "fraction of symbols that are unknown (404), chosen by a hash of the symbol")
 	f.StringVar(&cfg.APIKey, "api-key", "", "API key required as 'Authorization: Bearer <key>'; empty = none")
 	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the fault dice; 0 = time-based")
+	f.IntVar(&cfg.Records, "records", simulator.DefaultRecords, fmt.Sprintf("number of records of the paged records API, at most %d; 0 = %d", simulator.MaxRecords, simulator.DefaultRecords))
+	f.Int64Var(&cfg.Drift, "drift", 0, "when > 0, every page request after the first `N` inserts a record at the front of the dataset; 0 = fixed dataset")
 
 	root.AddCommand(a.universeCommand())
 	return root
@@ -255,7 +268,8 @@ func (a *app) serve(ctx context.Context, addr string, cfg simulator.Config) erro
 		"requests", st.Requests, "ok", st.OK, "not_found", st.NotFound,
 		"bad_request", st.BadRequest, "unauthorized", st.Unauthorized,
 		"rate_limited", st.RateLimited, "throttled", st.Throttled,
-		"server_errors", st.ServerErrors, "slow", st.Slow, "garbage", st.Garbage)
+		"server_errors", st.ServerErrors, "slow", st.Slow, "garbage", st.Garbage,
+		"pages", st.Pages)
 	return nil
 }
 
@@ -274,5 +288,7 @@ func configAttrs(cfg simulator.Config) slog.Attr {
 		"unknown_rate", cfg.UnknownRate,
 		"api_key_set", cfg.APIKey != "",
 		"seed", cfg.Seed,
+		"records", cfg.Records,
+		"drift", cfg.Drift,
 	)
 }

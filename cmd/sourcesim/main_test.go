@@ -78,6 +78,9 @@ func TestInvalidArguments(t *testing.T) {
 		{"bad env", nil, map[string]string{"SOURCESIM_SEED": "x"}, []string{"SOURCESIM_SEED", "--seed"}},
 		{"invalid env", nil, map[string]string{"SOURCESIM_GARBAGE_RATE": "7"}, []string{"SOURCESIM_GARBAGE_RATE", "--garbage-rate"}},
 		{"env does not leak API key", []string{"--jitter=-1s"}, map[string]string{"SOURCESIM_API_KEY": "s3cret"}, []string{"--jitter", "SOURCESIM_API_KEY"}},
+		{"negative records", []string{"--records=-1"}, nil, []string{"--records"}},
+		{"too many records", []string{"--records", "1000001"}, nil, []string{"--records"}},
+		{"negative drift", nil, map[string]string{"SOURCESIM_DRIFT": "-3"}, []string{"SOURCESIM_DRIFT", "--drift"}},
 		{"unknown flag", []string{"--nope"}, nil, []string{"--nope"}},
 		{"extra argument", []string{"serve-please"}, nil, []string{"serve-please"}},
 		{"negative count", []string{"universe", "-n", "-1"}, nil, []string{"-n"}},
@@ -207,6 +210,29 @@ func TestServeFlagsAndEnv(t *testing.T) {
 	for _, secret := range []string{"flagkey", "envkey"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("logs leak the API key %q:\n%s", secret, out)
+		}
+	}
+}
+
+func TestServeRecords(t *testing.T) {
+	url, logs, stop := startServer(t, []string{"--records", "5"}, map[string]string{"SOURCESIM_DRIFT": "1"})
+	// The first page request sees the 5 records, the second one more.
+	for i, want := range []string{`"total":5}`, `"total":6}`} {
+		code, body := getStatus(t, url+"/v1/records?take=10", "")
+		if code != http.StatusOK || !strings.Contains(body, want) || !strings.Contains(body, `"id":"r000004"`) {
+			t.Errorf("page request %d = %d %s, want 200 with %s", i+1, code, body, want)
+		}
+	}
+	if code, body := getStatus(t, url+"/v1/records-cursor?cursor=nope", ""); code != http.StatusBadRequest {
+		t.Errorf("invalid cursor = %d %s, want 400", code, body)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("server returned %v after cancel, want nil", err)
+	}
+	out := logs.String()
+	for _, want := range []string{"config.records=5 ", "config.drift=1\n", "requests=3 ", "pages=3\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs do not contain %q:\n%s", want, out)
 		}
 	}
 }

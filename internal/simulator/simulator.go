@@ -13,11 +13,34 @@
 // {"error": "..."}. GET /healthz answers "ok" and GET /stats answers the Stats
 // counters as JSON.
 //
-// Prices are a pure function of the symbol and the day (see Price), and the
-// unknown symbols are a pure function of the symbol (see Known), so every run
-// serves the same data. Faults (latency, server errors, rate limiting, slow and
-// garbage answers) are injected at the rates set in Config, by dice seeded with
-// Config.Seed.
+// For the ETL job kind it also serves a dataset of Config.Records records
+// (see RecordAt), paged in three styles:
+//
+//	GET /v1/records?skip=S&take=T          {"items":[...],"total":N}
+//	GET /v1/records-paged?page=P&size=Z    {"items":[...],"total":N,"page":P}
+//	GET /v1/records-cursor?cursor=C&limit=L {"items":[...],"next":"C2"}
+//
+// Each item is a Record {"id":"r000042","name":"...","value":123,
+// "updated":"YYYY-MM-DD"}, in the dataset's fixed order. T, Z and L are in
+// 1..1000 (default 100), S >= 0 (default 0) and P >= 1 (default 1); a page past
+// the end has no items, and "items" is never null. A cursor page has "next",
+// an opaque token for the following page, unless it is the last one; no cursor
+// starts at the front. A malformed, out-of-range or non-integer parameter, or a
+// cursor the server did not issue, is answered 400. Page requests get the same
+// API key check, rate limit, latency and injected faults as quote requests; a
+// garbage page is a truncated {"items":[... body.
+//
+// With Config.Drift > 0 the dataset drifts: every page request after the first
+// Drift ones inserts one record at the front before it is answered (see
+// DriftRecord), so total grows and offset or page pagination sees items
+// shift (repeated items); a cursor names a record, not a position, so cursor
+// pagination neither repeats nor skips a record it started before.
+//
+// Prices are a pure function of the symbol and the day (see Price), the
+// unknown symbols of the symbol (see Known) and records of their index (see
+// RecordAt), so every run serves the same data. Faults
+// (latency, server errors, rate limiting, slow and garbage answers) are
+// injected at the rates set in Config, by dice seeded with Config.Seed.
 package simulator
 
 import (
@@ -41,55 +64,64 @@ import (
 
 // Config configures the faults of a Server. The zero value is a perfect, fast
 // provider: no latency, no faults, no rate limit, every symbol known except
-// those starting with "XX", and no API key.
+// those starting with "XX", no API key, and DefaultRecords records that do not
+// drift.
 //
-// Each fault rate is the probability that the fault fires on a quote request
-// that reaches it; the dice are rolled in the order RateLimitedRate, ErrorRate,
+// Each fault and delay applies to page requests as to quote requests. Each
+// fault rate is the probability that the fault fires on a request that
+// reaches it; the dice are rolled in the order RateLimitedRate, ErrorRate,
 // SlowRate, GarbageRate, and a request that got an injected 429 or 5xx goes no
 // further. The flag of cmd/sourcesim that sets each field is given in
 // parentheses.
 type Config struct {
-	// Latency is added to every quote request (--latency).
+	// Latency is added to every request (--latency).
 	Latency time.Duration
 	// Jitter adds a uniformly random extra latency in [0, Jitter) to every
-	// quote request (--jitter).
+	// request (--jitter).
 	Jitter time.Duration
-	// ErrorRate is the fraction of quote requests answered 500, 502 or 503,
+	// ErrorRate is the fraction of requests answered 500, 502 or 503,
 	// chosen at random (--error-rate).
 	ErrorRate float64
-	// RateLimitedRate is the fraction of quote requests answered 429 with a
+	// RateLimitedRate is the fraction of requests answered 429 with a
 	// Retry-After of RetryAfter (--rate-limited-rate).
 	RateLimitedRate float64
 	// RetryAfter is the Retry-After of the 429s injected by RateLimitedRate,
 	// rounded up to whole seconds, at least 1s (--retry-after).
 	RetryAfter time.Duration
-	// RateLimit is the number of quote requests per second accepted, enforced
+	// RateLimit is the number of requests per second accepted, enforced
 	// by a token bucket with a burst of RateLimit; requests in excess are
 	// answered 429 with "Retry-After: 1". 0 means unlimited (--rate-limit).
 	RateLimit int
-	// SlowRate is the fraction of quote requests answered only after an extra
+	// SlowRate is the fraction of requests answered only after an extra
 	// SlowDelay, to exceed a client's timeout; the answer itself is then
 	// normal (--slow-rate).
 	SlowRate float64
 	// SlowDelay is the extra delay of the slow requests (--slow-delay).
 	SlowDelay time.Duration
-	// GarbageRate is the fraction of quote requests answered 200 with a body
-	// that is not valid JSON (a truncated quote) (--garbage-rate).
+	// GarbageRate is the fraction of requests answered 200 with a body
+	// that is not valid JSON (a truncated quote or page) (--garbage-rate).
 	GarbageRate float64
 	// UnknownRate is the fraction of symbols that are unknown (404), chosen
 	// deterministically by a hash of the symbol; see Known (--unknown-rate).
 	UnknownRate float64
 	// APIKey, when set, is required as "Authorization: Bearer <APIKey>" on
-	// every quote request; without it the answer is 401 (--api-key).
+	// every request; without it the answer is 401 (--api-key).
 	APIKey string
 	// Seed seeds the fault dice; 0 means a time-based seed. With a fixed seed
 	// and requests made one at a time, the faults fire in the same order on
 	// every run (--seed).
 	Seed int64
+	// Records is the number of records of the paged dataset, at most
+	// MaxRecords; 0 means DefaultRecords (--records).
+	Records int
+	// Drift, when positive, makes every page request after the first Drift
+	// ones insert one record at the front of the dataset; 0 means a fixed
+	// dataset (--drift).
+	Drift int64
 }
 
 // Validate reports every invalid field of c: rates outside [0, 1], negative
-// durations and a negative RateLimit. Each error names the field and its flag.
+// durations, a negative RateLimit or Drift and Records outside [0, MaxRecords]. Each error names the field and its flag.
 func (c Config) Validate() error {
 	var errs []error
 	checkRate := func(field, flag string, v float64) {
@@ -114,21 +146,29 @@ func (c Config) Validate() error {
 	checkDuration("SlowDelay", "slow-delay", c.SlowDelay)
 	checkRate("GarbageRate", "garbage-rate", c.GarbageRate)
 	checkRate("UnknownRate", "unknown-rate", c.UnknownRate)
+	if c.Records < 0 || c.Records > MaxRecords {
+		errs = append(errs, fmt.Errorf("Records (--records) must be in [0, %d], got %d", MaxRecords, c.Records))
+	}
+	if c.Drift < 0 {
+		errs = append(errs, fmt.Errorf("Drift (--drift) must not be negative, got %d", c.Drift))
+	}
 	return errors.Join(errs...)
 }
 
-// Stats counts the quote requests of a Server by outcome. Requests counts
-// every quote request; a request that got a 405, or whose context ended during
-// a delay (see ServeHTTP), is counted in Requests only. Slow requests are counted in
-// Slow and again by their final outcome.
+// Stats counts the API requests (quote and page requests) of a Server by
+// outcome. Requests counts every API request, and Pages the page requests
+// among them; a request that got a 405, or whose context ended during a delay
+// (see ServeHTTP), is counted in Requests (and Pages) only. Slow requests are
+// counted in Slow and again by their final outcome.
 type Stats struct {
-	// Requests is the number of quote requests received.
+	// Requests is the number of API requests received, quotes and pages.
 	Requests int64 `json:"requests"`
-	// OK is the number of 200 answers with a valid quote.
+	// OK is the number of 200 answers with a valid quote or page.
 	OK int64 `json:"ok"`
 	// NotFound is the number of 404 answers for unknown symbols.
 	NotFound int64 `json:"not_found"`
-	// BadRequest is the number of 400 answers for a malformed symbol or date.
+	// BadRequest is the number of 400 answers for a malformed symbol or date,
+	// or an invalid page parameter.
 	BadRequest int64 `json:"bad_request"`
 	// Unauthorized is the number of 401 answers.
 	Unauthorized int64 `json:"unauthorized"`
@@ -142,13 +182,16 @@ type Stats struct {
 	Slow int64 `json:"slow"`
 	// Garbage is the number of 200 answers with an unreadable body.
 	Garbage int64 `json:"garbage"`
+	// Pages is the number of page requests received, counted in Requests
+	// too.
+	Pages int64 `json:"pages"`
 }
 
 // counters are the atomic counterparts of Stats.
 type counters struct {
 	requests, ok, notFound, badRequest, unauthorized atomic.Int64
 	rateLimited, throttled, serverErrors, slow       atomic.Int64
-	garbage                                          atomic.Int64
+	garbage, pages                                   atomic.Int64
 }
 
 // Server is the simulated quotes provider. It implements http.Handler and is
@@ -157,6 +200,7 @@ type Server struct {
 	cfg        Config
 	retryAfter string        // Retry-After of the injected 429s
 	limiter    *rate.Limiter // nil when unlimited
+	records    int           // cfg.Records, or DefaultRecords for 0
 
 	mu  sync.Mutex // guards rng
 	rng *rand.Rand
@@ -166,7 +210,8 @@ type Server struct {
 
 // New returns a Server with the given configuration. It does not validate
 // cfg; call Config.Validate first. Out-of-range rates behave as if clamped to
-// [0, 1], and negative durations and rate limits as zero.
+// [0, 1], negative durations, rate limits and drifts as zero, and Records as
+// if clamped to MaxRecords.
 func New(cfg Config) *Server {
 	seed := uint64(cfg.Seed)
 	if cfg.Seed == 0 {
@@ -177,7 +222,12 @@ func New(cfg Config) *Server {
 		cfg:        cfg,
 		retryAfter: strconv.FormatInt(max(secs, 1), 10),
 		rng:        rand.New(rand.NewPCG(seed, seed^0x5eed5eed5eed5eed)),
+		records:    cfg.Records,
 	}
+	if s.records <= 0 {
+		s.records = DefaultRecords
+	}
+	s.records = min(s.records, MaxRecords)
 	if cfg.RateLimit > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateLimit)
 	}
@@ -199,6 +249,7 @@ func (s *Server) Stats() Stats {
 		ServerErrors: c.serverErrors.Load(),
 		Slow:         c.slow.Load(),
 		Garbage:      c.garbage.Load(),
+		Pages:        c.pages.Load(),
 	}
 }
 
@@ -214,9 +265,10 @@ var serverErrorCodes = [...]int{
 	http.StatusServiceUnavailable,
 }
 
-// ServeHTTP serves the quotes API, /healthz and /stats.
+// ServeHTTP serves the quotes API, the paged records API, /healthz and
+// /stats.
 //
-// Every delay of a quote request ends early when the request's context is
+// Every delay of an API request ends early when the request's context is
 // done. The request is then aborted with panic(http.ErrAbortHandler), which
 // net/http handles by dropping the connection without an answer, so that a
 // client never mistakes the cut-short request for an empty 200. A caller that
@@ -226,6 +278,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(path, quotesPrefix):
 		s.serveQuote(w, r, strings.TrimPrefix(path, quotesPrefix))
+	case path == recordsPath, path == recordsPagedPath, path == recordsCursorPath:
+		s.servePage(w, r, path)
 	case path == "/healthz":
 		if allowGet(w, r) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -246,52 +300,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveQuote(w http.ResponseWriter, r *http.Request, symbol string) {
 	c := &s.stats
 	c.requests.Add(1)
-	if !allowGet(w, r) {
+	if !s.gate(w, r, garbageBody(symbol)) {
 		return
 	}
-	if s.cfg.APIKey != "" && !s.authorized(r) {
-		c.unauthorized.Add(1)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="sourcesim"`)
-		writeError(w, http.StatusUnauthorized, "missing or invalid API key")
-		return
-	}
-	if s.limiter != nil && !s.limiter.Allow() {
-		c.throttled.Add(1)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "rate limit exceeded")
-		return
-	}
-
-	ctx := r.Context()
-	d := s.roll()
-	if sleep(ctx, s.cfg.Latency+d.jitter) != nil {
-		abort()
-	}
-	if d.rateLimited {
-		c.rateLimited.Add(1)
-		w.Header().Set("Retry-After", s.retryAfter)
-		writeError(w, http.StatusTooManyRequests, "too many requests")
-		return
-	}
-	if d.serverError != 0 {
-		c.serverErrors.Add(1)
-		writeError(w, d.serverError, "injected server error")
-		return
-	}
-	if d.slow {
-		c.slow.Add(1)
-		if sleep(ctx, s.cfg.SlowDelay) != nil {
-			abort()
-		}
-	}
-	if d.garbage {
-		c.garbage.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		fmt.Fprint(w, garbageBody(symbol))
-		return
-	}
-
 	if !symbolPattern.MatchString(symbol) {
 		c.badRequest.Add(1)
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("malformed symbol %q", symbol))
@@ -316,6 +327,61 @@ func (s *Server) serveQuote(w http.ResponseWriter, r *http.Request, symbol strin
 	}
 	c.ok.Add(1)
 	writeJSON(w, http.StatusOK, Price(symbol, date))
+}
+
+// gate runs the checks and faults that come before the syntax checks of every
+// API request, in the order of the contract: method, API key, rate limit,
+// latency, injected 429, injected 5xx, slow, garbage (answered 200 with the
+// given garbage body). It counts the outcome and returns false when it has
+// answered the request; the caller then stops.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, garbage string) bool {
+	c := &s.stats
+	if !allowGet(w, r) {
+		return false
+	}
+	if s.cfg.APIKey != "" && !s.authorized(r) {
+		c.unauthorized.Add(1)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sourcesim"`)
+		writeError(w, http.StatusUnauthorized, "missing or invalid API key")
+		return false
+	}
+	if s.limiter != nil && !s.limiter.Allow() {
+		c.throttled.Add(1)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "rate limit exceeded")
+		return false
+	}
+
+	ctx := r.Context()
+	d := s.roll()
+	if sleep(ctx, s.cfg.Latency+d.jitter) != nil {
+		abort()
+	}
+	if d.rateLimited {
+		c.rateLimited.Add(1)
+		w.Header().Set("Retry-After", s.retryAfter)
+		writeError(w, http.StatusTooManyRequests, "too many requests")
+		return false
+	}
+	if d.serverError != 0 {
+		c.serverErrors.Add(1)
+		writeError(w, d.serverError, "injected server error")
+		return false
+	}
+	if d.slow {
+		c.slow.Add(1)
+		if sleep(ctx, s.cfg.SlowDelay) != nil {
+			abort()
+		}
+	}
+	if d.garbage {
+		c.garbage.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, garbage)
+		return false
+	}
+	return true
 }
 
 // garbageBody returns a truncated quote such as {"symbol":"AAP, which is not

@@ -326,12 +326,14 @@ func TestStats(t *testing.T) {
 		{"GET", "/v1/quotes/AAPL?date=bad", auth},
 		{"GET", quotePath, nil},
 		{"POST", quotePath, auth},
-		{"GET", "/healthz", nil}, // not a quote request
+		{"GET", "/v1/records?take=2", auth},
+		{"GET", "/v1/records-cursor?limit=0", auth},
+		{"GET", "/healthz", nil}, // not an API request
 	}
 	for _, r := range requests {
 		serve(t, s, r.method, r.target, r.header)
 	}
-	want := simulator.Stats{Requests: 7, OK: 2, NotFound: 1, BadRequest: 2, Unauthorized: 1}
+	want := simulator.Stats{Requests: 9, OK: 3, NotFound: 1, BadRequest: 3, Unauthorized: 1, Pages: 2}
 	if got := s.Stats(); got != want {
 		t.Errorf("Stats() = %+v, want %+v", got, want)
 	}
@@ -342,8 +344,9 @@ func TestStats(t *testing.T) {
 		t.Fatalf("/stats body %q: %v", rec.Body.String(), err)
 	}
 	wantRaw := map[string]int64{
-		"requests": 7, "ok": 2, "not_found": 1, "bad_request": 2, "unauthorized": 1,
+		"requests": 9, "ok": 3, "not_found": 1, "bad_request": 3, "unauthorized": 1,
 		"rate_limited": 0, "throttled": 0, "server_errors": 0, "slow": 0, "garbage": 0,
+		"pages": 2,
 	}
 	if len(raw) != len(wantRaw) {
 		t.Errorf("/stats = %v, want %v", raw, wantRaw)
