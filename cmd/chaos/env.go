@@ -7,22 +7,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/syncworker/syncworker/internal/db"
-)
-
-// redisLockPrefix names the keys in Redis database 0 with which package
-// testenv allocates the other databases to tests (testenv.RedisLockPrefix;
-// a test holds the two equal); the command claims its database the same
-// way, so that neither flushes the other's.
-const (
-	redisLockPrefix = "syncworker:testenv:db:"
-	redisLockTTL    = 90 * time.Second
+	"github.com/syncworker/syncworker/internal/testenv"
 )
 
 // environment is where the command runs its scenario: a database of its own
@@ -86,56 +77,32 @@ func (e environment) recreateDatabase(ctx context.Context) (string, error) {
 }
 
 // claimRedis claims the Redis database of dbURL in the tests' allocation
-// and flushes it.
+// (testenv.ClaimRedis), so that neither flushes the other's, and flushes it.
+// release flushes it again and frees it.
 func (e environment) claimRedis(ctx context.Context, dbURL string) (func(), error) {
 	opt, err := redis.ParseURL(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
 	}
-	lockOpt := *opt
-	lockOpt.DB = 0
-	admin := redis.NewClient(&lockOpt)
-	key := redisLockPrefix + strconv.Itoa(opt.DB)
-	token := "chaos/" + strconv.Itoa(os.Getpid())
-	ok, err := admin.SetNX(ctx, key, token, redisLockTTL).Result()
+	free, ok, err := testenv.ClaimRedis(ctx, opt, "chaos/"+strconv.Itoa(os.Getpid()))
 	if err != nil {
-		admin.Close()
-		return nil, fmt.Errorf("claim redis database %d: %w", opt.DB, err)
+		return nil, err
 	}
 	if !ok {
-		holder, _ := admin.Get(ctx, key).Result()
-		admin.Close()
-		return nil, fmt.Errorf("redis database %d is in use (%s holds %s); pick another --redis-db", opt.DB, holder, key)
+		return nil, fmt.Errorf("redis database %d is in use (%s holds it); pick another --redis-db",
+			opt.DB, testenv.RedisHolder(ctx, opt, opt.DB))
 	}
 	client := redis.NewClient(opt)
 	if err := client.FlushDB(ctx).Err(); err != nil {
 		client.Close()
-		admin.Close()
+		free()
 		return nil, fmt.Errorf("flush redis database %d: %w", opt.DB, err)
 	}
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(redisLockTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				admin.Expire(ctx, key, redisLockTTL)
-			}
-		}
-	})
 	return func() {
-		close(stop)
-		wg.Wait()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		client.FlushDB(ctx)
 		client.Close()
-		admin.Eval(ctx, `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`, []string{key}, token)
-		admin.Close()
+		free()
 	}, nil
 }

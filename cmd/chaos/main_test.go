@@ -88,11 +88,17 @@ func tail(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// The command claims its Redis database with the keys the tests allocate
-// theirs with.
-func TestRedisLockPrefix(t *testing.T) {
-	if redisLockPrefix != testenv.RedisLockPrefix {
-		t.Errorf("redisLockPrefix = %q, testenv.RedisLockPrefix = %q", redisLockPrefix, testenv.RedisLockPrefix)
+// The command claims its Redis database in the tests' allocation: it cannot
+// take, and so flush, a database a test holds.
+func TestRedisClaimExcludesTests(t *testing.T) {
+	rdb := testenv.NewRedis(t)
+	release, err := environment{}.claimRedis(context.Background(), rdb.URL)
+	if err == nil {
+		release()
+		t.Fatalf("the command claimed redis database %d, which a test holds", rdb.DB)
+	}
+	if !strings.Contains(err.Error(), "is in use") {
+		t.Errorf("claim of a test's database = %v, want it refused as in use", err)
 	}
 }
 

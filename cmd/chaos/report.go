@@ -46,32 +46,29 @@ type Takeover struct {
 	By        string
 }
 
-// MaxTakeover returns the longest takeover of the kill, or -1 when it held
-// no partition that had work left.
+// MaxTakeover returns the longest time until a partition of the kill
+// committed again, or -1 when it held no partition that had work left.
 func (k Kill) MaxTakeover() time.Duration {
-	d := time.Duration(-1)
-	for _, t := range k.Takeovers {
-		d = max(d, t.After)
-	}
-	return d
+	return k.longest(func(t Takeover) time.Duration { return t.After })
 }
 
 // MaxResume returns the longest time until a partition of the kill resumed,
 // or -1 when it held no partition that had work left.
 func (k Kill) MaxResume() time.Duration {
-	d := time.Duration(-1)
-	for _, t := range k.Takeovers {
-		d = max(d, t.Resumed)
-	}
-	return d
+	return k.longest(func(t Takeover) time.Duration { return t.Resumed })
 }
 
 // MaxTakenOver returns the longest time until a partition of the kill was
 // taken over, or -1 when no takeover of them was logged.
 func (k Kill) MaxTakenOver() time.Duration {
+	return k.longest(func(t Takeover) time.Duration { return t.TakenOver })
+}
+
+// longest returns the largest of of over the kill's takeovers, or -1.
+func (k Kill) longest(of func(Takeover) time.Duration) time.Duration {
 	d := time.Duration(-1)
 	for _, t := range k.Takeovers {
-		d = max(d, t.TakenOver)
+		d = max(d, of(t))
 	}
 	return d
 }

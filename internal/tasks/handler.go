@@ -215,12 +215,17 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 	if err != nil {
 		return err
 	}
-	defer h.release(ctx, d, owner)
 	work, lost := context.WithCancelCause(work)
-	defer lost(nil)
-	defer h.keepLease(work, lost, d.Ref(), owner)()
-
+	stop := h.keepLease(work, lost, d.Ref(), owner)
 	next, err := h.batches(work, d, run, part, job, owner)
+	stop()
+	lost(nil)
+	if err != nil {
+		// Without an error the lease is gone already: the last commit
+		// gave it up (a handover, the partition's end, the run's failure)
+		// or the chain is no longer this task's (a stale commit).
+		h.release(ctx, d, owner)
+	}
 	if err != nil && errors.Is(context.Cause(work), errLeaseLost) {
 		// Not a failure of this task: the chain belongs to another now.
 		h.log.Info("stopped: the partition's lease was lost to a takeover", "task", d.taskID, "cause", context.Cause(work))

@@ -152,13 +152,6 @@ type Redis struct {
 	Opt asynq.RedisClientOpt
 }
 
-// RedisLockPrefix names the keys in database 0 that hold the allocation of
-// the other databases (the prefix and the number); they expire, so a crashed
-// test frees its database. cmd/chaos claims its database with them too.
-const RedisLockPrefix = "syncworker:testenv:db:"
-
-const lockTTL = 90 * time.Second
-
 // NewRedis allocates a Redis database for t, flushes it, and frees it (flushed
 // again) when t ends. Only that database is ever flushed.
 func NewRedis(t testing.TB) *Redis {
@@ -188,19 +181,20 @@ func NewRedis(t testing.TB) *Redis {
 	}
 
 	token := t.Name() + "/" + strconv.Itoa(os.Getpid()) + "/" + strconv.FormatInt(time.Now().UnixNano(), 10)
-	dbNum := -1
-	for dbNum < 0 {
-		for i := 1; i < n; i++ {
-			ok, err := admin.SetNX(ctx, RedisLockPrefix+strconv.Itoa(i), token, lockTTL).Result()
+	var release func()
+	dbOpt := *opt
+	for release == nil {
+		for i := 1; i < n && release == nil; i++ {
+			dbOpt.DB = i
+			r, ok, err := ClaimRedis(ctx, &dbOpt, token)
 			if err != nil {
 				t.Fatalf("allocate a redis database: %v", err)
 			}
 			if ok {
-				dbNum = i
-				break
+				release = r
 			}
 		}
-		if dbNum >= 0 {
+		if release != nil {
 			break
 		}
 		select {
@@ -209,30 +203,8 @@ func NewRedis(t testing.TB) *Redis {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	lockKey := RedisLockPrefix + strconv.Itoa(dbNum)
+	dbNum := dbOpt.DB
 
-	// Keep the allocation alive while the test runs.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		keeper := redis.NewClient(opt)
-		defer keeper.Close()
-		tick := time.NewTicker(lockTTL / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				keeper.Expire(context.Background(), lockKey, lockTTL)
-			}
-		}
-	}()
-
-	dbOpt := *opt
-	dbOpt.DB = dbNum
 	client := redis.NewClient(&dbOpt)
 	if err := client.FlushDB(ctx).Err(); err != nil {
 		t.Fatalf("flush redis db %d: %v", dbNum, err)
@@ -242,12 +214,7 @@ func NewRedis(t testing.TB) *Redis {
 		defer cancel()
 		client.FlushDB(ctx)
 		client.Close()
-		close(stop)
-		wg.Wait()
-		release := redis.NewClient(opt)
-		defer release.Close()
-		// Delete the lock only if it is still ours.
-		release.Eval(ctx, `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`, []string{lockKey}, token)
+		release()
 	})
 
 	u, err := url.Parse(base)
