@@ -5,13 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -189,7 +187,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 // the simulator and the workers.
 func (s *scenario) setUp(ctx context.Context) error {
 	o := s.opts
-	controlURL, err := withQuery(o.DatabaseURL, "application_name", "syncworker-chaos-control")
+	controlURL, err := db.WithParam(o.DatabaseURL, "application_name", "syncworker-chaos-control")
 	if err != nil {
 		return err
 	}
@@ -229,7 +227,7 @@ func (s *scenario) setUp(ctx context.Context) error {
 		return err
 	}
 
-	workerURL, err := withQuery(o.DatabaseURL, "application_name", s.appName)
+	workerURL, err := db.WithParam(o.DatabaseURL, "application_name", s.appName)
 	if err != nil {
 		return err
 	}
@@ -445,18 +443,6 @@ func simStats(ctx context.Context, base string) (simulator.Stats, error) {
 		return st, fmt.Errorf("decode %s/stats: %w", base, err)
 	}
 	return st, nil
-}
-
-// withQuery returns raw with the query parameter key set to value.
-func withQuery(raw, key, value string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", errors.New("parse database url: invalid url")
-	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String(), nil
 }
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }

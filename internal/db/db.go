@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	neturl "net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -223,4 +224,17 @@ func OpenSQL(url string) (*sql.DB, error) {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
 	return stdlib.OpenDB(*cfg), nil
+}
+
+// WithParam returns the connection URL raw with the parameter key set to
+// value, such as a search_path or an application_name.
+func WithParam(raw, key, value string) (string, error) {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "", errors.New("parse database url: invalid url")
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net/url"
 	"os"
 	"regexp"
@@ -94,7 +93,7 @@ func Postgres(t testing.TB) *DB {
 		}
 	})
 
-	u, err := withQuery(base, "search_path", schema)
+	u, err := db.WithParam(base, "search_path", schema)
 	if err != nil {
 		t.Fatalf("%s: %v", DatabaseURLEnv, err)
 	}
@@ -119,17 +118,6 @@ func schemaName(testName string) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return "t_" + strings.Trim(name, "_") + "_" + hex.EncodeToString(b[:])
-}
-
-func withQuery(raw, key, value string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", fmt.Errorf("parse %q: %w", redactURL(raw), err)
-	}
-	q := u.Query()
-	q.Set(key, value)
-	u.RawQuery = q.Encode()
-	return u.String(), nil
 }
 
 func redactURL(raw string) string {
