@@ -146,8 +146,8 @@ func TestTakeovers(t *testing.T) {
 	}
 	zombies := takeovers(kills, ledger)
 	want := [][]Takeover{
-		{{0, -1, 6 * time.Second, 7 * time.Second, "h:200"}, {3, -1, 24 * time.Second, 25 * time.Second, "h:400"}},
-		{{1, -1, 0, time.Second, "h:200"}}, // started before the kill: resumed at once
+		{{0, -1, -1, 6 * time.Second, 7 * time.Second, "h:200"}, {3, -1, -1, 24 * time.Second, 25 * time.Second, "h:400"}},
+		{{1, -1, -1, 0, time.Second, "h:200"}}, // started before the kill: resumed at once
 		nil,
 	}
 	for i, k := range kills {
@@ -155,10 +155,18 @@ func TestTakeovers(t *testing.T) {
 			t.Errorf("takeovers of kill %d: %v, want %v", i+1, k.Takeovers, want[i])
 		}
 	}
-	takenOver(kills, map[int][]time.Time{0: {at(1), at(9), at(11)}, 3: {at(17)}})
+	// The takeover of p1 at 9 comes after p1's commit at 6: not this kill's.
+	takenOver(kills, map[int][]time.Time{0: {at(1), at(9), at(11)}, 1: {at(9)}, 3: {at(17)}},
+		map[int][]time.Time{0: {at(2), at(10)}, 1: {at(6)}})
 	if got := kills[0].Takeovers; got[0].TakenOver != 4*time.Second || got[1].TakenOver != 12*time.Second ||
 		kills[1].Takeovers[0].TakenOver != -1 || kills[0].MaxTakenOver() != 12*time.Second {
 		t.Errorf("taken over: %+v, %+v", kills[0].Takeovers, kills[1].Takeovers)
+	}
+	// Running again: the first resumption after the takeover (p0 at 10),
+	// none logged for p3, none without a takeover (p1).
+	if got := kills[0].Takeovers; got[0].Running != 5*time.Second || got[1].Running != -1 ||
+		kills[1].Takeovers[0].Running != -1 || kills[0].MaxRunning() != 5*time.Second {
+		t.Errorf("running again: %+v, %+v", kills[0].Takeovers, kills[1].Takeovers)
 	}
 	if kills[0].MaxResume() != 24*time.Second || kills[2].MaxResume() != -1 {
 		t.Errorf("max resumes %s, %s; want 24s, -1ns", kills[0].MaxResume(), kills[2].MaxResume())

@@ -34,13 +34,15 @@ type Kill struct {
 }
 
 // Takeover is how a partition of a killed worker went on: TakenOver is the
-// time from the kill to the sweeper's takeover of its lapsed lease (-1 when
-// no takeover was logged: the worker's tasks were picked up otherwise, such
-// as after a Redis flush), Resumed the time to the start of the next batch
+// time from the kill to the sweeper's takeover of its lapsed lease, and
+// Running the time until a worker ran it again under the new task (each -1
+// when not logged: the worker's tasks were picked up otherwise, such as
+// after a Redis flush); Resumed is the time to the start of the next batch
 // that committed, and After the time to that batch's commit.
 type Takeover struct {
 	Partition int
 	TakenOver time.Duration
+	Running   time.Duration
 	Resumed   time.Duration
 	After     time.Duration
 	By        string
@@ -62,6 +64,12 @@ func (k Kill) MaxResume() time.Duration {
 // taken over, or -1 when no takeover of them was logged.
 func (k Kill) MaxTakenOver() time.Duration {
 	return k.longest(func(t Takeover) time.Duration { return t.TakenOver })
+}
+
+// MaxRunning returns the longest time until a partition of the kill ran
+// again under its takeover task, or -1 when none was logged.
+func (k Kill) MaxRunning() time.Duration {
+	return k.longest(func(t Takeover) time.Duration { return t.Running })
 }
 
 // longest returns the largest of of over the kill's takeovers, or -1.
@@ -106,8 +114,9 @@ type LogCounts struct {
 	ShutdownStops, Revoked, Stale, Requeued int
 	// Other counts every other warning or error by message.
 	Other map[string]int
-	// TakenOver are the times the sweepers took each partition over.
-	TakenOver map[int][]time.Time
+	// TakenOver are the times the sweepers took each partition over, and
+	// Resumed the times a worker ran a taken-over partition again.
+	TakenOver, Resumed map[int][]time.Time
 	// LeaseLost counts tasks that stopped because their lease was taken,
 	// LeaseHeld deliveries turned away by a lease another held.
 	LeaseLost, LeaseHeld int
@@ -158,7 +167,7 @@ func (s *scenario) analyse(rep audit.Report) {
 	if f.Log, err = countLogs(s.logPaths()); err != nil {
 		f.Problems = append(f.Problems, err.Error())
 	}
-	takenOver(f.Kills, f.Log.TakenOver)
+	takenOver(f.Kills, f.Log.TakenOver, f.Log.Resumed)
 	for _, c := range f.Log.Crashes {
 		f.Problems = append(f.Problems, "crash in a worker log: "+c)
 	}
@@ -223,7 +232,7 @@ func takeovers(kills []Kill, ledger []audit.Batch) []string {
 			if !held || next == nil {
 				continue
 			}
-			k.Takeovers = append(k.Takeovers, Takeover{Partition: part, TakenOver: -1,
+			k.Takeovers = append(k.Takeovers, Takeover{Partition: part, TakenOver: -1, Running: -1,
 				Resumed: max(0, next.Started.Sub(k.Time)), After: next.Committed.Sub(k.Time), By: next.Worker})
 		}
 	}
@@ -231,15 +240,29 @@ func takeovers(kills []Kill, ledger []audit.Batch) []string {
 }
 
 // takenOver fills in, for each partition of each kill, the time until the
-// first takeover of it logged after the kill.
-func takenOver(kills []Kill, times map[int][]time.Time) {
+// first takeover of it logged after the kill and until a worker first ran
+// it again after that. A takeover after the partition's next commit is not
+// this kill's: the partition had gone on without one (its lease was given
+// up just before the kill).
+func takenOver(kills []Kill, takeovers, resumes map[int][]time.Time) {
+	first := func(times []time.Time, after, before time.Time) time.Duration {
+		d := time.Duration(-1)
+		for _, at := range times {
+			if at.After(after) && at.Before(before) && (d < 0 || at.Sub(after) < d) {
+				d = at.Sub(after)
+			}
+		}
+		return d
+	}
 	for i := range kills {
 		k := &kills[i]
 		for j := range k.Takeovers {
 			t := &k.Takeovers[j]
-			for _, at := range times[t.Partition] {
-				if at.After(k.Time) && (t.TakenOver < 0 || at.Sub(k.Time) < t.TakenOver) {
-					t.TakenOver = at.Sub(k.Time)
+			committed := k.Time.Add(t.After)
+			t.TakenOver = first(takeovers[t.Partition], k.Time, committed)
+			if t.TakenOver >= 0 {
+				if d := first(resumes[t.Partition], k.Time.Add(t.TakenOver), committed); d >= 0 {
+					t.Running = t.TakenOver + d
 				}
 			}
 		}
@@ -266,6 +289,7 @@ const (
 	msgTakeover  = "partition's lease lapsed; took it over with a new task"
 	msgLeaseLost = "stopped: the partition's lease was lost to a takeover"
 	msgLeaseHeld = "not run: another delivery of the task holds the partition's lease"
+	msgResumed   = "resuming a partition taken over from a lost worker"
 )
 
 // crashMarks start the lines of a crash in a log.
@@ -273,7 +297,8 @@ var crashMarks = []string{"panic:", "fatal error:", "WARNING: DATA RACE"}
 
 // countLogs counts what the workers' JSON logs at paths say.
 func countLogs(paths []string) (LogCounts, error) {
-	c := LogCounts{Retries: map[string]int{}, Failed: map[string]int{}, Other: map[string]int{}, TakenOver: map[int][]time.Time{}}
+	c := LogCounts{Retries: map[string]int{}, Failed: map[string]int{}, Other: map[string]int{},
+		TakenOver: map[int][]time.Time{}, Resumed: map[int][]time.Time{}}
 	for _, path := range paths {
 		f, err := os.Open(path)
 		if err != nil {
@@ -320,6 +345,8 @@ func (c *LogCounts) add(path string, line []byte) {
 		c.Requeued++
 	case msgTakeover:
 		c.TakenOver[l.Partition] = append(c.TakenOver[l.Partition], l.Time)
+	case msgResumed:
+		c.Resumed[l.Partition] = append(c.Resumed[l.Partition], l.Time)
 	case msgLeaseLost:
 		c.LeaseLost++
 	case msgLeaseHeld:
@@ -347,9 +374,9 @@ func (r Result) Print(w io.Writer) {
 	if gap, p := rep.MaxGap(); p >= 0 {
 		fmt.Fprintf(w, "  max time without progress: %s (partition %d)\n", gap.Round(100*time.Millisecond), p)
 	}
-	taken, n := time.Duration(-1), 0
+	taken, running, n := time.Duration(-1), time.Duration(-1), 0
 	for _, k := range f.Kills {
-		taken = max(taken, k.MaxTakenOver())
+		taken, running = max(taken, k.MaxTakenOver()), max(running, k.MaxRunning())
 		for _, t := range k.Takeovers {
 			if t.TakenOver >= 0 {
 				n++
@@ -357,8 +384,8 @@ func (r Result) Print(w io.Writer) {
 		}
 	}
 	if taken >= 0 {
-		fmt.Fprintf(w, "  takeover: %d partitions of SIGKILLed workers taken over, each within %s of the kill (lease %s, takeover interval %s)\n",
-			n, taken.Round(100*time.Millisecond), f.Lease, f.TakeoverInterval)
+		fmt.Fprintf(w, "  takeover: %d partitions of SIGKILLed workers taken over, each within %s of the kill and running again within %s (lease %s, takeover interval %s)\n",
+			n, taken.Round(100*time.Millisecond), running.Round(100*time.Millisecond), f.Lease, f.TakeoverInterval)
 	}
 	terminated := 0
 	for _, b := range f.Backends {
@@ -372,16 +399,19 @@ func (r Result) Print(w io.Writer) {
 			fmt.Fprintf(w, ": no partition with work left\n")
 			continue
 		}
+		logged := func(d time.Duration) string {
+			if d < 0 {
+				return "-"
+			}
+			return d.Round(100 * time.Millisecond).String()
+		}
 		parts := make([]string, len(k.Takeovers))
 		for j, t := range k.Takeovers {
-			taken := "-"
-			if t.TakenOver >= 0 {
-				taken = t.TakenOver.Round(100 * time.Millisecond).String()
-			}
-			parts[j] = fmt.Sprintf("p%d %s/%s/%s", t.Partition, taken, t.Resumed.Round(100*time.Millisecond), t.After.Round(100*time.Millisecond))
+			parts[j] = fmt.Sprintf("p%d %s/%s/%s/%s", t.Partition, logged(t.TakenOver), logged(t.Running),
+				t.Resumed.Round(100*time.Millisecond), t.After.Round(100*time.Millisecond))
 		}
-		fmt.Fprintf(w, ": taken over within %s, committed again within %s (taken over/next committed batch started/committed: %s)\n",
-			k.MaxTakenOver().Round(100*time.Millisecond), k.MaxTakeover().Round(100*time.Millisecond), strings.Join(parts, ", "))
+		fmt.Fprintf(w, ": taken over within %s, running again within %s, committed again within %s (taken over/running/next committed batch started/committed: %s)\n",
+			logged(k.MaxTakenOver()), logged(k.MaxRunning()), k.MaxTakeover().Round(100*time.Millisecond), strings.Join(parts, ", "))
 	}
 	for i, t := range f.Terms {
 		fmt.Fprintf(w, "    SIGTERM %d at %s: %s (pid %d, holding %s) exited %d after %s, %d task(s) stopped mid-batch\n",

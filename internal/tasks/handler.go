@@ -215,6 +215,10 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 	if err != nil {
 		return err
 	}
+	if part.Takeovers > 0 {
+		h.log.Info("resuming a partition taken over from a lost worker", "task", d.taskID, "run", run.ID,
+			"partition", part.Index, "epoch", part.Epoch, "cursor", part.Cursor, "takeovers", part.Takeovers)
+	}
 	work, lost := context.WithCancelCause(work)
 	stop := h.keepLease(work, lost, d.Ref(), owner)
 	next, err := h.batches(work, d, run, part, job, owner)

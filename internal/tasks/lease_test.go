@@ -110,6 +110,9 @@ func finish(t *testing.T, h *harness.Harness, runID int64, held <-chan error, ne
 	if err := deliver(h.Handler("successor", nil), next); err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(h.Log.String(), "resuming a partition taken over from a lost worker") {
+		t.Error("the takeover task did not say it resumed a taken-over partition")
+	}
 	h.WaitEnded(runID, 10*time.Second)
 	for _, l := range h.VerifyExactlyOnce(runID) {
 		if l.Worker == "holder" {
