@@ -19,8 +19,9 @@ import (
 type Status string
 
 // The states of a run. A run is created pending, is running once a worker
-// picks up one of its batches, and ends completed, failed or cancelled; a
-// failed or cancelled run may be retried, which makes it running again.
+// picks up one of its batches, and ends completed, failed, cancelled or
+// timed_out (an attempt used up its time budget); a failed, cancelled or
+// timed-out run may be retried, which makes it running again.
 const (
 	StatusPending   Status = "pending"
 	StatusRunning   Status = "running"
@@ -28,6 +29,7 @@ const (
 	StatusCompleted Status = "completed"
 	StatusFailed    Status = "failed"
 	StatusCancelled Status = "cancelled"
+	StatusTimedOut  Status = "timed_out"
 )
 
 // Active reports whether work of a run in this state goes on.
@@ -35,8 +37,26 @@ func (s Status) Active() bool { return s == StatusPending || s == StatusRunning 
 
 // Ended reports whether a run in this state has stopped for good or until retried.
 func (s Status) Ended() bool {
-	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled || s == StatusTimedOut
 }
+
+// Resumable reports whether a run in this state can be retried from its checkpoints.
+func (s Status) Resumable() bool {
+	return s == StatusFailed || s == StatusCancelled || s == StatusTimedOut
+}
+
+// Unit is what the positions of a run's partitions count.
+type Unit string
+
+// The units of a run.
+const (
+	// UnitItems: the positions are the run's items (run_items), such as
+	// the symbols of a daily sync.
+	UnitItems Unit = "items"
+	// UnitPages: the positions are the pages of a paginated source; a run
+	// of pages has no items, and its counters count records.
+	UnitPages Unit = "pages"
+)
 
 // PartitionStatus is the state of one partition of a run.
 type PartitionStatus string
@@ -47,6 +67,7 @@ const (
 	PartitionCompleted PartitionStatus = "completed"
 	PartitionFailed    PartitionStatus = "failed"
 	PartitionCancelled PartitionStatus = "cancelled"
+	PartitionTimedOut  PartitionStatus = "timed_out"
 )
 
 // ItemStatus is the outcome of one item of a run.
@@ -79,26 +100,48 @@ var (
 
 // Run is one run of a job, as stored.
 type Run struct {
-	ID         int64           `json:"id"`
-	Job        string          `json:"job"`
-	RunKey     string          `json:"run_key"`
-	Params     json.RawMessage `json:"params"`
-	Status     Status          `json:"status"`
-	BatchSize  int             `json:"batch_size"`
-	Partitions int             `json:"partitions"`
-	Total      int64           `json:"total"`
-	Processed  int64           `json:"processed"`
-	Succeeded  int64           `json:"succeeded"`
-	Failed     int64           `json:"failed"`
-	Records    int64           `json:"records"`
-	Attempt    int             `json:"attempt"`
+	ID     int64           `json:"id"`
+	Job    string          `json:"job"`
+	RunKey string          `json:"run_key"`
+	Params json.RawMessage `json:"params"`
+	Status Status          `json:"status"`
+	// Unit is what the positions of the run's partitions count; a run of
+	// pages counts records in Total, Processed, Succeeded and Failed.
+	Unit Unit `json:"unit"`
+	// Generation tells apart the runs of one job and run key: an ETL job
+	// with the same parameters is pulled again once its last run completed.
+	Generation int   `json:"generation"`
+	BatchSize  int   `json:"batch_size"`
+	Partitions int   `json:"partitions"`
+	Total      int64 `json:"total"`
+	Processed  int64 `json:"processed"`
+	Succeeded  int64 `json:"succeeded"`
+	Failed     int64 `json:"failed"`
+	Records    int64 `json:"records"`
+	Attempt    int   `json:"attempt"`
 	// MaxFailures is how many items one attempt may fail before the run
 	// fails early; nil means no limit. AttemptFailed counts the current
 	// attempt's failures.
 	MaxFailures   *int64 `json:"max_failures"`
 	AttemptFailed int64  `json:"attempt_failed"`
 	// Redrives counts the passes over the run's failed items after it completed.
-	Redrives   int        `json:"redrives"`
+	Redrives int `json:"redrives"`
+	// Batches is the number of batches committed, over every attempt (the
+	// pages of a run of pages).
+	Batches int64 `json:"batches"`
+	// BudgetMS is the time budget of one attempt in milliseconds, nil for
+	// none; an attempt that uses it up stops the run timed_out.
+	BudgetMS *int64 `json:"budget_ms"`
+	// AttemptStartedAt is when the current attempt started running.
+	AttemptStartedAt *time.Time `json:"attempt_started_at"`
+	// DurationMS is the run's running time summed over its attempts,
+	// including the current one so far.
+	DurationMS int64 `json:"duration_ms"`
+	// SourceTotal is the total the source reported last (a run of pages
+	// whose source gives one); a change from Total is drift.
+	SourceTotal *int64 `json:"source_total,omitempty"`
+	// Warnings are what the run noticed on its way, such as drift.
+	Warnings   []string   `json:"warnings,omitempty"`
 	LastError  string     `json:"last_error,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
 	StartedAt  *time.Time `json:"started_at"`
@@ -128,6 +171,8 @@ type Partition struct {
 	Epoch int64 `json:"epoch"`
 	// Takeovers counts the takeovers since the partition's last commit.
 	Takeovers int `json:"takeovers"`
+	// PageToken is the token of the next page of a cursor-style source.
+	PageToken string `json:"page_token,omitempty"`
 	// LeaseOwner is the holder of the lease, empty when none holds it;
 	// Leased is true while the lease has not lapsed.
 	LeaseOwner     string     `json:"lease_owner,omitempty"`

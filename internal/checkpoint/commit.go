@@ -37,6 +37,19 @@ type Batch struct {
 	// Outcomes are the outcomes of the batch's items: one for each
 	// position of [From, To), or in a redrive pass for each failed one.
 	Outcomes []Outcome
+	// Counts are the counters of a batch of a run of pages, which has no
+	// item outcomes: the records it received, loaded and rejected.
+	Counts *Counts
+	// Last says that the batch's range ends the partition, whatever its
+	// end was: the last page of an open run of pages.
+	Last bool
+	// PageToken is the partition's pagination state after the batch: the
+	// next cursor token of a cursor-style source.
+	PageToken string
+	// SourceTotal is the total the source reported with the batch, if any.
+	SourceTotal *int64
+	// Warnings are what the batch noticed, such as drift, recorded on the run.
+	Warnings []string
 	// Records is the number of data rows the batch wrote.
 	Records int
 	// TaskID and Worker say who committed the batch, for the ledger.
@@ -56,6 +69,16 @@ type Outcome struct {
 	Err string
 }
 
+// Counts are the counters of a batch without item outcomes.
+type Counts struct {
+	// Processed, Succeeded and Failed count records: received, loaded and
+	// rejected.
+	Processed, Succeeded, Failed int
+}
+
+// maxWarnings bounds the warnings kept on a run.
+const maxWarnings = 20
+
 // Committed is the state after a commit.
 type Committed struct {
 	// Partition is the partition after its advance.
@@ -65,7 +88,11 @@ type Committed struct {
 	// RunFailed is true when this commit took the run's failures past its
 	// limit, which failed the run; LastError says so.
 	RunFailed bool
-	LastError string
+	// RunTimedOut is true when the attempt had used up the run's time
+	// budget by this commit, which stopped the run timed_out, resumable
+	// from the checkpoint it just advanced; LastError says so.
+	RunTimedOut bool
+	LastError   string
 }
 
 // WriteFunc writes a batch's data within the commit's transaction.
@@ -88,7 +115,12 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: range [%d, %d) is reversed",
 			b.RunID, b.Partition, b.Seq, b.From, b.To)
 	}
-	if n := int64(len(b.Outcomes)); n > b.To-b.From || (b.Redrive == 0 && n != b.To-b.From) {
+	if b.Counts != nil {
+		if len(b.Outcomes) > 0 || b.Counts.Processed < 0 || b.Counts.Succeeded < 0 || b.Counts.Failed < 0 {
+			return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: counts %+v with %d outcomes: a batch has counts or outcomes",
+				b.RunID, b.Partition, b.Seq, *b.Counts, len(b.Outcomes))
+		}
+	} else if n := int64(len(b.Outcomes)); n > b.To-b.From || (b.Redrive == 0 && n != b.To-b.From) {
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %d outcomes for the %d items of [%d, %d)",
 			b.RunID, b.Partition, b.Seq, len(b.Outcomes), b.To-b.From, b.From, b.To)
 	}
@@ -128,20 +160,37 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		// item that succeeds now moves from failed to succeeded, and one
 		// that fails again is no new failure (the threshold is there to
 		// catch a broken source, not the quarantine it already holds).
-		processed, failedDelta, attemptFailed := len(b.Outcomes), failed, failed
+		processed, succeeded, failedDelta, attemptFailed := len(b.Outcomes), ok, failed, failed
 		if b.Redrive > 0 {
 			processed, failedDelta, attemptFailed = 0, -ok, 0
 		}
+		// The ledger row says what the batch did, in a redrive pass too.
+		items, itemsOK, itemsFailed := len(b.Outcomes), ok, failed
+		if c := b.Counts; c != nil {
+			processed, succeeded, failedDelta, attemptFailed = c.Processed, c.Succeeded, c.Failed, c.Failed
+			items, itemsOK, itemsFailed = c.Processed, c.Succeeded, c.Failed
+		}
 		var attemptFailures int64
 		var maxFailures *int64
+		var overBudget bool
+		var run struct {
+			processed, total int64
+			budgetMS         *int64
+		}
 		err := tx.QueryRow(ctx, `UPDATE runs SET
 				processed = processed + $2, succeeded = succeeded + $3, failed = failed + $4,
 				records = records + $5, attempt_failed = attempt_failed + $6,
+				source_total = coalesce($7, source_total),
+				warnings = CASE WHEN cardinality(warnings) >= $9 THEN warnings
+					ELSE (warnings || $8::text[])[1:$9] END,
 				status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
 				started_at = coalesce(started_at, now()), updated_at = now()
 			WHERE id = $1 AND status IN ('pending', 'running')
-			RETURNING attempt_failed, max_failures`,
-			b.RunID, processed, ok, failedDelta, b.Records, attemptFailed).Scan(&attemptFailures, &maxFailures)
+			RETURNING attempt_failed, max_failures, processed, total, budget_ms,
+				coalesce(clock_timestamp() - attempt_started_at >= budget_ms * interval '1 millisecond', false)`,
+			b.RunID, processed, succeeded, failedDelta, b.Records, attemptFailed,
+			b.SourceTotal, b.Warnings, maxWarnings).Scan(&attemptFailures, &maxFailures,
+			&run.processed, &run.total, &run.budgetMS, &overBudget)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
 		}
@@ -151,12 +200,14 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 
 		// The lease ends with a commit that hands the chain over or ends
 		// the partition; any other commit extends it.
+		// A batch that is the last one ends the partition where it ends.
 		p, err := scanPartition(tx.QueryRow(ctx, `UPDATE run_partitions p SET
-				cursor = $6, seq = p.seq + 1,
+				cursor = $6, seq = p.seq + 1, page_token = nullif($13, ''),
+				end_pos = CASE WHEN $12 THEN $6 ELSE p.end_pos END,
 				task_seq = CASE WHEN $7 THEN p.seq + 1 ELSE p.task_seq END, takeovers = 0,
-				status = CASE WHEN $6 = p.end_pos THEN 'completed' ELSE p.status END,
-				lease_owner = CASE WHEN $7 OR $6 = p.end_pos THEN NULL ELSE p.lease_owner END,
-				lease_expires_at = CASE WHEN $7 OR $6 = p.end_pos THEN NULL
+				status = CASE WHEN $6 = p.end_pos OR $12 THEN 'completed' ELSE p.status END,
+				lease_owner = CASE WHEN $7 OR $6 = p.end_pos OR $12 THEN NULL ELSE p.lease_owner END,
+				lease_expires_at = CASE WHEN $7 OR $6 = p.end_pos OR $12 THEN NULL
 					WHEN $10 <= 0 THEN p.lease_expires_at
 					ELSE clock_timestamp() + $10 * interval '1 millisecond' END,
 				last_progress_at = now(), updated_at = now()
@@ -165,7 +216,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				AND p.lease_epoch = $8 AND p.lease_owner = $9 AND p.redrive = $11
 			RETURNING `+partitionColumns,
 			b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.To, b.Handover,
-			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive))
+			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive, b.Last, b.PageToken))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
 				b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
@@ -203,7 +254,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				cursor_from, cursor_to, items, succeeded, failed, records, task_id, worker,
 				started_at, duration_ms)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-			b.RunID, b.Partition, b.Seq, b.Attempt, b.Redrive, b.From, b.To, len(b.Outcomes), ok, failed,
+			b.RunID, b.Partition, b.Seq, b.Attempt, b.Redrive, b.From, b.To, items, itemsOK, itemsFailed,
 			b.Records, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds()); err != nil {
 			return fmt.Errorf("write ledger: %w", err)
 		}
@@ -217,6 +268,11 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				return fmt.Errorf("complete run: %w", err)
 			}
 			res.RunCompleted = tag.RowsAffected() == 1
+			if res.RunCompleted && b.Counts != nil {
+				if err := checkTotals(ctx, tx, b.RunID); err != nil {
+					return err
+				}
+			}
 		}
 		if !res.RunCompleted && maxFailures != nil && attemptFailures > *maxFailures {
 			// The source is broken rather than a few items bad: stop the
@@ -226,11 +282,22 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			res.RunFailed = true
 			res.LastError = fmt.Sprintf("failure threshold exceeded: %d items failed in attempt %d, more than the %d allowed; last error: %s",
 				attemptFailures, b.Attempt, *maxFailures, lastError(b.Outcomes))
-			if err := stopRun(ctx, tx, b.RunID, res.LastError); err != nil {
+			if err := stopRun(ctx, tx, b.RunID, StatusFailed, res.LastError); err != nil {
 				return err
 			}
 			if res.Partition.Status == PartitionRunning {
 				res.Partition.Status = PartitionFailed
+			}
+		}
+		if !res.RunCompleted && !res.RunFailed && overBudget {
+			// The checkpoint just advanced to a page boundary: stop here.
+			res.RunTimedOut = true
+			res.LastError = budgetUsedUp(b.RunID, b.Attempt, *run.budgetMS, run.processed, run.total)
+			if err := stopRun(ctx, tx, b.RunID, StatusTimedOut, res.LastError); err != nil {
+				return err
+			}
+			if res.Partition.Status == PartitionRunning {
+				res.Partition.Status = PartitionTimedOut
 			}
 		}
 		return nil
@@ -249,4 +316,33 @@ func lastError(outcomes []Outcome) string {
 		}
 	}
 	return "(none in this batch)"
+}
+
+// budgetUsedUp is the last error of a run whose attempt used up its budget.
+func budgetUsedUp(id int64, attempt int, budgetMS, processed, total int64) string {
+	of := ""
+	if total > 0 {
+		of = fmt.Sprintf(" of %d", total)
+	}
+	return fmt.Sprintf("time budget of %s used up in attempt %d with %d%s records so far; the checkpoint is kept: "+
+		"resume with `enqueue retry %d` (or POST /api/runs/%d/retry)",
+		time.Duration(budgetMS)*time.Millisecond, attempt, processed, of, id, id)
+}
+
+// checkTotals records on a run of pages that has just completed whether
+// what it received matches the total it was started with: a source that
+// changed under an offset or page walk makes records repeat or go missing.
+func checkTotals(ctx context.Context, tx pgx.Tx, id int64) error {
+	_, err := tx.Exec(ctx, `UPDATE runs SET warnings = (warnings || array_remove(ARRAY[
+			CASE WHEN total > 0 AND processed <> total THEN format(
+				'received %s records, but the source had %s when the run started: it changed during the run (records may be missing or repeated)',
+				processed, total) END,
+			CASE WHEN total > 0 AND source_total IS NOT NULL AND source_total <> total THEN format(
+				'the source reports %s records at the end, %s when the run started: records added or removed during the run were not all pulled; start the job again to pull them',
+				source_total, total) END], NULL))[1:$2]
+		WHERE id = $1 AND unit = 'pages'`, id, maxWarnings+2)
+	if err != nil {
+		return fmt.Errorf("check totals of run %d: %w", id, err)
+	}
+	return nil
 }

@@ -153,7 +153,7 @@ func (s *Store) takeOver(ctx context.Context, id int64, partition, maxTakeovers 
 			return err
 		}
 		p.Status = PartitionFailed
-		return stopRun(ctx, tx, id, fmt.Sprintf("partition %d: %s", partition, reason))
+		return stopRun(ctx, tx, id, StatusFailed, fmt.Sprintf("partition %d: %s", partition, reason))
 	})
 	if err != nil {
 		return Partition{}, false, fmt.Errorf("take over run %d partition %d: %w", id, partition, err)

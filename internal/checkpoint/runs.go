@@ -6,15 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // runColumns selects a Run from runs r; scanRun reads it.
-const runColumns = `r.id, r.job, r.run_key, r.params, r.status, r.batch_size,
+const runColumns = `r.id, r.job, r.run_key, r.params, r.status, r.unit, r.generation, r.batch_size,
 	(SELECT count(*) FROM run_partitions x WHERE x.run_id = r.id),
 	r.total, r.processed, r.succeeded, r.failed, r.records, r.attempt,
 	r.max_failures, r.attempt_failed, r.redrives,
+	(SELECT count(*) FROM batch_ledger l WHERE l.run_id = r.id),
+	r.budget_ms, r.attempt_started_at,
+	r.elapsed_ms + CASE WHEN r.status = 'running' AND r.attempt_started_at IS NOT NULL
+		THEN greatest((extract(epoch FROM clock_timestamp() - r.attempt_started_at) * 1000)::bigint, 0) ELSE 0 END,
+	r.source_total, r.warnings,
 	coalesce(r.last_error, ''), r.created_at, r.started_at, r.finished_at, r.updated_at`
 
 func scanRun(row pgx.Row) (Run, error) {
@@ -25,14 +31,16 @@ func scanRun(row pgx.Row) (Run, error) {
 
 // runFields returns the scan destinations of runColumns.
 func runFields(r *Run) []any {
-	return []any{&r.ID, &r.Job, &r.RunKey, &r.Params, &r.Status, &r.BatchSize,
+	return []any{&r.ID, &r.Job, &r.RunKey, &r.Params, &r.Status, &r.Unit, &r.Generation, &r.BatchSize,
 		&r.Partitions, &r.Total, &r.Processed, &r.Succeeded, &r.Failed, &r.Records, &r.Attempt,
-		&r.MaxFailures, &r.AttemptFailed, &r.Redrives, &r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt}
+		&r.MaxFailures, &r.AttemptFailed, &r.Redrives, &r.Batches, &r.BudgetMS, &r.AttemptStartedAt,
+		&r.DurationMS, &r.SourceTotal, &r.Warnings,
+		&r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt}
 }
 
 // partitionColumns selects a Partition from run_partitions p; scanPartition reads it.
 const partitionColumns = `p.run_id, p.partition, p.status, p.attempt, p.start_pos, p.end_pos,
-	p.cursor, p.seq, p.task_seq, p.redrive, p.lease_epoch, p.takeovers, coalesce(p.lease_owner, ''),
+	p.cursor, p.seq, p.task_seq, p.redrive, p.lease_epoch, p.takeovers, coalesce(p.page_token, ''), coalesce(p.lease_owner, ''),
 	coalesce(p.lease_expires_at > clock_timestamp(), false), p.lease_expires_at,
 	coalesce(p.last_error, ''), p.last_progress_at`
 
@@ -45,7 +53,7 @@ func scanPartition(row pgx.Row) (Partition, error) {
 // partitionFields returns the scan destinations of partitionColumns.
 func partitionFields(p *Partition) []any {
 	return []any{&p.RunID, &p.Index, &p.Status, &p.Attempt, &p.StartPos, &p.EndPos,
-		&p.Cursor, &p.Seq, &p.TaskSeq, &p.Redrive, &p.Epoch, &p.Takeovers, &p.LeaseOwner, &p.Leased, &p.LeaseExpiresAt,
+		&p.Cursor, &p.Seq, &p.TaskSeq, &p.Redrive, &p.Epoch, &p.Takeovers, &p.PageToken, &p.LeaseOwner, &p.Leased, &p.LeaseExpiresAt,
 		&p.LastError, &p.LastProgressAt}
 }
 
@@ -54,23 +62,43 @@ type NewRun struct {
 	// Job names the kind of run, such as "daily-sync".
 	Job string
 	// RunKey tells runs of one job apart, such as the trading date; there is
-	// at most one run per (Job, RunKey).
+	// at most one run per (Job, RunKey, Generation).
 	RunKey string
+	// Generation is the run's generation of (Job, RunKey); 0 means 1.
+	Generation int
 	// Params are the job's parameters, stored as JSON.
 	Params any
-	// BatchSize is the number of items per batch.
+	// BatchSize is the number of items per batch (the page size of a run
+	// of pages).
 	BatchSize int
 	// Partitions is the number of chains; it is lowered to the number of
-	// items when there are fewer.
+	// positions when there are fewer.
 	Partitions int
-	// Keys are the run's items in order, frozen with the run.
+	// Keys are the run's items in order, frozen with the run (a run of
+	// items).
 	Keys []string
+	// Unit is UnitItems (the default), whose positions are Keys, or
+	// UnitPages, whose positions are Pages pages and which has no items.
+	Unit Unit
+	// Pages is the number of pages of a run of pages, frozen with it;
+	// with Open it is unknown (a cursor-style source, or one that gives no
+	// total), and the run has one partition that the batch of the last
+	// page ends.
+	Pages int64
+	Open  bool
+	// Total is the number of records of a run of pages, when known.
+	Total int64
+	// Budget is the time budget of one attempt; 0 means none.
+	Budget time.Duration
 	// MaxFailedItems and MaxFailedPercent (of the items) set how many items
 	// one attempt of the run may fail before the run fails early, frozen
 	// with the run; 0 means no limit, and with both the lower one applies.
 	MaxFailedItems   int64
 	MaxFailedPercent float64
 }
+
+// openEnd is the end position of an open partition: past any real page.
+const openEnd = int64(1) << 62
 
 // maxFailures returns the failure limit of a run of total items, or nil.
 func (spec NewRun) maxFailures(total int64) *int64 {
@@ -90,37 +118,87 @@ func (spec NewRun) maxFailures(total int64) *int64 {
 	return limit
 }
 
-// CreateRun creates the run that spec describes, with its items and
-// partitions, in one transaction. When a run with the same job and run key
-// exists it returns that run instead, unchanged, with created false.
-func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bool, err error) {
+// check returns what is wrong with spec, or nil; it fills in defaults.
+func (spec *NewRun) check() error {
+	if spec.Unit == "" {
+		spec.Unit = UnitItems
+	}
+	if spec.Generation == 0 {
+		spec.Generation = 1
+	}
 	switch {
 	case spec.Job == "" || spec.RunKey == "":
-		return Run{}, false, errors.New("create run: job and run key are required")
+		return errors.New("job and run key are required")
+	case spec.Generation < 1:
+		return fmt.Errorf("generation must be at least 1, got %d", spec.Generation)
 	case spec.BatchSize < 1:
-		return Run{}, false, fmt.Errorf("create run: batch size must be at least 1, got %d", spec.BatchSize)
+		return fmt.Errorf("batch size must be at least 1, got %d", spec.BatchSize)
 	case spec.Partitions < 1:
-		return Run{}, false, fmt.Errorf("create run: partitions must be at least 1, got %d", spec.Partitions)
-	case len(spec.Keys) == 0:
-		return Run{}, false, errors.New("create run: a run needs at least one item")
+		return fmt.Errorf("partitions must be at least 1, got %d", spec.Partitions)
 	case spec.MaxFailedItems < 0 || spec.MaxFailedPercent < 0 || spec.MaxFailedPercent > 100:
-		return Run{}, false, fmt.Errorf("create run: failure limits must be 0 or more items and 0 to 100 percent, got %d and %g",
+		return fmt.Errorf("failure limits must be 0 or more items and 0 to 100 percent, got %d and %g",
 			spec.MaxFailedItems, spec.MaxFailedPercent)
+	case spec.Budget < 0:
+		return fmt.Errorf("time budget must be 0 (none) or more, got %s", spec.Budget)
+	}
+	switch spec.Unit {
+	case UnitItems:
+		if len(spec.Keys) == 0 {
+			return errors.New("a run needs at least one item")
+		}
+		if spec.Pages != 0 || spec.Open || spec.Total != 0 {
+			return errors.New("pages, open and total apply to a run of pages only")
+		}
+	case UnitPages:
+		switch {
+		case len(spec.Keys) != 0:
+			return errors.New("a run of pages has no items")
+		case spec.Open && spec.Pages != 0:
+			return errors.New("an open run of pages has no number of pages")
+		case !spec.Open && (spec.Pages < 1 || spec.Pages >= openEnd):
+			return fmt.Errorf("a run of pages needs 1 or more pages, got %d", spec.Pages)
+		case spec.Total < 0:
+			return fmt.Errorf("total must be 0 or more, got %d", spec.Total)
+		}
+	default:
+		return fmt.Errorf("unit must be %s or %s, got %q", UnitItems, UnitPages, spec.Unit)
+	}
+	return nil
+}
+
+// CreateRun creates the run that spec describes, with its items and
+// partitions, in one transaction. When a run with the same job, run key and
+// generation exists it returns that run instead, unchanged, with created
+// false.
+func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bool, err error) {
+	if err := spec.check(); err != nil {
+		return Run{}, false, fmt.Errorf("create run: %w", err)
 	}
 	params, err := json.Marshal(spec.Params)
 	if err != nil {
 		return Run{}, false, fmt.Errorf("create run: encode params: %w", err)
 	}
+	total, positions := int64(len(spec.Keys)), int64(len(spec.Keys))
+	var limit *int64
+	if spec.Unit == UnitPages {
+		total, positions = spec.Total, spec.Pages
+	} else {
+		limit = spec.maxFailures(total)
+	}
+	var budget *int64
+	if spec.Budget > 0 {
+		ms := max(spec.Budget.Milliseconds(), 1)
+		budget = &ms
+	}
 
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var id int64
 		err := tx.QueryRow(ctx, `
-			INSERT INTO runs (job, run_key, params, batch_size, total, max_failures)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (job, run_key) DO NOTHING
+			INSERT INTO runs (job, run_key, generation, params, unit, batch_size, total, max_failures, budget_ms)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (job, run_key, generation) DO NOTHING
 			RETURNING id`,
-			spec.Job, spec.RunKey, params, spec.BatchSize, len(spec.Keys),
-			spec.maxFailures(int64(len(spec.Keys)))).Scan(&id)
+			spec.Job, spec.RunKey, spec.Generation, params, spec.Unit, spec.BatchSize, total, limit, budget).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // exists; read it below, outside this transaction
 		}
@@ -129,14 +207,21 @@ func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bo
 		}
 		created = true
 
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO run_items (run_id, pos, key)
-			SELECT $1, u.ord - 1, u.key FROM unnest($2::text[]) WITH ORDINALITY AS u(key, ord)`,
-			id, spec.Keys); err != nil {
-			return fmt.Errorf("insert items of run %d: %w", id, err)
+		if spec.Unit == UnitItems {
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO run_items (run_id, pos, key)
+				SELECT $1, u.ord - 1, u.key FROM unnest($2::text[]) WITH ORDINALITY AS u(key, ord)`,
+				id, spec.Keys); err != nil {
+				return fmt.Errorf("insert items of run %d: %w", id, err)
+			}
 		}
 
-		starts, ends := split(int64(len(spec.Keys)), spec.Partitions)
+		var starts, ends []int64
+		if spec.Open {
+			starts, ends = []int64{0}, []int64{openEnd}
+		} else {
+			starts, ends = split(positions, spec.Partitions)
+		}
 		idx := make([]int32, len(starts))
 		for i := range idx {
 			idx[i] = int32(i)
@@ -157,7 +242,7 @@ func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bo
 		return Run{}, false, err
 	}
 	if !created {
-		run, err = s.GetByKey(ctx, spec.Job, spec.RunKey)
+		run, err = s.getGeneration(ctx, spec.Job, spec.RunKey, spec.Generation)
 		if err != nil {
 			return Run{}, false, err
 		}
@@ -188,10 +273,18 @@ func (s *Store) Get(ctx context.Context, id int64) (Run, error) {
 	return r, nil
 }
 
-// GetByKey returns the run of job with runKey, or an error wrapping ErrNotFound.
+// GetByKey returns the newest generation of the run of job with runKey, or
+// an error wrapping ErrNotFound.
 func (s *Store) GetByKey(ctx context.Context, job, runKey string) (Run, error) {
-	r, err := scanRun(s.pool.QueryRow(ctx,
-		`SELECT `+runColumns+` FROM runs r WHERE r.job = $1 AND r.run_key = $2`, job, runKey))
+	return s.getGeneration(ctx, job, runKey, 0)
+}
+
+// getGeneration returns the run of job and runKey of generation gen, or the
+// newest one for gen 0.
+func (s *Store) getGeneration(ctx context.Context, job, runKey string, gen int) (Run, error) {
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r
+		WHERE r.job = $1 AND r.run_key = $2 AND ($3 = 0 OR r.generation = $3)
+		ORDER BY r.generation DESC LIMIT 1`, job, runKey, gen))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Run{}, fmt.Errorf("run of %s for %s: %w", job, runKey, ErrNotFound)
 	}
@@ -332,8 +425,8 @@ func lockRun(ctx context.Context, tx pgx.Tx, id int64) (Run, error) {
 // returns the run and the partitions whose tasks the caller must enqueue.
 func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
 	return s.restart(ctx, id, false, func(r Run) error {
-		if r.Status != StatusFailed && r.Status != StatusCancelled {
-			return fmt.Errorf("run %d is %s; only a failed or cancelled run can be retried: %w", id, r.Status, ErrState)
+		if !r.Status.Resumable() {
+			return fmt.Errorf("run %d is %s; only a failed, cancelled or timed-out run can be retried: %w", id, r.Status, ErrState)
 		}
 		return nil
 	}, `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
@@ -351,6 +444,9 @@ func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
 // completed, or has no failed item, fails with ErrState.
 func (s *Store) Redrive(ctx context.Context, id int64) (Run, []Partition, error) {
 	return s.restart(ctx, id, true, func(r Run) error {
+		if r.Unit != UnitItems {
+			return fmt.Errorf("run %d pulls pages and has no items to redrive; start its job again to pull it anew: %w", id, ErrState)
+		}
 		if r.Status != StatusCompleted {
 			return fmt.Errorf("run %d is %s; only a completed run's failed items can be redriven (a failed or cancelled run is resumed with retry): %w",
 				id, r.Status, ErrState)
@@ -493,24 +589,25 @@ func (s *Store) FailPartition(ctx context.Context, ref TaskRef, reason string) (
 			return nil
 		}
 		failed = true
-		return stopRun(ctx, tx, id, fmt.Sprintf("partition %d: %s", partition, reason))
+		return stopRun(ctx, tx, id, StatusFailed, fmt.Sprintf("partition %d: %s", partition, reason))
 	})
 	return failed, err
 }
 
-// stopRun fails run id with reason within tx, which holds the run's lock:
-// its running partitions stop where they are (failed, their leases given
-// up), so that a retry resumes them all.
-func stopRun(ctx context.Context, tx pgx.Tx, id int64, reason string) error {
-	if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = 'failed',
+// stopRun stops run id with status (failed or timed_out) and reason within
+// tx, which holds the run's lock: its running partitions stop where they are
+// (in the same status, their leases given up), so that a retry resumes them
+// all.
+func stopRun(ctx context.Context, tx pgx.Tx, id int64, status Status, reason string) error {
+	if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = $2,
 			lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-		WHERE run_id = $1 AND status = 'running'`, id); err != nil {
+		WHERE run_id = $1 AND status = 'running'`, id, status); err != nil {
 		return fmt.Errorf("stop partitions of run %d: %w", id, err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE runs SET status = 'failed', last_error = $2,
+	if _, err := tx.Exec(ctx, `UPDATE runs SET status = $2, last_error = $3,
 			finished_at = now(), updated_at = now()
-		WHERE id = $1 AND status IN ('pending', 'running')`, id, reason); err != nil {
-		return fmt.Errorf("fail run %d: %w", id, err)
+		WHERE id = $1 AND status IN ('pending', 'running')`, id, status, reason); err != nil {
+		return fmt.Errorf("stop run %d: %w", id, err)
 	}
 	return nil
 }

@@ -6,14 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/syncworker/syncworker/internal/fault"
-	"github.com/syncworker/syncworker/internal/testenv"
 )
 
 var day = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
@@ -287,39 +285,5 @@ func TestRetryAfterHeader(t *testing.T) {
 		if got := retryAfter(tt.in, now); got != tt.want {
 			t.Errorf("retryAfter(%q) = %s, want %s", tt.in, got, tt.want)
 		}
-	}
-}
-
-// The limiter holds a rate across every process that shares its Redis: two
-// limiters on one key together stay within it.
-func TestRedisLimiterIsShared(t *testing.T) {
-	r := testenv.NewRedis(t)
-	const perSecond, waits = 20, 60
-	a := NewRedisLimiter(r.Client, "test:limit", perSecond)
-	b := NewRedisLimiter(r.Client, "test:limit", perSecond)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range waits {
-		l := a
-		if i%2 == 1 {
-			l = b
-		}
-		wg.Go(func() {
-			if err := l.Wait(context.Background()); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	// A burst of perSecond, then perSecond a second: 60 waits need at least
-	// (60-20)/20 = 2 s. A lower bound, so a slow machine cannot fail it.
-	if el, min := time.Since(start), time.Duration(waits-perSecond)*time.Second/perSecond; el < min-100*time.Millisecond {
-		t.Errorf("%d waits at %d/s took %s, want at least %s", waits, perSecond, el, min)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := a.Wait(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Wait on a cancelled context = %v", err)
 	}
 }

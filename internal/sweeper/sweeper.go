@@ -84,6 +84,9 @@ func (s *Sweeper) Run(ctx context.Context) {
 			if _, err := s.TakeOver(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("takeover pass failed", "error", err)
 			}
+			if _, err := s.TimeOut(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("time budget pass failed", "error", err)
+			}
 		}
 	}
 }
@@ -119,6 +122,18 @@ func (s *Sweeper) TakeOver(ctx context.Context) (int, error) {
 			"task", payload.TaskID(), "run", p.RunID, "partition", p.Index, "epoch", p.Epoch, "cursor", p.Cursor)
 	}
 	return len(parts), errors.Join(errs...)
+}
+
+// TimeOut stops timed_out every run whose attempt used up its time budget
+// while no task was working on it (one that waits out a retry backoff, say),
+// and returns how many it stopped. A run a task works on is stopped by that
+// task at its next page boundary.
+func (s *Sweeper) TimeOut(ctx context.Context) (int, error) {
+	ids, err := s.store.TimeOutIdle(ctx)
+	for _, id := range ids {
+		s.log.Warn("run used up its time budget; stopped it timed_out", "run", id)
+	}
+	return len(ids), err
 }
 
 // Sweep makes one pass over the running partitions, if no other process is

@@ -24,19 +24,30 @@ type Job interface {
 	Fetch(ctx context.Context, b Batch) (Fetched, error)
 }
 
-// Batch is what a Job gets to work on.
+// Batch is what a Job gets to work on: the items of a run of items, or for
+// a run of pages the partition's checkpoint, whose Cursor is the page to
+// fetch and PageToken its cursor token.
 type Batch struct {
-	Run   checkpoint.Run
-	Items []checkpoint.Item
+	Run       checkpoint.Run
+	Partition checkpoint.Partition
+	Items     []checkpoint.Item
 	// Final is true on the task's last attempt: the job should then record
 	// what it could not do as failed items rather than fail the batch again,
 	// where that is right.
 	Final bool
 }
 
-// Fetched is the result of a Job's Fetch, ready to commit.
+// Fetched is the result of a Job's Fetch, ready to commit: item outcomes for
+// a run of items, counts and the pagination state for a run of pages.
 type Fetched struct {
 	Outcomes []checkpoint.Outcome
+	// Counts, Last, PageToken, SourceTotal and Warnings are those of
+	// checkpoint.Batch, for a run of pages.
+	Counts      *checkpoint.Counts
+	Last        bool
+	PageToken   string
+	SourceTotal *int64
+	Warnings    []string
 	// Records is the number of data rows Write writes.
 	Records int
 	// Write writes the batch's data within the commit's transaction.
@@ -256,10 +267,22 @@ func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, 
 		if err != nil {
 			return nil, err
 		}
+		if run.OverBudget() {
+			// A page boundary past the budget: stop here, timed out.
+			stopped, err := h.store.TimeOut(work, run.ID)
+			if err != nil {
+				return nil, err
+			}
+			if stopped {
+				h.log.Warn("run used up its time budget; stopped it timed_out", "run", run.ID, "job", run.Job,
+					"partition", part.Index, "cursor", part.Cursor)
+				return nil, nil
+			}
+		}
 		batchStart := time.Now()
 		var fetched Fetched
-		if len(items) > 0 {
-			if fetched, err = job.Fetch(work, Batch{Run: run, Items: items, Final: d.final}); err != nil {
+		if len(items) > 0 || run.Unit == checkpoint.UnitPages {
+			if fetched, err = job.Fetch(work, Batch{Run: run, Partition: part, Items: items, Final: d.final}); err != nil {
 				return nil, err
 			}
 		}
@@ -267,14 +290,15 @@ func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, 
 		// A retried task hands over after its first commit: the successor
 		// starts with a fresh retry budget, so that a budget counts the
 		// failures of one batch, not of everything the task ran before.
-		handover := to < part.EndPos &&
+		handover := to < part.EndPos && !fetched.Last &&
 			(h.slice == 0 || d.retried > 0 || time.Since(start) >= h.slice || h.isStopping() ||
 				nearDeadline(work, time.Since(batchStart)))
 		res, err := h.store.Commit(work, checkpoint.Batch{
 			RunID: run.ID, Partition: part.Index, Attempt: part.Attempt, Seq: part.Seq,
 			Epoch: part.Epoch, Owner: owner, LeaseTTL: h.lease, Redrive: part.Redrive,
 			From: from, To: to, Handover: handover,
-			Outcomes: fetched.Outcomes, Records: fetched.Records,
+			Outcomes: fetched.Outcomes, Records: fetched.Records, Counts: fetched.Counts,
+			Last: fetched.Last, PageToken: fetched.PageToken, SourceTotal: fetched.SourceTotal, Warnings: fetched.Warnings,
 			TaskID: d.taskID, Worker: h.worker, StartedAt: batchStart,
 		}, fetched.Write)
 		if errors.Is(err, checkpoint.ErrStale) {
@@ -294,6 +318,10 @@ func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, 
 		if res.RunFailed {
 			h.log.Warn("run failed", "run", run.ID, "job", run.Job, "run_key", run.RunKey, "reason", res.LastError)
 		}
+		if res.RunTimedOut {
+			h.log.Warn("run used up its time budget; stopped it timed_out", "run", run.ID, "job", run.Job,
+				"run_key", run.RunKey, "reason", res.LastError)
+		}
 		part = res.Partition
 		if part.Status != checkpoint.PartitionRunning {
 			return nil, nil
@@ -308,9 +336,12 @@ func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, 
 // nextItems returns the range and the items of part's next batch: the next
 // BatchSize positions, or in a redrive pass the next BatchSize failed items
 // (the range then ends after the last of them, or at the partition's end
-// when there are no more).
+// when there are no more). The batch of a run of pages is its next page.
 func (h *Handler) nextItems(ctx context.Context, run checkpoint.Run, part checkpoint.Partition) (from, to int64, items []checkpoint.Item, err error) {
 	from = part.Cursor
+	if run.Unit == checkpoint.UnitPages {
+		return from, from + 1, nil, nil
+	}
 	if part.Redrive > 0 {
 		items, err = h.store.FailedItems(ctx, run.ID, from, part.EndPos, run.BatchSize)
 		if err != nil {

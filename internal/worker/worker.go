@@ -21,6 +21,7 @@ import (
 	"github.com/syncworker/syncworker/internal/db"
 	"github.com/syncworker/syncworker/internal/fault"
 	"github.com/syncworker/syncworker/internal/quotes"
+	"github.com/syncworker/syncworker/internal/ratelimit"
 	"github.com/syncworker/syncworker/internal/sweeper"
 	"github.com/syncworker/syncworker/internal/tasks"
 )
@@ -122,7 +123,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 func Jobs(cfg config.Config, rdb redis.UniversalClient) (map[string]tasks.Job, error) {
 	var limiter quotes.Limiter
 	if cfg.Quotes.RateLimit > 0 {
-		limiter = quotes.NewRedisLimiter(rdb, rateLimitKey, cfg.Quotes.RateLimit)
+		limiter = ratelimit.NewRedisLimiter(rdb, rateLimitKey, cfg.Quotes.RateLimit)
 	}
 	source, err := quotes.NewClient(quotes.Options{
 		BaseURL:       cfg.Quotes.BaseURL,

@@ -1,4 +1,6 @@
-package quotes
+// Package ratelimit holds the request budgets of the sources, shared by every
+// worker process through Redis.
+package ratelimit
 
 import (
 	"context"
