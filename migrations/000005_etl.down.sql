@@ -2,6 +2,7 @@ DROP TABLE etl_records;
 ALTER TABLE run_partitions DROP COLUMN page_token;
 DROP TRIGGER runs_track_attempt ON runs;
 DROP FUNCTION runs_track_attempt();
+DROP TABLE run_attempts;
 DELETE FROM runs WHERE generation > 1;
 ALTER TABLE runs DROP CONSTRAINT runs_job_run_key_generation_key;
 ALTER TABLE runs ADD CONSTRAINT runs_job_run_key_key UNIQUE (job, run_key);

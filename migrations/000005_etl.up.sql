@@ -38,17 +38,39 @@ UPDATE runs SET attempt_started_at = started_at WHERE status = 'running';
 UPDATE runs SET elapsed_ms = (extract(epoch FROM finished_at - started_at) * 1000)::bigint
     WHERE finished_at IS NOT NULL AND started_at IS NOT NULL AND finished_at >= started_at;
 
+-- run_attempts: one row per attempt of a run that ended, however it ended
+-- (completed, failed, cancelled, timed_out): the history behind the
+-- duration report and its budget suggestions.
+CREATE TABLE run_attempts (
+    run_id      bigint NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    attempt     integer NOT NULL,
+    status      text NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    elapsed_ms  bigint NOT NULL CHECK (elapsed_ms >= 0),
+    processed   bigint NOT NULL,
+    PRIMARY KEY (run_id, attempt)
+);
+
 -- runs_track_attempt times the attempts: the clock of an attempt starts when
--- the run becomes running (its first batch, a retry, a redrive) and its time
--- is added to elapsed_ms when the run stops, whatever stops it.
+-- the run becomes running (its first batch, a retry, a redrive), and when
+-- the run stops, whatever stops it, the attempt's time is added to
+-- elapsed_ms and the attempt is recorded in run_attempts.
 CREATE FUNCTION runs_track_attempt() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    took bigint;
 BEGIN
     IF NEW.status = 'running' AND OLD.status <> 'running' THEN
         NEW.attempt_started_at := now();
     ELSIF OLD.status IN ('pending', 'running') AND NEW.status NOT IN ('pending', 'running')
             AND OLD.attempt_started_at IS NOT NULL THEN
-        NEW.elapsed_ms := OLD.elapsed_ms
-            + greatest((extract(epoch FROM clock_timestamp() - OLD.attempt_started_at) * 1000)::bigint, 0);
+        took := greatest((extract(epoch FROM clock_timestamp() - OLD.attempt_started_at) * 1000)::bigint, 0);
+        NEW.elapsed_ms := OLD.elapsed_ms + took;
+        INSERT INTO run_attempts (run_id, attempt, status, started_at, finished_at, elapsed_ms, processed)
+        VALUES (NEW.id, OLD.attempt, NEW.status, OLD.attempt_started_at, clock_timestamp(), took, NEW.processed)
+        ON CONFLICT (run_id, attempt) DO UPDATE SET status = excluded.status,
+            finished_at = excluded.finished_at, elapsed_ms = run_attempts.elapsed_ms + excluded.elapsed_ms,
+            processed = excluded.processed;
     END IF;
     RETURN NEW;
 END

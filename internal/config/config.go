@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -47,6 +48,8 @@ type Config struct {
 	Quotes  Quotes  `mapstructure:"quotes"`
 	Worker  Worker  `mapstructure:"worker"`
 	Sweeper Sweeper `mapstructure:"sweeper"`
+	ETL     ETL     `mapstructure:"etl"`
+	HTTP    HTTP    `mapstructure:"http"`
 	Log     Log     `mapstructure:"log"`
 }
 
@@ -144,6 +147,33 @@ type Sweeper struct {
 	TakeoverInterval time.Duration `mapstructure:"takeover_interval"`
 }
 
+// ETL configures the ETL page pulls.
+type ETL struct {
+	// JobsFile is the jobs file that declares the ETL jobs (ETL_JOBS_FILE,
+	// --jobs). A jobs file that does not exist at the default path means no
+	// ETL jobs; one named otherwise must exist. Default: configs/jobs.yaml.
+	JobsFile string `mapstructure:"jobs_file"`
+	// DefaultTimeoutSeconds is the time budget of one attempt of a run of a
+	// job whose definition sets no timeout: an attempt that uses it up stops
+	// the run timed_out, resumable with retry (ETL_DEFAULT_TIMEOUT_SECONDS).
+	// Default: 300.
+	DefaultTimeoutSeconds int `mapstructure:"default_timeout_seconds"`
+}
+
+// DefaultTimeout returns DefaultTimeoutSeconds as a duration.
+func (e ETL) DefaultTimeout() time.Duration {
+	return time.Duration(e.DefaultTimeoutSeconds) * time.Second
+}
+
+// HTTP configures the worker's admin listener.
+type HTTP struct {
+	// Addr is the address the worker serves its admin HTTP on (the runs
+	// API); empty turns it off. A worker that finds it taken (another
+	// worker on the same host) serves none and says so (HTTP_ADDR).
+	// Default: 127.0.0.1:8080.
+	Addr string `mapstructure:"addr"`
+}
+
 // Log configures the structured logger.
 type Log struct {
 	// Level is debug, info, warn or error (LOG_LEVEL). Default: info.
@@ -187,6 +217,9 @@ var defaults = []defaultValue{
 	{"worker.shutdown_timeout", "10s"},
 	{"sweeper.interval", "15s"},
 	{"sweeper.takeover_interval", "2s"},
+	{"etl.jobs_file", "configs/jobs.yaml"},
+	{"etl.default_timeout_seconds", 300},
+	{"http.addr", "127.0.0.1:8080"},
 	{"log.level", "info"},
 	{"log.format", "text"},
 }
@@ -503,6 +536,16 @@ func (c Config) validate(o origin) error {
 
 	durRange("sweeper.interval", c.Sweeper.Interval, 10*time.Millisecond, time.Hour)
 	durRange("sweeper.takeover_interval", c.Sweeper.TakeoverInterval, 10*time.Millisecond, time.Hour)
+
+	if c.ETL.JobsFile == "" {
+		bad("etl.jobs_file", "must name the jobs file, such as configs/jobs.yaml")
+	}
+	intRange("etl.default_timeout_seconds", c.ETL.DefaultTimeoutSeconds, 1, 7*24*3600)
+	if c.HTTP.Addr != "" {
+		if _, port, err := net.SplitHostPort(c.HTTP.Addr); err != nil || port == "" {
+			bad("http.addr", "must be host:port (such as 127.0.0.1:8080 or :8080), or empty to serve no admin HTTP, got %q", c.HTTP.Addr)
+		}
+	}
 
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
