@@ -147,7 +147,7 @@ func TestStatusFailuresRetryCancel(t *testing.T) {
 	if r := c.run("", "retry", id); r.code != 0 || !strings.Contains(r.stderr, "resumed as attempt 2") {
 		t.Fatalf("retry = %+v", r)
 	}
-	if r := c.run("", "retry", id); r.code != 1 || !strings.Contains(r.stderr, "only a failed or cancelled run can be retried") {
+	if r := c.run("", "retry", id); r.code != 1 || !strings.Contains(r.stderr, "only a failed, cancelled or timed-out run can be retried") {
 		t.Errorf("retry of a running run = %+v, want exit 1", r)
 	}
 	if r := c.run("", "redrive", id); r.code != 1 || !strings.Contains(r.stderr, "only a completed run's failed items can be redriven") {

@@ -152,6 +152,9 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		}
 	}
 
+	if b.Warnings == nil {
+		b.Warnings = []string{}
+	}
 	var res Committed
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The run row first: every transaction that touches a run and its
@@ -182,14 +185,18 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				records = records + $5, attempt_failed = attempt_failed + $6,
 				source_total = coalesce($7, source_total),
 				warnings = CASE WHEN cardinality(warnings) >= $9 THEN warnings
-					ELSE (warnings || $8::text[])[1:$9] END,
+					ELSE (warnings || $8::text[] || CASE
+						WHEN $7::bigint IS NOT NULL AND total > 0 AND $7 <> coalesce(source_total, total)
+						THEN ARRAY[format('the source''s total changed from %s to %s before page %s: offset or page numbers shift, so records may be skipped or repeated',
+							coalesce(source_total, total), $7, $10::bigint)]
+						ELSE '{}'::text[] END)[1:$9] END,
 				status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
 				started_at = coalesce(started_at, now()), updated_at = now()
 			WHERE id = $1 AND status IN ('pending', 'running')
 			RETURNING attempt_failed, max_failures, processed, total, budget_ms,
 				coalesce(clock_timestamp() - attempt_started_at >= budget_ms * interval '1 millisecond', false)`,
 			b.RunID, processed, succeeded, failedDelta, b.Records, attemptFailed,
-			b.SourceTotal, b.Warnings, maxWarnings).Scan(&attemptFailures, &maxFailures,
+			b.SourceTotal, b.Warnings, maxWarnings, b.From).Scan(&attemptFailures, &maxFailures,
 			&run.processed, &run.total, &run.budgetMS, &overBudget)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)

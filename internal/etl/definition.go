@@ -97,7 +97,21 @@ type Job struct {
 	PageTimeout time.Duration `yaml:"page_timeout"`
 	// Table is the table the records land in; empty means etl_records.
 	Table string `yaml:"table"`
+	// Partitions is the number of chains a run is split into, each a range
+	// of pages pulled by its own worker (default 1). Only a source that
+	// gives a total can be split; a cursor walk is one chain.
+	Partitions int `yaml:"partitions"`
 }
+
+// ReservedNames are job names a jobs file may not use: syncworker's own jobs.
+var ReservedNames = []string{"daily-sync"}
+
+// ownTables are syncworker's tables, which no job may land records in.
+var ownTables = []string{"runs", "run_partitions", "run_items", "batch_ledger", "run_attempts",
+	"stocks", "stock_prices", "schema_migrations"}
+
+// MaxPartitions bounds a job's partitions.
+const MaxPartitions = 64
 
 // file is the layout of a jobs file; each job is decoded on its own, so
 // that its errors can name it.
@@ -114,6 +128,19 @@ var (
 	paramRef     = regexp.MustCompile(`\{([a-z][a-z0-9_]*)\}`)
 	runParam     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 )
+
+// DefaultJobsFile is the jobs file of the default configuration.
+const DefaultJobsFile = "configs/jobs.yaml"
+
+// LoadJobs reads the jobs file at path as LoadFile does, except that a
+// missing file at the default path means no jobs: a worker started where
+// no jobs file was ever written runs the daily sync alone.
+func LoadJobs(path string, lookup func(string) (string, bool)) ([]Job, error) {
+	if _, err := os.Stat(path); path == DefaultJobsFile && errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return LoadFile(path, lookup)
+}
 
 // LoadFile reads and checks the jobs file at path; lookup resolves the
 // ${VAR} references of header values (os.LookupEnv in a process).
@@ -268,6 +295,9 @@ func (j *Job) check(lookup func(string) (string, bool)) []error {
 	if !namePattern.MatchString(j.Name) {
 		bad("name", "must be 1 to 63 lower case letters, digits, - or _, starting with a letter, got %q", j.Name)
 	}
+	if slices.Contains(ReservedNames, j.Name) {
+		bad("name", "%q is the name of a built-in job", j.Name)
+	}
 	if u, err := url.Parse(j.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("url", "must be an http(s) URL with a host, got %q", j.URL)
 	}
@@ -405,8 +435,20 @@ func (j *Job) check(lookup func(string) (string, bool)) []error {
 	if j.PageTimeout < time.Millisecond || j.PageTimeout > time.Hour {
 		bad("page_timeout", "must be between 1ms and 1h, got %s", j.PageTimeout)
 	}
+	if j.Partitions == 0 {
+		j.Partitions = 1
+	}
+	switch {
+	case j.Partitions < 1 || j.Partitions > MaxPartitions:
+		bad("partitions", "must be between 1 and %d, got %d", MaxPartitions, j.Partitions)
+	case j.Partitions > 1 && j.TotalPath == "":
+		bad("partitions", "needs total_path: only a source that gives a total can be split into page ranges")
+	}
 	if j.Table != "" && !identPattern.MatchString(j.Table) {
 		bad("table", "must be a table name of lower case letters, digits and _, got %q", j.Table)
+	}
+	if slices.Contains(ownTables, j.Table) {
+		bad("table", "%q is one of syncworker's own tables", j.Table)
 	}
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errs

@@ -11,6 +11,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +43,9 @@ type Options struct {
 	// Wrap, when set, wraps the simulator's handler, to watch or alter what
 	// the workers see.
 	Wrap func(http.Handler) http.Handler
+	// Jobs, when set, is the content of the ETL jobs file; SIM_URL in it
+	// stands for the simulator's address.
+	Jobs string
 }
 
 // Harness is a syncworker installation for one test.
@@ -100,6 +106,12 @@ func New(t testing.TB, opts Options) *Harness {
 	// several batches: both paths are exercised.
 	cfg.Sync.TaskSlice = 100 * time.Millisecond
 	cfg.Log.Level = "warn"
+	if opts.Jobs != "" {
+		cfg.ETL.JobsFile = filepath.Join(t.TempDir(), "jobs.yaml")
+		if err := os.WriteFile(cfg.ETL.JobsFile, []byte(strings.ReplaceAll(opts.Jobs, "SIM_URL", ts.URL)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
@@ -111,7 +123,11 @@ func New(t testing.TB, opts Options) *Harness {
 		Store: checkpoint.New(db.Pool), Known: map[string]bool{}, Log: &SafeBuffer{}}
 	h.Inspector = asynq.NewInspectorFromRedisClient(rdb.Client)
 	h.Enqueuer = tasks.NewEnqueuer(rdb.Client, cfg.Sync.MaxRetry, cfg.Sync.TaskTimeout)
-	h.Control = tasks.NewControl(db.Pool, h.Store, h.Enqueuer, h.Inspector)
+	etlJobs, err := worker.ETLJobs(cfg, rdb.Client)
+	if err != nil {
+		t.Fatalf("harness jobs file: %v", err)
+	}
+	h.Control = tasks.NewControl(db.Pool, h.Store, h.Enqueuer, h.Inspector).WithETL(etlJobs)
 
 	h.Symbols = simulator.Universe(opts.Symbols, opts.Unknown)
 	list := make([]stocks.Stock, len(h.Symbols))
@@ -207,6 +223,41 @@ func (h *Harness) StartDailySync(date string, batchSize, partitions int) checkpo
 		h.t.Fatalf("start daily sync: %v", err)
 	}
 	return run
+}
+
+// StartETL starts (or finds) a run of ETL job name with opts.
+func (h *Harness) StartETL(name string, opts tasks.ETLOptions) tasks.Started {
+	h.t.Helper()
+	started, err := h.Control.StartETL(context.Background(), name, opts)
+	if err != nil {
+		h.t.Fatalf("start etl job %s: %v", name, err)
+	}
+	return started
+}
+
+// Records returns the first n records of the simulator's dataset.
+func Records(n int) []simulator.Record {
+	recs := make([]simulator.Record, n)
+	for i := range recs {
+		recs[i] = simulator.RecordAt(i)
+	}
+	return recs
+}
+
+// VerifyLanded checks that ETL run id completed with exactly want landed
+// (package audit): its rows equal the source's records, none missing or
+// besides, and its ledger a gapless cover of its pages whose sums are its
+// counters. Each problem is a test error. It returns the audit's report.
+func (h *Harness) VerifyLanded(id int64, want []simulator.Record) audit.Report {
+	h.t.Helper()
+	rep, err := audit.ETL(context.Background(), h.DB.Pool, id, want)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, p := range rep.Problems {
+		h.t.Errorf("run %d: %s", id, p)
+	}
+	return rep
 }
 
 // WaitFor polls run id until cond holds, failing the test after timeout.

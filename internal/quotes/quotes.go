@@ -30,8 +30,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/syncworker/syncworker/internal/fault"
 )
@@ -229,7 +227,7 @@ func (c *Client) once(ctx context.Context, symbol string, date time.Time) (Quote
 	case code == http.StatusNotFound:
 		return Quote{}, fault.Wrap(fault.ItemPermanent, fmt.Errorf("quote %s: provider answered 404 Not Found%s", symbol, detail(body)))
 	case code == http.StatusTooManyRequests:
-		d := retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		d := fault.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return Quote{}, fault.Limited(fmt.Errorf("quote %s: provider answered 429, retry after %s", symbol, d), d)
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return Quote{}, fault.Wrap(fault.RunFatal, fmt.Errorf("quotes provider refused the credentials: %d %s%s", code, http.StatusText(code), detail(body)))
@@ -249,43 +247,7 @@ func detail(body []byte) string {
 	if json.Unmarshal(body, &e) != nil || e.Error == "" {
 		return ""
 	}
-	return ": " + clean(e.Error, 200)
-}
-
-// clean makes text from the provider safe to keep in an error, which ends up
-// in Postgres and on an operator's terminal: valid UTF-8 (Postgres refuses
-// anything else, and a whole batch's commit with it), no control characters
-// (NUL is refused too; escapes would reach the terminal), at most limit bytes,
-// cut at a character boundary.
-func clean(s string, limit int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
-}
-
-// retryAfter parses a Retry-After header (seconds or an HTTP date); a missing
-// or unreadable one means one second.
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if s, err := strconv.Atoi(h); err == nil && s >= 0 {
-		return time.Duration(min(s, 3600)) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return min(max(t.Sub(now), 0), time.Hour)
-	}
-	return time.Second
+	return ": " + fault.Sanitize(e.Error, 200)
 }
 
 var decimal = regexp.MustCompile(`^\d{1,15}(\.\d{1,10})?$`)
@@ -396,4 +358,4 @@ func compareDecimal(a, b string) int {
 }
 
 // truncate shortens provider text for an error message (see clean).
-func truncate(s string) string { return clean(s, 40) }
+func truncate(s string) string { return fault.Sanitize(s, 40) }

@@ -254,7 +254,7 @@ func TestProviderTextIsMadeSafe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := clean(tt.in, 40)
+			got := fault.Sanitize(tt.in, 40)
 			if got != tt.want || !utf8.ValidString(got) {
 				t.Errorf("clean(%q) = %q, want %q", tt.in, got, tt.want)
 			}
@@ -282,7 +282,7 @@ func TestRetryAfterHeader(t *testing.T) {
 		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
 	}
 	for _, tt := range tests {
-		if got := retryAfter(tt.in, now); got != tt.want {
+		if got := fault.ParseRetryAfter(tt.in, now); got != tt.want {
 			t.Errorf("retryAfter(%q) = %s, want %s", tt.in, got, tt.want)
 		}
 	}

@@ -34,6 +34,7 @@ type Control struct {
 	store     *checkpoint.Store
 	enqueuer  *Enqueuer
 	inspector *asynq.Inspector
+	etl       *ETLJobs
 }
 
 // NewControl returns a Control.

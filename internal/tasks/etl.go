@@ -2,10 +2,23 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/etl"
+	"github.com/syncworker/syncworker/internal/fault"
+	"github.com/syncworker/syncworker/internal/ratelimit"
 )
 
 // ErrUnknownJob means no ETL job of that name is defined.
@@ -63,18 +76,348 @@ type DryRun struct {
 	DurationMS int64    `json:"duration_ms"`
 }
 
+// ETLJobs are the ETL jobs of a jobs file, each with its source.
+type ETLJobs struct {
+	sources       map[string]*etl.Source
+	defaultBudget time.Duration
+}
+
+// NewETLJobs returns the jobs of defs, whose runs get defaultBudget as their
+// time budget when the job sets none; rdb carries the jobs' rate limits,
+// shared by every worker.
+func NewETLJobs(defs []etl.Job, rdb redis.UniversalClient, defaultBudget time.Duration) *ETLJobs {
+	e := &ETLJobs{sources: make(map[string]*etl.Source, len(defs)), defaultBudget: defaultBudget}
+	for _, d := range defs {
+		var limiter etl.Limiter
+		if d.RateLimit > 0 {
+			limiter = ratelimit.NewRedisLimiter(rdb, "syncworker:ratelimit:etl:"+d.Name, d.RateLimit)
+		}
+		e.sources[d.Name] = etl.NewSource(d, limiter, nil)
+	}
+	return e
+}
+
+// Names returns the names of the jobs, sorted.
+func (e *ETLJobs) Names() []string {
+	if e == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(e.sources))
+}
+
+// Jobs returns the Job of each ETL job by name, for a Handler.
+func (e *ETLJobs) Jobs() map[string]Job {
+	jobs := map[string]Job{}
+	if e == nil {
+		return jobs
+	}
+	for name, src := range e.sources {
+		jobs[name] = &etlJob{src: src}
+	}
+	return jobs
+}
+
+// source returns the source of job name, or an error wrapping ErrUnknownJob.
+func (e *ETLJobs) source(name string) (*etl.Source, error) {
+	if e != nil {
+		if src, ok := e.sources[name]; ok {
+			return src, nil
+		}
+	}
+	defined := "none"
+	if names := e.Names(); len(names) > 0 {
+		defined = strings.Join(names, ", ")
+	}
+	return nil, fmt.Errorf("job %q is not defined in the jobs file (defined: %s): %w", name, defined, ErrUnknownJob)
+}
+
+// WithETL makes c start the ETL jobs of jobs, and returns c.
+func (c *Control) WithETL(jobs *ETLJobs) *Control {
+	c.etl = jobs
+	return c
+}
+
+// maxParamValue bounds the length of a run parameter's value.
+const maxParamValue = 256
+
+// checkParams returns the run parameters of job: exactly its declared ones,
+// each with a value.
+func checkParams(job etl.Job, given map[string]string) (map[string]string, error) {
+	params := map[string]string{}
+	var errs []error
+	for _, name := range job.Params {
+		v, ok := given[name]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("job %s needs --param %s=VALUE", job.Name, name))
+		case v == "" || len(v) > maxParamValue || strings.ContainsFunc(v, unicode.IsControl):
+			errs = append(errs, fmt.Errorf("param %s: want 1 to %d characters without control characters, got %q",
+				name, maxParamValue, fault.Sanitize(v, 40)))
+		default:
+			params[name] = v
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(given)) {
+		if !slices.Contains(job.Params, name) {
+			want := "none"
+			if len(job.Params) > 0 {
+				want = strings.Join(job.Params, ", ")
+			}
+			errs = append(errs, fmt.Errorf("job %s has no param %q (its params: %s)", job.Name, name, want))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, ErrInput)
+	}
+	return params, nil
+}
+
+// runKey is the run key of an ETL run with params: its identity besides the
+// job, the same for the same parameters in any order.
+func runKey(params map[string]string) string {
+	if len(params) == 0 {
+		return "default"
+	}
+	v := url.Values{}
+	for k, val := range params {
+		v.Set(k, val)
+	}
+	return v.Encode()
+}
+
+// splittable reports whether a job's runs have a fixed range of pages:
+// the source gives a total and its pages are numbered.
+func splittable(job etl.Job) bool {
+	return job.TotalPath != "" && job.Pagination.Style != etl.StyleCursor
+}
+
 // StartETL starts a run of the ETL job named job, or finds the run that its
 // parameters already have: an active one is returned (its chains enqueued
 // again), a failed or timed-out one is resumed; after a completed or
-// cancelled one a new run is created. Unknown jobs fail with ErrUnknownJob,
-// bad parameters with ErrInput, and a source that cannot be read with its
-// classified error (see package fault); nothing is written then.
+// cancelled one a new run (the next generation) is created. A new run's
+// first page is fetched and checked first, so that a wrong definition or an
+// unreachable source is an error here and no run. Unknown jobs fail with
+// ErrUnknownJob, bad parameters with ErrInput, and a source that cannot be
+// read with its classified error (see package fault).
 func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (Started, error) {
-	return Started{}, errors.New("not implemented yet")
+	src, err := c.etl.source(job)
+	if err != nil {
+		return Started{}, err
+	}
+	def := src.Job()
+	params, err := checkParams(def, opts.Params)
+	if err != nil {
+		return Started{}, err
+	}
+	if opts.Budget < 0 || opts.Partitions < 0 || opts.Partitions > etl.MaxPartitions {
+		return Started{}, fmt.Errorf("budget must be 0 or more and partitions 0 to %d, got %s and %d: %w",
+			etl.MaxPartitions, opts.Budget, opts.Partitions, ErrInput)
+	}
+	if opts.Partitions > 1 && !splittable(def) {
+		return Started{}, fmt.Errorf("job %s cannot be split into %d partitions: only a source that gives a total (total_path) and numbers its pages can be: %w",
+			job, opts.Partitions, ErrInput)
+	}
+	key := runKey(params)
+
+	gen := 1
+	last, err := c.store.GetByKey(ctx, job, key)
+	switch {
+	case err == nil && last.Status.Active():
+		return Started{Run: last, How: Found}, c.enqueueRunning(ctx, last.ID)
+	case err == nil && (last.Status == checkpoint.StatusFailed || last.Status == checkpoint.StatusTimedOut):
+		run, err := c.Retry(ctx, last.ID)
+		if errors.Is(err, checkpoint.ErrState) {
+			// Another start resumed it first.
+			run, err = c.store.Get(ctx, last.ID)
+			return Started{Run: run, How: Found}, err
+		}
+		return Started{Run: run, How: Resumed}, err
+	case err == nil:
+		gen = last.Generation + 1
+	case !errors.Is(err, checkpoint.ErrNotFound):
+		return Started{}, err
+	}
+
+	size := def.Pagination.PageSize
+	first, err := src.Fetch(ctx, params, size, etl.At{})
+	if err != nil {
+		return Started{}, fmt.Errorf("job %s: the first page does not check out, no run was started: %w", job, err)
+	}
+	budget := opts.Budget
+	if budget == 0 {
+		budget = cmpOr(def.Timeout, c.etl.defaultBudget)
+	}
+	spec := checkpoint.NewRun{
+		Job: job, RunKey: key, Generation: gen, Params: params, Unit: checkpoint.UnitPages,
+		BatchSize: size, Partitions: cmpOr(opts.Partitions, def.Partitions), Budget: budget, Open: true,
+	}
+	if splittable(def) {
+		spec.Open = false
+		spec.Total = *first.Total
+		spec.Pages = max(1, (spec.Total+int64(size)-1)/int64(size))
+	}
+	if err := etl.EnsureTable(ctx, c.pool, def); err != nil {
+		return Started{}, err
+	}
+	run, created, err := c.store.CreateRun(ctx, spec)
+	if err != nil {
+		return Started{}, err
+	}
+	how := Created
+	if !created {
+		how = Found // another start created it first
+	}
+	if run.Status.Active() {
+		err = c.enqueueRunning(ctx, run.ID)
+	}
+	return Started{Run: run, How: how}, err
 }
 
+// cmpOr returns a unless it is zero, else b.
+func cmpOr[T comparable](a, b T) T {
+	var zero T
+	if a != zero {
+		return a
+	}
+	return b
+}
+
+// maxDryRunPages bounds a dry run of a source that does not end.
+const maxDryRunPages = 100_000
+
 // DryRunETL fetches and checks every page of job as a run with opts would,
-// and reports what it would load; it writes nothing.
+// and reports what it would load; it writes nothing. Its errors are those
+// of StartETL, and the first page that does not check out.
 func (c *Control) DryRunETL(ctx context.Context, job string, opts ETLOptions) (DryRun, error) {
-	return DryRun{}, errors.New("not implemented yet")
+	start := time.Now()
+	src, err := c.etl.source(job)
+	if err != nil {
+		return DryRun{}, err
+	}
+	def := src.Job()
+	params, err := checkParams(def, opts.Params)
+	if err != nil {
+		return DryRun{}, err
+	}
+	size := def.Pagination.PageSize
+	report := DryRun{Job: job, Params: params}
+	keys := map[string]bool{}
+	at := etl.At{}
+	pages := int64(-1) // unknown until the first page gives the total
+	for {
+		if report.Pages >= maxDryRunPages {
+			report.Warnings = append(report.Warnings, fmt.Sprintf("stopped after %d pages", maxDryRunPages))
+			break
+		}
+		page, err := src.Fetch(ctx, params, size, at)
+		if err != nil {
+			return DryRun{}, fmt.Errorf("job %s: %w", job, err)
+		}
+		report.Pages++
+		report.Records += int64(len(page.Records))
+		for _, r := range page.Records {
+			keys[r.Key] = true
+		}
+		if page.Total != nil {
+			if report.Total != nil && *report.Total != *page.Total {
+				report.Warnings = append(report.Warnings, fmt.Sprintf("the source's total changed from %d to %d before page %d",
+					*report.Total, *page.Total, at.Index))
+			}
+			report.Total = page.Total
+		}
+		if pages < 0 && splittable(def) {
+			pages = max(1, (*page.Total+int64(size)-1)/int64(size))
+		}
+		end, warning := pageEnds(def, size, pages, at, page)
+		if warning != "" {
+			report.Warnings = append(report.Warnings, warning)
+		}
+		if end {
+			break
+		}
+		at = etl.At{Index: at.Index + 1, Token: page.Next}
+	}
+	report.Keys = int64(len(keys))
+	if d := report.Records - report.Keys; d > 0 {
+		report.Warnings = append(report.Warnings, fmt.Sprintf("%d records repeat a key of another record; a run lands %d rows", d, report.Keys))
+	}
+	report.DurationMS = time.Since(start).Milliseconds()
+	return report, nil
+}
+
+// pageEnds says whether page, at at, is the last of a walk of job's source
+// with pages pages (-1: unknown), and what it noticed.
+func pageEnds(job etl.Job, size int, pages int64, at etl.At, page etl.Page) (last bool, warning string) {
+	short := len(page.Records) < size
+	switch {
+	case job.Pagination.Style == etl.StyleCursor:
+		return page.Next == "", ""
+	case pages < 0:
+		// No total: the walk ends at the first page that is not full.
+		return short, ""
+	case at.Index+1 >= pages:
+		return true, ""
+	case short:
+		return false, fmt.Sprintf("page %d has %d records, fewer than the page size %d, before the last page %d: the source shrank during the run",
+			at.Index, len(page.Records), size, pages-1)
+	}
+	return false, ""
+}
+
+// etlJob is the Job of an ETL job: each batch is one page.
+type etlJob struct {
+	src *etl.Source
+}
+
+// Fetch fetches the partition's next page and lands its records.
+func (j *etlJob) Fetch(ctx context.Context, b Batch) (Fetched, error) {
+	def := j.src.Job()
+	var params map[string]string
+	if err := json.Unmarshal(b.Run.Params, &params); err != nil {
+		return Fetched{}, fault.Wrap(fault.RunFatal, fmt.Errorf("run %d: bad params %s: %w", b.Run.ID, b.Run.Params, err))
+	}
+	p := b.Partition
+	at := etl.At{Index: p.Cursor, Token: p.PageToken}
+	if def.Pagination.Style == etl.StyleCursor && at.Index > 0 && at.Token == "" {
+		return Fetched{}, fault.Wrap(fault.RunFatal, fmt.Errorf("run %d partition %d: no cursor token for page %d", b.Run.ID, p.Index, at.Index))
+	}
+	size := b.Run.BatchSize
+	page, err := j.src.Fetch(ctx, params, size, at)
+	if err != nil {
+		return Fetched{}, err
+	}
+	if page.Next != "" && page.Next == at.Token {
+		return Fetched{}, fault.Wrap(fault.RunFatal, fmt.Errorf("page %d: the source gave the page's own cursor as the next one; following it would never end", at.Index))
+	}
+	pages := int64(-1)
+	if b.Run.Total > 0 || splittable(def) {
+		pages = max(1, (b.Run.Total+int64(size)-1)/int64(size))
+	}
+	last, warning := pageEnds(def, size, pages, at, page)
+	recs, dropped := etl.Dedupe(page.Records)
+	f := Fetched{
+		Counts:      &checkpoint.Counts{Processed: len(page.Records), Succeeded: len(recs)},
+		Records:     len(recs),
+		Last:        last && p.EndPos > at.Index+1, // an open partition, or one the source ended early
+		PageToken:   page.Next,
+		SourceTotal: page.Total,
+	}
+	if warning != "" {
+		f.Warnings = append(f.Warnings, warning)
+	}
+	if dropped > 0 {
+		f.Warnings = append(f.Warnings, fmt.Sprintf("page %d repeats %d keys; the last record of each was landed", at.Index, dropped))
+	}
+	runID := b.Run.ID
+	f.Write = func(ctx context.Context, tx pgx.Tx) error {
+		n, err := etl.Upsert(ctx, tx, def, runID, recs)
+		if err != nil {
+			return err
+		}
+		if n != int64(len(recs)) {
+			return fmt.Errorf("upserted %d records, want %d", n, len(recs))
+		}
+		return nil
+	}
+	return f, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/db"
+	"github.com/syncworker/syncworker/internal/etl"
 	"github.com/syncworker/syncworker/internal/fault"
 	"github.com/syncworker/syncworker/internal/quotes"
 	"github.com/syncworker/syncworker/internal/ratelimit"
@@ -136,7 +138,23 @@ func Jobs(cfg config.Config, rdb redis.UniversalClient) (map[string]tasks.Job, e
 	if err != nil {
 		return nil, err
 	}
-	return map[string]tasks.Job{tasks.JobDailySync: tasks.NewDailySync(source, cfg.Quotes.Concurrency)}, nil
+	jobs := map[string]tasks.Job{tasks.JobDailySync: tasks.NewDailySync(source, cfg.Quotes.Concurrency)}
+	etlJobs, err := ETLJobs(cfg, rdb)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(jobs, etlJobs.Jobs())
+	return jobs, nil
+}
+
+// ETLJobs loads the ETL jobs of the configured jobs file; rdb carries their
+// rate limits, shared by all workers.
+func ETLJobs(cfg config.Config, rdb redis.UniversalClient) (*tasks.ETLJobs, error) {
+	defs, err := etl.LoadJobs(cfg.ETL.JobsFile, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("etl.jobs_file (ETL_JOBS_FILE): %w", err)
+	}
+	return tasks.NewETLJobs(defs, rdb, cfg.ETL.DefaultTimeout()), nil
 }
 
 // route sends batch tasks to h and archives a task of any other type with

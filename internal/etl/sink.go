@@ -1,0 +1,86 @@
+package etl
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DefaultTable is the table a job lands its records in when it names none.
+const DefaultTable = "etl_records"
+
+// execer runs a statement: a pool, a connection or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// EnsureTable creates the job's own target table if it does not exist: a
+// row per record key with its JSON, the run that loaded it last and when.
+// The default table exists with the schema.
+func EnsureTable(ctx context.Context, db execer, job Job) error {
+	if job.Table == "" || job.Table == DefaultTable {
+		return nil
+	}
+	if _, err := db.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+pgx.Identifier{job.Table}.Sanitize()+` (
+		record_key text PRIMARY KEY,
+		payload    jsonb NOT NULL,
+		run_id     bigint,
+		loaded_at  timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("job %s: create table %s: %w", job.Name, job.Table, err)
+	}
+	return nil
+}
+
+// Dedupe returns the records with each key once, the last of them (a page
+// that repeats a key holds one record for it), and how many it dropped.
+func Dedupe(recs []Record) ([]Record, int) {
+	last := make(map[string]int, len(recs))
+	for i, r := range recs {
+		last[r.Key] = i
+	}
+	if len(last) == len(recs) {
+		return recs, 0
+	}
+	out := make([]Record, 0, len(last))
+	for i, r := range recs {
+		if last[r.Key] == i {
+			out = append(out, r)
+		}
+	}
+	return out, len(recs) - len(out)
+}
+
+// Upsert writes records, each key once (see Dedupe), to the job's table in
+// one statement: a record that is there is updated, never duplicated. It
+// returns the number of rows written.
+func Upsert(ctx context.Context, db execer, job Job, runID int64, recs []Record) (int64, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	keys := make([]string, len(recs))
+	payloads := make([]string, len(recs))
+	for i, r := range recs {
+		keys[i], payloads[i] = r.Key, string(r.Payload)
+	}
+	var tag pgconn.CommandTag
+	var err error
+	if job.Table == "" || job.Table == DefaultTable {
+		tag, err = db.Exec(ctx, `INSERT INTO etl_records (job, record_key, payload, run_id)
+			SELECT $1, u.k, u.p::jsonb, $2 FROM unnest($3::text[], $4::text[]) AS u(k, p)
+			ON CONFLICT (job, record_key) DO UPDATE
+			SET payload = excluded.payload, run_id = excluded.run_id, loaded_at = now()`,
+			job.Name, runID, keys, payloads)
+	} else {
+		tag, err = db.Exec(ctx, `INSERT INTO `+pgx.Identifier{job.Table}.Sanitize()+` (record_key, payload, run_id)
+			SELECT u.k, u.p::jsonb, $1 FROM unnest($2::text[], $3::text[]) AS u(k, p)
+			ON CONFLICT (record_key) DO UPDATE
+			SET payload = excluded.payload, run_id = excluded.run_id, loaded_at = now()`,
+			runID, keys, payloads)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("upsert %d records of job %s: %w", len(recs), job.Name, err)
+	}
+	return tag.RowsAffected(), nil
+}
