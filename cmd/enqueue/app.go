@@ -19,6 +19,7 @@ import (
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/db"
+	"github.com/syncworker/syncworker/internal/etl"
 	"github.com/syncworker/syncworker/internal/tasks"
 )
 
@@ -82,6 +83,7 @@ var flagKeys = map[string]string{
 	"partitions":         "sync.partitions",
 	"max-failed-items":   "sync.max_failed_items",
 	"max-failed-percent": "sync.max_failed_percent",
+	"jobs":               "etl.jobs_file",
 }
 
 // load reads the configuration, with cmd's flags on top, once.
@@ -130,8 +132,13 @@ func (a *app) openAll(cmd *cobra.Command) (*tasks.Control, error) {
 		return nil, fmt.Errorf("redis_url: %w", err)
 	}
 	a.rdb = redis.NewClient(opt)
+	defs, err := etl.LoadJobs(a.cfg.ETL.JobsFile, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("etl.jobs_file (ETL_JOBS_FILE, --jobs): %w", err)
+	}
 	enqueuer := tasks.NewEnqueuer(a.rdb, a.cfg.Sync.MaxRetry, a.cfg.Sync.TaskTimeout)
-	return tasks.NewControl(a.pool, a.store, enqueuer, asynq.NewInspectorFromRedisClient(a.rdb)), nil
+	return tasks.NewControl(a.pool, a.store, enqueuer, asynq.NewInspectorFromRedisClient(a.rdb)).
+		WithETL(tasks.NewETLJobs(defs, a.rdb, a.cfg.ETL.DefaultTimeout())), nil
 }
 
 func (a *app) close() {

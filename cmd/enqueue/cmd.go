@@ -25,7 +25,8 @@ func (a *app) rootCmd() *cobra.Command {
 
 Exit codes: 0 success (with --wait: the run completed); 1 an error, or a run
 that failed or was cancelled; 2 the run was still running when --timeout
-elapsed (nothing is lost: the run goes on, check it later with enqueue status).
+elapsed (nothing is lost: the run goes on, check it later with enqueue status),
+or it stopped timed_out (its time budget is used up; enqueue retry resumes it).
 
 Configuration comes from configs/worker.yaml (or --config / SYNCWORKER_CONFIG),
 then environment variables (DATABASE_URL, REDIS_URL, SYNC_BATCH_SIZE, ...),
@@ -38,8 +39,9 @@ then flags.`,
 	pf.String("database-url", "", "Postgres URL (overrides DATABASE_URL)")
 	pf.String("redis-url", "", "Redis URL (overrides REDIS_URL)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print the result as JSON on stdout")
+	pf.String("jobs", "", "ETL jobs file (overrides ETL_JOBS_FILE)")
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(a.dailySyncCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.failuresCmd(), a.stocksCmd())
+	root.AddCommand(a.dailySyncCmd(), a.etlCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.failuresCmd(), a.stocksCmd())
 	return root
 }
 
@@ -86,6 +88,8 @@ func (a *app) finish(cmd *cobra.Command, run checkpoint.Run, w waitFlags) error 
 	switch run.Status {
 	case checkpoint.StatusCompleted:
 		return nil
+	case checkpoint.StatusTimedOut:
+		return &exitCodeError{code: exitRunning, err: fmt.Errorf("run %d timed out: %s", run.ID, run.LastError)}
 	case checkpoint.StatusFailed:
 		return fmt.Errorf("run %d failed: %s; resume it with `enqueue retry %d`", run.ID, run.LastError, run.ID)
 	default:

@@ -28,8 +28,13 @@ func (a *app) printRun(run checkpoint.Run) error {
 // summary is the one-line description of a run.
 func summary(r checkpoint.Run) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "run %d %s %s: %s, %d/%d processed (%s), %d succeeded, %d failed",
-		r.ID, r.Job, r.RunKey, r.Status, r.Processed, r.Total, percent(r.Processed, r.Total), r.Succeeded, r.Failed)
+	if r.Unit == checkpoint.UnitPages {
+		fmt.Fprintf(&b, "run %d %s %s: %s, %s in %d pages, %d loaded", r.ID, r.Job, r.RunKey, r.Status,
+			records(r), r.Batches, r.Succeeded)
+	} else {
+		fmt.Fprintf(&b, "run %d %s %s: %s, %d/%d processed (%s), %d succeeded, %d failed",
+			r.ID, r.Job, r.RunKey, r.Status, r.Processed, r.Total, percent(r.Processed, r.Total), r.Succeeded, r.Failed)
+	}
 	if d := duration(r); d > 0 {
 		fmt.Fprintf(&b, ", %s", d.Round(time.Second))
 	}
@@ -39,6 +44,15 @@ func summary(r checkpoint.Run) string {
 	return b.String()
 }
 
+// records is the progress of a run of pages: records received of the
+// total, when the source gave one.
+func records(r checkpoint.Run) string {
+	if r.Total == 0 && r.Status != checkpoint.StatusCompleted {
+		return fmt.Sprintf("%d records", r.Processed)
+	}
+	return fmt.Sprintf("%d/%d records (%s)", r.Processed, r.Total, percent(r.Processed, r.Total))
+}
+
 func percent(n, total int64) string {
 	if total == 0 {
 		return "100.0%"
@@ -46,16 +60,9 @@ func percent(n, total int64) string {
 	return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(total))
 }
 
-// duration is how long the run has run: until it finished, or until now.
+// duration is how long the run has run, summed over its attempts.
 func duration(r checkpoint.Run) time.Duration {
-	if r.StartedAt == nil {
-		return 0
-	}
-	end := time.Now()
-	if r.FinishedAt != nil {
-		end = *r.FinishedAt
-	}
-	return end.Sub(*r.StartedAt)
+	return time.Duration(r.DurationMS) * time.Millisecond
 }
 
 func timestamp(t *time.Time) string {
@@ -109,9 +116,17 @@ func (a *app) printRunDetail(r checkpoint.Run, parts []checkpoint.Partition) err
 	if r.MaxFailures != nil {
 		fmt.Fprintf(tw, "failure limit\t%d failed items per attempt (%d in this attempt)\n", *r.MaxFailures, r.AttemptFailed)
 	}
-	fmt.Fprintf(tw, "progress\t%d/%d (%s): %d succeeded, %d failed, %d records written\n",
-		r.Processed, r.Total, percent(r.Processed, r.Total), r.Succeeded, r.Failed, r.Records)
-	fmt.Fprintf(tw, "batches\tof %d in %d partitions\n", r.BatchSize, r.Partitions)
+	if r.Unit == checkpoint.UnitPages {
+		fmt.Fprintf(tw, "progress\t%s in %d pages: %d loaded, %d rows written\n", records(r), r.Batches, r.Succeeded, r.Records)
+		fmt.Fprintf(tw, "pages\tof %d records in %d partitions\n", r.BatchSize, r.Partitions)
+		if r.BudgetMS != nil {
+			fmt.Fprintf(tw, "time budget\t%s per attempt\n", time.Duration(*r.BudgetMS)*time.Millisecond)
+		}
+	} else {
+		fmt.Fprintf(tw, "progress\t%d/%d (%s): %d succeeded, %d failed, %d records written\n",
+			r.Processed, r.Total, percent(r.Processed, r.Total), r.Succeeded, r.Failed, r.Records)
+		fmt.Fprintf(tw, "batches\tof %d in %d partitions\n", r.BatchSize, r.Partitions)
+	}
 	fmt.Fprintf(tw, "created\t%s\n", timestamp(&r.CreatedAt))
 	fmt.Fprintf(tw, "started\t%s\n", timestamp(r.StartedAt))
 	fmt.Fprintf(tw, "finished\t%s\n", timestamp(r.FinishedAt))
@@ -120,6 +135,9 @@ func (a *app) printRunDetail(r checkpoint.Run, parts []checkpoint.Partition) err
 	}
 	if r.LastError != "" {
 		fmt.Fprintf(tw, "last error\t%s\n", r.LastError)
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(tw, "warning\t%s\n", w)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -130,6 +148,9 @@ func (a *app) printRunDetail(r checkpoint.Run, parts []checkpoint.Partition) err
 	for _, p := range parts {
 		done := p.Cursor - p.StartPos
 		size := p.EndPos - p.StartPos
+		if p.Status == checkpoint.PartitionRunning && p.EndPos >= 1<<62 {
+			size = done // an open walk: its end is not known yet
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%d/%d %s\t%d\t%s\t%s\n", p.Index, p.Status, done, size, percent(done, size),
 			p.Seq, timestamp(&p.LastProgressAt), p.LastError)
 	}

@@ -77,12 +77,19 @@ type bar struct {
 }
 
 func newBar(w io.Writer, run checkpoint.Run) *bar {
-	return &bar{w: w, bar: progressbar.NewOptions64(run.Total,
+	total, unit := run.Total, "items"
+	if run.Unit == checkpoint.UnitPages {
+		unit = "records"
+	}
+	if total == 0 {
+		total = -1 // an open walk: a spinner with the count
+	}
+	return &bar{w: w, bar: progressbar.NewOptions64(total,
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(fmt.Sprintf("run %d %s", run.ID, run.RunKey)),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("items"),
+		progressbar.OptionSetItsString(unit),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionThrottle(100*time.Millisecond),

@@ -1,6 +1,13 @@
 package tasks_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,4 +54,189 @@ func TestETLLandsEveryRecordOnce(t *testing.T) {
 	if n := h.Count(`SELECT count(*) FROM etl_records WHERE job = 'patients'`); n != 50_000 {
 		t.Errorf("%d rows, want 50000", n)
 	}
+}
+
+// jobsOf returns a jobs file of one job named name at SIM_URL+path with the
+// given pagination and extra keys.
+func jobsOf(name, path, pagination, extra string) string {
+	return "jobs:\n  - name: " + name + "\n    url: SIM_URL" + path + "\n    pagination: " + pagination +
+		"\n    items_path: items\n    key: id\n" + extra
+}
+
+// Each pagination style lands every record once; the cursor walk ends on
+// the page without a next token, without asking for another page.
+func TestETLPaginationStyles(t *testing.T) {
+	tests := []struct {
+		name, path, pagination, extra string
+		partitions                    int
+	}{
+		{"offset", "/v1/records", "{style: offset, page_size: 500}", "    total_path: total\n    partitions: 3\n", 3},
+		{"page", "/v1/records-paged", "{style: page, page_param: page, size_param: size, page_size: 500}", "    total_path: total\n    partitions: 2\n", 2},
+		{"cursor", "/v1/records-cursor", "{style: cursor, cursor_param: cursor, limit_param: limit, next_path: next, page_size: 500}", "", 1},
+		{"offset without a total", "/v1/records", "{style: offset, page_size: 500}", "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := harness.New(t, harness.Options{Jobs: jobsOf("pull", tt.path, tt.pagination, tt.extra),
+				Sim: simulator.Config{Records: 5_250}})
+			h.StartWorker("w1")
+			started := h.StartETL("pull", tasks.ETLOptions{})
+			if started.Run.Partitions != tt.partitions {
+				t.Errorf("%d partitions, want %d", started.Run.Partitions, tt.partitions)
+			}
+			run := h.WaitEnded(started.Run.ID, time.Minute)
+			rep := h.VerifyLanded(run.ID, harness.Records(5_250))
+			// 5,250 records are 11 pages, the last of 250.
+			if run.Batches != 11 || run.Processed != 5_250 || len(run.Warnings) != 0 {
+				t.Errorf("run %+v", run)
+			}
+			if last := rep.Ledger[len(rep.Ledger)-1]; last.Items != 250 {
+				t.Errorf("last page has %d records, want 250", last.Items)
+			}
+			// The first page once to check the source, then 11; a walk
+			// without a total ends at the short page, the cursor walk at
+			// the page that has no next token.
+			if pages := h.Sim.Stats().Pages; pages != 12 {
+				t.Errorf("the source served %d pages, want 12", pages)
+			}
+		})
+	}
+}
+
+// slowPages makes the first request for each of the given skip values take
+// delay, to push an attempt past its time budget at a known page.
+func slowPages(delay time.Duration, skips ...string) func(http.Handler) http.Handler {
+	var once sync.Map
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			skip := r.URL.Query().Get("skip")
+			if slices.Contains(skips, skip) {
+				if _, seen := once.LoadOrStore(skip, true); !seen {
+					time.Sleep(delay)
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// A run that hits its time budget three times stops timed_out each time at
+// a page boundary, keeping its checkpoint; resumed three times, it lands the
+// same records, with its counters accumulated and its attempts' durations
+// summed.
+func TestETLTimeBudgetStopsAndResumes(t *testing.T) {
+	// 20 pages; the first request for pages 5, 10 and 15 takes 1.2 s, past
+	// the 1 s budget, so attempts stop after pages 5, 10 and 15.
+	h := harness.New(t, harness.Options{
+		Jobs: jobsOf("budgeted", "/v1/records", "{style: offset, page_size: 500}", "    total_path: total\n    timeout: 1s\n"),
+		Sim:  simulator.Config{Records: 10_000},
+		Wrap: slowPages(1200*time.Millisecond, "2500", "5000", "7500"),
+	})
+	h.StartWorker("w1")
+	ctx := context.Background()
+	started := h.StartETL("budgeted", tasks.ETLOptions{})
+	id := started.Run.ID
+	for i, wantPages := range []int64{6, 11, 16} {
+		run := h.WaitEnded(id, time.Minute)
+		_, part, err := h.Store.Load(ctx, id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.Status != checkpoint.StatusTimedOut || part.Status != checkpoint.PartitionTimedOut || part.Cursor != wantPages ||
+			run.Processed != wantPages*500 || run.Attempt != i+1 ||
+			!strings.Contains(run.LastError, "time budget of 1s used up in attempt") ||
+			!strings.Contains(run.LastError, fmt.Sprintf("enqueue retry %d", id)) {
+			t.Fatalf("stop %d: run %+v, partition %+v", i+1, run, part)
+		}
+		if n := h.Count(`SELECT count(*) FROM etl_records`); n != wantPages*500 {
+			t.Errorf("stop %d: %d rows landed, want %d", i+1, n, wantPages*500)
+		}
+		t.Logf("attempt %d timed out at page %d after %d ms in all", run.Attempt, part.Cursor, run.DurationMS)
+		// Resume once by starting the job again, else with retry.
+		if i == 0 {
+			if s := h.StartETL("budgeted", tasks.ETLOptions{}); s.How != tasks.Resumed || s.Run.ID != id {
+				t.Fatalf("starting the job again = %+v, want run %d resumed", s, id)
+			}
+		} else if _, err := h.Control.Retry(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := h.WaitEnded(id, time.Minute)
+	h.VerifyLanded(id, harness.Records(10_000))
+	if run.Status != checkpoint.StatusCompleted || run.Attempt != 4 || run.Processed != 10_000 || run.Batches != 20 {
+		t.Errorf("run %+v", run)
+	}
+	var timedOut, completed, sum, slowest int64
+	if err := h.DB.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'timed_out'),
+			count(*) FILTER (WHERE status = 'completed'), sum(elapsed_ms), min(elapsed_ms) FILTER (WHERE status = 'timed_out')
+		FROM run_attempts WHERE run_id = $1`, id).Scan(&timedOut, &completed, &sum, &slowest); err != nil {
+		t.Fatal(err)
+	}
+	if timedOut != 3 || completed != 1 || run.DurationMS != sum || slowest < 1000 {
+		t.Errorf("attempts: %d timed out (the shortest %d ms), %d completed, %d ms in all; the run says %d ms",
+			timedOut, slowest, completed, sum, run.DurationMS)
+	}
+	t.Logf("completed in attempt %d: %d records, %d pages, %d ms over 4 attempts", run.Attempt, run.Processed, run.Batches, run.DurationMS)
+}
+
+// The same job started many times at once yields one run; its parameters
+// are its identity, and after it completed a start pulls it anew.
+func TestETLStartIsIdempotent(t *testing.T) {
+	h := harness.New(t, harness.Options{
+		Jobs: jobsOf("regional", "/v1/records", "{style: offset, page_size: 500}",
+			"    total_path: total\n    params: [region]\n    query: {region: \"{region}\"}\n"),
+		Sim: simulator.Config{Records: 2_000},
+	})
+	eu := tasks.ETLOptions{Params: map[string]string{"region": "eu"}}
+	var wg sync.WaitGroup
+	results := make([]tasks.Started, 8)
+	for i := range results {
+		wg.Go(func() { results[i] = h.StartETL("regional", eu) })
+	}
+	wg.Wait()
+	var created int
+	for _, r := range results {
+		if r.Run.ID != results[0].Run.ID {
+			t.Errorf("runs %d and %d for the same parameters", r.Run.ID, results[0].Run.ID)
+		}
+		if r.How == tasks.Created {
+			created++
+		}
+	}
+	if created != 1 || h.Count(`SELECT count(*) FROM runs`) != 1 {
+		t.Fatalf("%d starts created a run, %d runs exist; want 1 and 1", created, h.Count(`SELECT count(*) FROM runs`))
+	}
+	us := h.StartETL("regional", tasks.ETLOptions{Params: map[string]string{"region": "us"}})
+	if us.How != tasks.Created || us.Run.ID == results[0].Run.ID || us.Run.RunKey != "region=us" {
+		t.Errorf("other parameters = %+v", us)
+	}
+
+	// Bad starts, before any worker writes: refused, nothing written.
+	for _, bad := range []struct {
+		job    string
+		params map[string]string
+		want   error
+		text   string
+	}{
+		{"regional", nil, tasks.ErrInput, "needs --param region=VALUE"},
+		{"regional", map[string]string{"region": "eu", "tier": "1"}, tasks.ErrInput, `has no param "tier"`},
+		{"regional", map[string]string{"region": ""}, tasks.ErrInput, "param region"},
+		{"nosuch", nil, tasks.ErrUnknownJob, `job "nosuch" is not defined in the jobs file (defined: regional)`},
+	} {
+		before := h.Fingerprint()
+		_, err := h.Control.StartETL(context.Background(), bad.job, tasks.ETLOptions{Params: bad.params})
+		if !errors.Is(err, bad.want) || !strings.Contains(err.Error(), bad.text) {
+			t.Errorf("start %s %v = %v, want %v with %q", bad.job, bad.params, err, bad.want, bad.text)
+		}
+		h.VerifyUnchanged(before, "a refused start")
+	}
+
+	h.StartWorker("w1")
+	first := h.WaitEnded(results[0].Run.ID, time.Minute)
+	again := h.StartETL("regional", eu)
+	if first.Status != checkpoint.StatusCompleted || again.How != tasks.Created || again.Run.Generation != 2 || again.Run.ID == first.ID {
+		t.Errorf("after run %d completed, a start = %+v; want generation 2 created", first.ID, again)
+	}
+
 }
