@@ -39,7 +39,7 @@ then flags.`,
 	pf.String("redis-url", "", "Redis URL (overrides REDIS_URL)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print the result as JSON on stdout")
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(a.dailySyncCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.failuresCmd(), a.stocksCmd())
+	root.AddCommand(a.dailySyncCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.failuresCmd(), a.stocksCmd(), a.reportCmd())
 	return root
 }
 
