@@ -243,7 +243,7 @@ func (s *Source) Parse(body []byte, header http.Header) (Page, error) {
 		}
 		key, err := keyText(k)
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: key %q: %w", i, s.job.Key, err)
+			return Page{}, fmt.Errorf("record %d: key %q %w", i, s.job.Key, err)
 		}
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, item); err != nil {
@@ -314,7 +314,7 @@ func keyText(raw json.RawMessage) (string, error) {
 	case len(raw) > 0 && raw[0] == '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", err
+			return "", fmt.Errorf("is not a valid string: %w", err)
 		}
 		if s == "" || len(s) > 1024 {
 			return "", fmt.Errorf("is a string of %d bytes, want 1 to 1024", len(s))

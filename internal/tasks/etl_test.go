@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/simulator"
 	"github.com/syncworker/syncworker/internal/tasks"
@@ -239,4 +240,142 @@ func TestETLStartIsIdempotent(t *testing.T) {
 		t.Errorf("after run %d completed, a start = %+v; want generation 2 created", first.ID, again)
 	}
 
+}
+
+// answer makes the source answer body (200) to every request whose skip is
+// one of skips.
+func answer(body string, skips ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if slices.Contains(skips, r.URL.Query().Get("skip")) {
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprint(w, body)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Bad pages give clear errors and write nothing wrong: a first page that
+// does not check out starts no run, and a later one, once its retries are
+// used up, fails the run with the pages before it landed and nothing else.
+func TestETLBadPages(t *testing.T) {
+	const job = "jobs:\n  - name: pull\n    url: SIM_URL/v1/records\n    pagination: {style: offset, page_size: 100}\n    items_path: items\n    total_path: total\n    key: id\n"
+	tests := []struct {
+		name, body, want string
+	}{
+		{"not JSON", `{"items":[{"id":"r0`, "the response is not JSON"},
+		{"no items", `{"data":[],"total":1000}`, `items_path "items": missing from the response`},
+		{"items not an array", `{"items":{"id":"a"},"total":1000}`, `items_path "items" is an object, want an array of records`},
+		{"record not an object", `{"items":[1,2],"total":1000}`, "record 0 is the number 1, want an object"},
+		{"key missing", `{"items":[{"name":"x"}],"total":1000}`, `record 0: key "id": missing from the response`},
+		{"key of the wrong type", `{"items":[{"id":true}],"total":1000}`, `record 0: key "id" is a bool, want a string or an integer`},
+		{"total of the wrong type", `{"items":[],"total":"many"}`, `total_path "total" is a string "many", want a whole number`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := harness.New(t, harness.Options{Jobs: job, Sim: simulator.Config{Records: 1_000},
+				Wrap: answer(tt.body, "0", "500"), Configure: func(c *config.Config) { c.Sync.MaxRetry = 1 }})
+			before := h.Fingerprint()
+			_, err := h.Control.StartETL(context.Background(), "pull", tasks.ETLOptions{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "no run was started") {
+				t.Fatalf("start on a bad first page = %v, want %q", err, tt.want)
+			}
+			h.VerifyUnchanged(before, "a start on a bad first page")
+		})
+	}
+
+	// Mid-run: page 5 (skip=500) is bad for good.
+	h := harness.New(t, harness.Options{Jobs: job, Sim: simulator.Config{Records: 1_000},
+		Wrap: answer(`{"items":[{"id":{"nested":1}}],"total":1000}`, "500"),
+		Configure: func(c *config.Config) { c.Sync.MaxRetry = 1 }})
+	h.StartWorker("w1")
+	run := h.WaitEnded(h.StartETL("pull", tasks.ETLOptions{}).Run.ID, time.Minute)
+	if run.Status != checkpoint.StatusFailed || run.Processed != 500 ||
+		!strings.Contains(run.LastError, `page 5 (skip=500): record 0: key "id" is an object, want a string or an integer`) {
+		t.Fatalf("run %+v", run)
+	}
+	if n := h.Count(`SELECT count(*) FROM etl_records`); n != 500 ||
+		h.Count(`SELECT count(*) FROM etl_records WHERE record_key >= 'r000500'`) != 0 {
+		t.Errorf("%d rows landed, want the 500 of pages 0 to 4", n)
+	}
+}
+
+// A source that changes under an offset walk is reported on the run: its
+// total changed, and the run received other records than it started with.
+func TestETLReportsDrift(t *testing.T) {
+	h := harness.New(t, harness.Options{
+		Jobs: jobsOf("drifty", "/v1/records", "{style: offset, page_size: 500}", "    total_path: total\n"),
+		// After the 3rd page request, each request inserts a record at the front.
+		Sim: simulator.Config{Records: 5_000, Drift: 3},
+	})
+	h.StartWorker("w1")
+	run := h.WaitEnded(h.StartETL("drifty", tasks.ETLOptions{}).Run.ID, time.Minute)
+	if run.Status != checkpoint.StatusCompleted || run.SourceTotal == nil || *run.SourceTotal <= run.Total {
+		t.Fatalf("run %+v", run)
+	}
+	joined := strings.Join(run.Warnings, "\n")
+	for _, want := range []string{"the source's total changed from 5000 to", "records added or removed during the run were not all pulled"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("warnings %q lack %q", run.Warnings, want)
+		}
+	}
+	// Inserts at the front shift every later page: records are seen twice
+	// and the last ones never, which the rows show.
+	if n := h.Count(`SELECT count(*) FROM etl_records`); n >= 5_000 {
+		t.Errorf("%d rows after a drifting walk of 5000, want fewer (records repeated, others missed)", n)
+	}
+	t.Logf("warnings: %q", run.Warnings)
+}
+
+// A run whose worker stops mid-run, that is cancelled and retried, and that
+// another worker finishes, lands exactly the same records.
+func TestETLStoppedCancelledAndResumedLandsTheSame(t *testing.T) {
+	h := harness.New(t, harness.Options{Jobs: patientsJob, Sim: simulator.Config{Records: 50_000, Latency: 20 * time.Millisecond}})
+	w1 := h.StartWorker("w1")
+	id := h.StartETL("patients", tasks.ETLOptions{}).Run.ID
+	h.WaitFor(id, time.Minute, "a fifth pulled", func(r checkpoint.Run) bool { return r.Processed >= 10_000 })
+	if err := w1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Control.Cancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, err := h.Store.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := h.StartETL("patients", tasks.ETLOptions{}); s.How != tasks.Created || s.Run.ID == id {
+		// A cancelled run is over: starting the job again pulls it anew.
+		t.Fatalf("a start after a cancel = %+v", s)
+	} else if _, err := h.Control.Cancel(context.Background(), s.Run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Control.Retry(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	h.StartWorker("w2")
+	run := h.WaitEnded(id, 2*time.Minute)
+	h.VerifyLanded(id, harness.Records(50_000))
+	t.Logf("stopped and cancelled at %d records, completed in attempt %d: %d pages, %d ms", cancelled.Processed, run.Attempt, run.Batches, run.DurationMS)
+}
+
+// A dry run fetches and checks every page, reports what a run would land,
+// and writes nothing.
+func TestETLDryRunWritesNothing(t *testing.T) {
+	h := harness.New(t, harness.Options{
+		Jobs: jobsOf("pull", "/v1/records-cursor", "{style: cursor, next_path: next, page_size: 500}", ""),
+		Sim:  simulator.Config{Records: 5_250},
+	})
+	before := h.Fingerprint()
+	report, err := h.Control.DryRunETL(context.Background(), "pull", tasks.ETLOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Pages != 11 || report.Records != 5_250 || report.Keys != 5_250 || report.Total != nil || len(report.Warnings) != 0 {
+		t.Errorf("dry run = %+v", report)
+	}
+	h.VerifyUnchanged(before, "a dry run")
 }
