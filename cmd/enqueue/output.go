@@ -47,7 +47,7 @@ func summary(r checkpoint.Run) string {
 // records is the progress of a run of pages: records received of the
 // total, when the source gave one.
 func records(r checkpoint.Run) string {
-	if r.Total == 0 && r.Status != checkpoint.StatusCompleted {
+	if r.Total == 0 {
 		return fmt.Sprintf("%d records", r.Processed)
 	}
 	return fmt.Sprintf("%d/%d records (%s)", r.Processed, r.Total, percent(r.Processed, r.Total))
