@@ -1,6 +1,7 @@
 // Package worker is the worker process of syncworker, wired from the
 // configuration: the asynq server that runs batch tasks with the daily-sync
-// job, and the sweeper. cmd/worker runs it; tests run it in-process.
+// job, the sweeper, and the admin HTTP listener that serves the runs API.
+// cmd/worker runs it; tests run it in-process.
 package worker
 
 import (
@@ -16,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncworker/syncworker/internal/api"
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/db"
@@ -75,6 +77,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return err
 	}
 
+	// Listen before anything serves, so that a bad address stops start-up.
+	admin, err := listenAdmin(ctx, cfg.HTTP.Addr, log)
+	if err != nil {
+		return err
+	}
+	if admin != nil {
+		defer admin.Close() // for a start-up that fails below; serveAdmin closes it otherwise
+	}
+
 	store := checkpoint.New(pool)
 	enqueuer := tasks.NewEnqueuer(rdb, cfg.Sync.MaxRetry, cfg.Sync.TaskTimeout)
 	stopping := make(chan struct{})
@@ -104,6 +115,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	})
 	var wg sync.WaitGroup
 	wg.Go(func() { sw.Run(ctx) })
+	if admin != nil {
+		h := api.New(api.Options{Runs: store, Control: tasks.NewControl(pool, store, enqueuer, inspector),
+			DB: pool, Logger: log.With("component", "api")})
+		wg.Go(func() { serveAdmin(ctx, admin, h, cfg.Worker.ShutdownTimeout, log.With("component", "http")) })
+	}
 
 	log.Info("worker started", "name", name, "concurrency", cfg.Worker.Concurrency, "queue", tasks.Queue,
 		"task_slice", cfg.Sync.TaskSlice, "lease", cfg.Sync.Lease, "sweeper_interval", cfg.Sweeper.Interval,
