@@ -115,6 +115,9 @@ func (o Options) workerConfig(dbURL, simURL string) (config.Config, error) {
 	cfg.Sync.Partitions = o.Partitions
 	cfg.Log.Format = "json"
 	cfg.Log.Level = "info"
+	// Each worker on a port of its own, none on the default one that a
+	// worker of this host may hold (HTTP_ADDR="" would read as the default).
+	cfg.HTTP.Addr = "127.0.0.1:0"
 	if o.Lease > 0 {
 		cfg.Sync.Lease = o.Lease
 	}

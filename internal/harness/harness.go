@@ -112,6 +112,11 @@ func New(t testing.TB, opts Options) *Harness {
 			t.Fatal(err)
 		}
 	}
+	// Every test worker serves the runs API on a port of its own: the
+	// default 127.0.0.1:8080 would make the tests' workers (and any real one
+	// on this host) take it from each other. Not "", which a worker process
+	// started with Config.Environ reads as unset, that is the default.
+	cfg.HTTP.Addr = "127.0.0.1:0"
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}

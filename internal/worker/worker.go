@@ -1,6 +1,7 @@
 // Package worker is the worker process of syncworker, wired from the
 // configuration: the asynq server that runs batch tasks with the daily-sync
-// job, and the sweeper. cmd/worker runs it; tests run it in-process.
+// job, the sweeper, and the admin HTTP listener that serves the runs API.
+// cmd/worker runs it; tests run it in-process.
 package worker
 
 import (
@@ -17,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncworker/syncworker/internal/api"
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/db"
@@ -72,9 +74,22 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 
-	jobs, err := Jobs(cfg, rdb)
+	etlJobs, err := ETLJobs(cfg, rdb)
 	if err != nil {
 		return err
+	}
+	jobs, err := jobsWith(cfg, rdb, etlJobs)
+	if err != nil {
+		return err
+	}
+
+	// Listen before anything serves, so that a bad address stops start-up.
+	admin, err := listenAdmin(ctx, cfg.HTTP.Addr, log)
+	if err != nil {
+		return err
+	}
+	if admin != nil {
+		defer admin.Close() // for a start-up that fails below; serveAdmin closes it otherwise
 	}
 
 	store := checkpoint.New(pool)
@@ -106,6 +121,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	})
 	var wg sync.WaitGroup
 	wg.Go(func() { sw.Run(ctx) })
+	if admin != nil {
+		h := api.New(api.Options{Runs: store, Control: tasks.NewControl(pool, store, enqueuer, inspector).WithETL(etlJobs),
+			DB: pool, Logger: log.With("component", "api")})
+		wg.Go(func() { serveAdmin(ctx, admin, h, cfg.Worker.ShutdownTimeout, log.With("component", "http")) })
+	}
 
 	log.Info("worker started", "name", name, "concurrency", cfg.Worker.Concurrency, "queue", tasks.Queue,
 		"task_slice", cfg.Sync.TaskSlice, "lease", cfg.Sync.Lease, "sweeper_interval", cfg.Sweeper.Interval,
@@ -123,6 +143,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 // Jobs returns the jobs a worker runs, by name, with their sources built
 // from cfg; rdb carries the sources' rate limits, shared by all workers.
 func Jobs(cfg config.Config, rdb redis.UniversalClient) (map[string]tasks.Job, error) {
+	etlJobs, err := ETLJobs(cfg, rdb)
+	if err != nil {
+		return nil, err
+	}
+	return jobsWith(cfg, rdb, etlJobs)
+}
+
+// jobsWith is Jobs with the ETL jobs loaded already.
+func jobsWith(cfg config.Config, rdb redis.UniversalClient, etlJobs *tasks.ETLJobs) (map[string]tasks.Job, error) {
 	var limiter quotes.Limiter
 	if cfg.Quotes.RateLimit > 0 {
 		limiter = ratelimit.NewRedisLimiter(rdb, rateLimitKey, cfg.Quotes.RateLimit)
@@ -139,10 +168,6 @@ func Jobs(cfg config.Config, rdb redis.UniversalClient) (map[string]tasks.Job, e
 		return nil, err
 	}
 	jobs := map[string]tasks.Job{tasks.JobDailySync: tasks.NewDailySync(source, cfg.Quotes.Concurrency)}
-	etlJobs, err := ETLJobs(cfg, rdb)
-	if err != nil {
-		return nil, err
-	}
 	maps.Copy(jobs, etlJobs.Jobs())
 	return jobs, nil
 }

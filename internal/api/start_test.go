@@ -1,0 +1,151 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/fault"
+	"github.com/syncworker/syncworker/internal/harness"
+	"github.com/syncworker/syncworker/internal/tasks"
+)
+
+// etlControl is the harness's control with StartETL and DryRunETL answering
+// what a test sets, and recording how they were called: the handler's
+// mapping of their results is under test here, not the ETL job itself.
+type etlControl struct {
+	*tasks.Control
+	mu      sync.Mutex
+	started tasks.Started
+	dry     tasks.DryRun
+	err     error
+	calls   []string
+	job     string
+	opts    tasks.ETLOptions
+}
+
+func (c *etlControl) StartETL(ctx context.Context, job string, opts tasks.ETLOptions) (tasks.Started, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls, c.job, c.opts = append(c.calls, "StartETL"), job, opts
+	return c.started, c.err
+}
+
+func (c *etlControl) DryRunETL(ctx context.Context, job string, opts tasks.ETLOptions) (tasks.DryRun, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls, c.job, c.opts = append(c.calls, "DryRunETL"), job, opts
+	return c.dry, c.err
+}
+
+// set makes the next calls answer started, dry and err, and forgets the calls.
+func (c *etlControl) set(started tasks.Started, dry tasks.DryRun, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.started, c.dry, c.err, c.calls, c.job, c.opts = started, dry, err, nil, "", tasks.ETLOptions{}
+}
+
+func (c *etlControl) called() ([]string, string, tasks.ETLOptions) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls, c.job, c.opts
+}
+
+func TestStartJobMapsResultsAndErrors(t *testing.T) {
+	control := &etlControl{}
+	e := setup(t, harness.Options{Symbols: 1}, control)
+	control.Control = e.h.Control
+	run := checkpoint.Run{ID: 7, Job: "etl-a", Status: checkpoint.StatusPending}
+	total := int64(250)
+	rateLimited := fault.Limited(errors.New("source answered 429"), 1500*time.Millisecond)
+
+	body := `{"params": {"since": "2026-01-01"}, "budget": "5m", "partitions": 2}`
+	wantOpts := tasks.ETLOptions{Params: map[string]string{"since": "2026-01-01"}, Budget: 5 * time.Minute, Partitions: 2}
+	tests := []struct {
+		name       string
+		body       string
+		started    tasks.Started
+		dry        tasks.DryRun
+		err        error
+		wantCall   string
+		wantOpts   tasks.ETLOptions
+		wantCode   int
+		wantError  string
+		wantRetry  string // Retry-After
+		wantAnswer any    // the JSON of the answer, when not an error
+	}{
+		{name: "created", body: body, started: tasks.Started{Run: run, How: tasks.Created},
+			wantCall: "StartETL", wantOpts: wantOpts, wantCode: 201, wantAnswer: tasks.Started{Run: run, How: tasks.Created}},
+		{name: "found", body: body, started: tasks.Started{Run: run, How: tasks.Found},
+			wantCall: "StartETL", wantOpts: wantOpts, wantCode: 200, wantAnswer: tasks.Started{Run: run, How: tasks.Found}},
+		{name: "resumed", body: "", started: tasks.Started{Run: run, How: tasks.Resumed},
+			wantCall: "StartETL", wantCode: 200, wantAnswer: tasks.Started{Run: run, How: tasks.Resumed}},
+		{name: "budget 0 is the job's", body: `{"budget": "0", "partitions": 0}`, started: tasks.Started{Run: run, How: tasks.Created},
+			wantCall: "StartETL", wantCode: 201, wantAnswer: tasks.Started{Run: run, How: tasks.Created}},
+		{name: "created, tasks left to the sweeper", body: "{}", started: tasks.Started{Run: run, How: tasks.Created},
+			err: fmt.Errorf("run 7: 1 of 1 %w", tasks.ErrNotEnqueued), wantCall: "StartETL", wantCode: 202,
+			wantAnswer: tasks.Started{Run: run, How: tasks.Created}},
+		{name: "dry run", body: `{"dry_run": true, "params": {"since": "2026-01-01"}, "budget": "5m", "partitions": 2}`,
+			dry:      tasks.DryRun{Job: "etl-a", Params: map[string]string{"since": "2026-01-01"}, Pages: 3, Records: 250, Keys: 249, Total: &total},
+			wantCall: "DryRunETL", wantOpts: wantOpts, wantCode: 200,
+			wantAnswer: tasks.DryRun{Job: "etl-a", Params: map[string]string{"since": "2026-01-01"}, Pages: 3, Records: 250, Keys: 249, Total: &total}},
+		{name: "unknown job", body: body, err: fmt.Errorf("job %q: %w", "etl-a", tasks.ErrUnknownJob),
+			wantCall: "StartETL", wantOpts: wantOpts, wantCode: 404, wantError: `job "etl-a": unknown job`},
+		{name: "bad params", body: body, err: fmt.Errorf("param since is not a date: %w", tasks.ErrInput),
+			wantCall: "StartETL", wantOpts: wantOpts, wantCode: 400, wantError: "param since is not a date"},
+		{name: "source refuses", body: body, err: fmt.Errorf("read page 1: %w", fault.Wrap(fault.RunFatal, errors.New("source answered 401"))),
+			wantCall: "StartETL", wantOpts: wantOpts, wantCode: 502, wantError: "read page 1: source answered 401"},
+		{name: "source rate-limits", body: body, err: rateLimited,
+			wantCall: "StartETL", wantOpts: wantOpts, wantCode: 502, wantError: "source answered 429", wantRetry: "2"},
+		{name: "dry run of an unknown job", body: `{"dry_run": true}`, err: tasks.ErrUnknownJob,
+			wantCall: "DryRunETL", wantCode: 404, wantError: "unknown job"},
+		{name: "dry run with a source down", body: `{"dry_run": true}`, err: fault.Wrap(fault.Transient, errors.New("source answered 503")),
+			wantCall: "DryRunETL", wantCode: 502, wantError: "source answered 503"},
+		{name: "anything else", body: body, err: errors.New("connection to postgres lost"),
+			wantCall: "StartETL", wantOpts: wantOpts, wantCode: 500, wantError: "connection to postgres lost"},
+		// Bad bodies are refused before anything is called.
+		{name: "unknown field", body: `{"params": {}, "dryrun": true}`, wantCode: 400, wantError: `unknown field "dryrun"`},
+		{name: "bad budget", body: `{"budget": "5 minutes"}`, wantCode: 400, wantError: `got "5 minutes"`},
+		{name: "bad partitions", body: `{"partitions": -2}`, wantCode: 400, wantError: "got -2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			control.set(tt.started, tt.dry, tt.err)
+			resp, got := e.send(t, http.MethodPost, "/api/jobs/etl-a/runs", tt.body)
+			if resp.StatusCode != tt.wantCode {
+				t.Errorf("= %d %s, want %d", resp.StatusCode, got, tt.wantCode)
+			}
+			calls, job, opts := control.called()
+			if tt.wantCall == "" && len(calls) != 0 {
+				t.Errorf("called %v, want nothing called", calls)
+			}
+			if tt.wantCall != "" && (len(calls) != 1 || calls[0] != tt.wantCall || job != "etl-a" || !reflect.DeepEqual(opts, tt.wantOpts)) {
+				t.Errorf("called %v(%q, %+v), want %s(etl-a, %+v)", calls, job, opts, tt.wantCall, tt.wantOpts)
+			}
+			if ra := resp.Header.Get("Retry-After"); ra != tt.wantRetry {
+				t.Errorf("Retry-After %q, want %q", ra, tt.wantRetry)
+			}
+			if tt.wantError != "" {
+				if msg := errorOf(t, got); !strings.Contains(msg, tt.wantError) {
+					t.Errorf("error %q, want it to say %q", msg, tt.wantError)
+				}
+				return
+			}
+			want, err := json.Marshal(tt.wantAnswer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(string(got)) != string(want) {
+				t.Errorf("answer %s\nwant   %s", got, want)
+			}
+		})
+	}
+}
