@@ -17,6 +17,7 @@ build:
 ci:
 	scripts/dev test
 
-# The chaos scenario at full size (10,000 symbols, 3 workers); make chaos ARGS='--symbols 2000 --faults 1m'
+# The chaos scenario at full size (10,000 symbols and an ETL pull of 20,000 records, 3 workers);
+# make chaos ARGS='--symbols 2000 --records 5000 --faults 1m'
 chaos:
 	scripts/dev chaos $(ARGS)

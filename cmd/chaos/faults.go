@@ -129,18 +129,28 @@ func closed(c <-chan struct{}) bool {
 	}
 }
 
-// holdings returns, by pid, the partitions of the run whose lease each
-// worker holds now.
-func (s *scenario) holdings(ctx context.Context) map[int][]int {
-	held := map[int][]int{}
-	rows, err := s.pool.Query(ctx, `SELECT lease_owner, partition FROM run_partitions
-		WHERE run_id = $1 AND lease_owner IS NOT NULL AND lease_expires_at > clock_timestamp()
-		ORDER BY partition`, s.runID)
+// Part names a partition of one of the scenario's runs.
+type Part struct {
+	Run       int64
+	Partition int
+}
+
+// String names the partition in the progress log as "r2.p3".
+func (p Part) String() string { return fmt.Sprintf("r%d.p%d", p.Run, p.Partition) }
+
+// holdings returns, by pid, the partitions of the daily sync and of the
+// ETL run whose lease each worker holds now.
+func (s *scenario) holdings(ctx context.Context) map[int][]Part {
+	held := map[int][]Part{}
+	rows, err := s.pool.Query(ctx, `SELECT lease_owner, run_id, partition FROM run_partitions
+		WHERE run_id = ANY($1) AND lease_owner IS NOT NULL AND lease_expires_at > clock_timestamp()
+		ORDER BY run_id, partition`, []int64{s.runID, s.etlRunID})
 	if err != nil {
 		return held
 	}
 	type lease struct {
 		Owner     string
+		Run       int64
 		Partition int
 	}
 	leases, _ := pgx.CollectRows(rows, pgx.RowToStructByPos[lease])
@@ -149,7 +159,7 @@ func (s *scenario) holdings(ctx context.Context) map[int][]int {
 		owner, _, _ := strings.Cut(l.Owner, "#")
 		if i := strings.LastIndexByte(owner, ':'); i >= 0 {
 			if pid, err := strconv.Atoi(owner[i+1:]); err == nil {
-				held[pid] = append(held[pid], l.Partition)
+				held[pid] = append(held[pid], Part{Run: l.Run, Partition: l.Partition})
 			}
 		}
 	}
@@ -158,8 +168,11 @@ func (s *scenario) holdings(ctx context.Context) map[int][]int {
 
 // victim picks a random live worker, one that holds a partition when there
 // is one, waiting up to wait for one to; it returns the partitions the
-// victim holds.
-func (s *scenario) victim(ctx context.Context, wait time.Duration) (*process, []int) {
+// victim holds. Among the busy workers it prefers one that holds
+// partitions of both runs, then one that holds a partition of run prefer:
+// the ETL run's chains hold their leases while they wait for their rate
+// limit, and would otherwise draw the faults away from the daily sync.
+func (s *scenario) victim(ctx context.Context, wait time.Duration, prefer int64) (*process, []Part) {
 	deadline := time.Now().Add(wait)
 	for {
 		alive := s.alive()
@@ -167,15 +180,27 @@ func (s *scenario) victim(ctx context.Context, wait time.Duration) (*process, []
 			return nil, nil
 		}
 		held := s.holdings(ctx)
-		var busy []*process
+		var both, preferred, busy []*process
 		for _, p := range alive {
-			if len(held[p.pid()]) > 0 {
-				busy = append(busy, p)
+			parts := held[p.pid()]
+			if len(parts) == 0 {
+				continue
 			}
+			sync := slices.ContainsFunc(parts, func(x Part) bool { return x.Run == s.runID })
+			etl := slices.ContainsFunc(parts, func(x Part) bool { return x.Run == s.etlRunID })
+			if sync && etl {
+				both = append(both, p)
+			}
+			if (sync && prefer == s.runID) || (etl && prefer == s.etlRunID) {
+				preferred = append(preferred, p)
+			}
+			busy = append(busy, p)
 		}
-		if len(busy) > 0 {
-			p := busy[s.rng.IntN(len(busy))]
-			return p, held[p.pid()]
+		for _, tier := range [][]*process{both, preferred, busy} {
+			if len(tier) > 0 {
+				p := tier[s.rng.IntN(len(tier))]
+				return p, held[p.pid()]
+			}
 		}
 		if time.Now().After(deadline) || pause(ctx, 250*time.Millisecond) != nil {
 			return alive[s.rng.IntN(len(alive))], nil
@@ -183,9 +208,16 @@ func (s *scenario) victim(ctx context.Context, wait time.Duration) (*process, []
 	}
 }
 
-// kill SIGKILLs a worker and starts another in its place.
+// kill SIGKILLs a worker and starts another in its place; the kills
+// prefer the holders of each run's partitions in turn (see victim).
 func (s *scenario) kill(ctx context.Context) error {
-	p, held := s.victim(ctx, 0)
+	s.mu.Lock()
+	prefer := s.runID
+	if len(s.figures.Kills)%2 == 1 {
+		prefer = s.etlRunID
+	}
+	s.mu.Unlock()
+	p, held := s.victim(ctx, 0, prefer)
 	if p == nil {
 		return fmt.Errorf("no worker alive to kill")
 	}
@@ -209,7 +241,7 @@ func (s *scenario) kill(ctx context.Context) error {
 
 // term SIGTERMs a busy worker, waits for it to stop and starts another.
 func (s *scenario) term(ctx context.Context) error {
-	p, held := s.victim(ctx, 10*time.Second)
+	p, held := s.victim(ctx, 10*time.Second, s.runID)
 	if p == nil {
 		return fmt.Errorf("no worker alive to stop")
 	}

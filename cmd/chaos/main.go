@@ -7,10 +7,11 @@
 // that it never touches a developer's data. It imports a universe, starts
 // the simulator with faults (5xx, 429 with Retry-After, answers slower than
 // the fetch timeout, 200s with unreadable bodies), starts --workers worker
-// processes and a daily-sync run, and while the run goes on it SIGKILLs a
+// processes, a daily-sync run and an offset-style ETL run that pulls the
+// simulator's --records records, and while the runs go on it SIGKILLs a
 // worker every --kill-every (starting another), flushes Redis, terminates
 // the workers' Postgres backends and SIGTERMs a busy worker (starting
-// another). Once the run ends it stops everything, audits the run (package
+// another). Once both runs end it stops everything, audits them (package
 // audit) and prints a verdict, PASS or FAIL, with the figures: faults,
 // retries by class, simulator counts, wall time, throughput, the longest
 // time any partition went without progress, and how soon the partitions of
@@ -35,6 +36,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/syncworker/syncworker/internal/etl"
 	"github.com/syncworker/syncworker/internal/simulator"
 )
 
@@ -62,12 +64,12 @@ const (
 // defaultOptions returns the options of the large scenario.
 func defaultOptions() Options {
 	return Options{
-		Workers: 3, Symbols: 10_000, Unknown: 10, BatchSize: 100, Partitions: 8, Date: "2026-11-20",
+		Workers: 3, Symbols: 10_000, Unknown: 10, BatchSize: 100, Partitions: 8, ETLPartitions: 4, Date: "2026-11-20",
 		Faults: 2 * time.Minute, KillEvery: 10 * time.Second, Flushes: 1, BackendKills: 3, SIGTERMs: 1,
 		Timeout: 10 * time.Minute,
 		Sim: simulator.Config{Latency: 20 * time.Millisecond, Jitter: 30 * time.Millisecond,
 			ErrorRate: 0.03, RateLimitedRate: 0.01, RetryAfter: time.Second,
-			SlowRate: 0.01, SlowDelay: 3 * time.Second, GarbageRate: 0.01},
+			SlowRate: 0.01, SlowDelay: 3 * time.Second, GarbageRate: 0.01, Records: 20_000},
 		QuotesTimeout: time.Second, Concurrency: 4, TaskSlice: 2 * time.Second, MaxRetry: 20,
 		SweeperInterval: 2 * time.Second,
 	}
@@ -85,13 +87,15 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "chaos",
 		Short: "Run syncworker under faults (kills, Redis loss, Postgres disconnects, a bad provider) and audit the run",
-		Long: `chaos runs a daily sync on real worker processes against the quotes simulator
-while it kills workers (SIGKILL every --kill-every, SIGTERM mid-batch), flushes
-Redis, terminates the workers' Postgres backends and the simulator answers
-5xx, 429, too slowly and with garbage. Then it audits the run: completed,
-every symbol's price once with the simulator's values, the ledger gapless and
-once per batch, the counters equal to the rows. It prints PASS or FAIL with
-the figures and exits 0 on PASS, 1 otherwise.
+		Long: `chaos runs a daily sync and an offset-style ETL pull of --records records on
+real worker processes against the simulator while it kills workers (SIGKILL
+every --kill-every, SIGTERM mid-batch), flushes Redis, terminates the
+workers' Postgres backends and the simulator answers 5xx, 429, too slowly
+and with garbage. Then it audits both runs: completed; every symbol's price
+once with the simulator's values; exactly the source's records landed with
+their content; the ledgers gapless and once per batch; the counters equal to
+the rows. It prints PASS or FAIL with the figures and exits 0 on PASS, 1
+otherwise.
 
 It uses a database of its own (--database, dropped and created again) on the
 server of --database-url, and Redis database --redis-db on the server of
@@ -151,6 +155,8 @@ allocation so that a concurrent ` + "`make test`" + ` does not use it.`,
 	f.IntVar(&o.Unknown, "unknown", o.Unknown, "symbols the simulator does not know (404)")
 	f.IntVar(&o.BatchSize, "batch", o.BatchSize, "symbols per batch")
 	f.IntVar(&o.Partitions, "partitions", o.Partitions, "partitions of the run")
+	f.IntVar(&o.Sim.Records, "records", o.Sim.Records, fmt.Sprintf("records the ETL run pulls from the simulator (at most %d), paced to last about 1.3 × --faults", simulator.MaxRecords))
+	f.IntVar(&o.ETLPartitions, "etl-partitions", o.ETLPartitions, fmt.Sprintf("page ranges of the ETL run (at most %d)", etl.MaxPartitions))
 	f.StringVar(&o.Date, "date", o.Date, "trading date of the run (YYYY-MM-DD)")
 	f.DurationVar(&o.Faults, "faults", o.Faults, "fault window from the run's start: faults happen within it")
 	f.DurationVar(&o.KillEvery, "kill-every", o.KillEvery, "SIGKILL a worker (a random one of those holding a partition, if any) this often, starting another; 0 = never")
@@ -199,6 +205,10 @@ func (o Options) check() error {
 	positive("batch", o.BatchSize)
 	positive("partitions", o.Partitions)
 	positive("concurrency", o.Concurrency)
+	positive("records", o.Sim.Records)
+	if o.ETLPartitions < 1 || o.ETLPartitions > etl.MaxPartitions {
+		errs = append(errs, fmt.Errorf("--etl-partitions must be 1 to %d, got %d", etl.MaxPartitions, o.ETLPartitions))
+	}
 	if o.Unknown < 0 || o.Flushes < 0 || o.BackendKills < 0 || o.SIGTERMs < 0 || o.RateLimit < 0 || o.MaxRetry < 0 {
 		errs = append(errs, errors.New("--unknown, --flushes, --backend-kills, --sigterms, --rate-limit and --max-retry must not be negative"))
 	}

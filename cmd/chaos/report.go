@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,8 +26,9 @@ type Kill struct {
 	Time   time.Time
 	Worker string
 	PID    int
-	// Held are the partitions whose lease the worker held at the kill (see holdings).
-	Held []int
+	// Held are the partitions (of either run) whose lease the worker held
+	// at the kill (see holdings).
+	Held []Part
 	// Takeovers are the partitions it held (Held or, when none was seen,
 	// those whose last commit before the kill was its own) that had work
 	// left, with the time until another worker committed a batch of them.
@@ -40,7 +42,7 @@ type Kill struct {
 // after a Redis flush); Resumed is the time to the start of the next batch
 // that committed, and After the time to that batch's commit.
 type Takeover struct {
-	Partition int
+	Part
 	TakenOver time.Duration
 	Running   time.Duration
 	Resumed   time.Duration
@@ -86,8 +88,8 @@ type Term struct {
 	At     time.Duration
 	Worker string
 	PID    int
-	// Held are the partitions whose lease the worker held.
-	Held []int
+	// Held are the partitions (of either run) whose lease the worker held.
+	Held []Part
 	// Stopped is true when it exited within the shutdown grace.
 	Stopped  bool
 	ExitCode int
@@ -116,7 +118,7 @@ type LogCounts struct {
 	Other map[string]int
 	// TakenOver are the times the sweepers took each partition over, and
 	// Resumed the times a worker ran a taken-over partition again.
-	TakenOver, Resumed map[int][]time.Time
+	TakenOver, Resumed map[Part][]time.Time
 	// LeaseLost counts tasks that stopped because their lease was taken,
 	// LeaseHeld deliveries turned away by a lease another held.
 	LeaseLost, LeaseHeld int
@@ -129,9 +131,12 @@ type Figures struct {
 	Seed      int64
 	RateLimit int
 	LogDir    string
-	Run       checkpoint.Run
-	Wall      time.Duration
-	Workers   int // worker processes started
+	// Run is the daily sync as the audit read it, and Wall the time from
+	// the scenario's start to its end.
+	Run     checkpoint.Run
+	Wall    time.Duration
+	ETL     ETLFigures
+	Workers int // worker processes started
 	// Lease and TakeoverInterval are the workers' settings.
 	Lease, TakeoverInterval time.Duration
 	Kills                   []Kill
@@ -148,26 +153,52 @@ type Figures struct {
 	Problems []string
 }
 
-// Result is the verdict of a scenario.
-type Result struct {
-	Report  audit.Report
-	Figures Figures
+// ETLFigures are what the ETL run did.
+type ETLFigures struct {
+	// Run is the run as the audit read it.
+	Run checkpoint.Run
+	// Records is the size of the source's dataset; PageSize and RateLimit
+	// are the job's (see etlPacing).
+	Records, PageSize, RateLimit int
+	// Wall is the time from the scenario's start to the run's end.
+	Wall time.Duration
+	// TakenOver counts the lapsed leases of its partitions taken over.
+	TakenOver int
 }
 
-// Pass reports whether the run completed with every item done exactly once
-// and the scenario found nothing wrong.
-func (r Result) Pass() bool { return r.Report.OK() && len(r.Figures.Problems) == 0 }
+// Result is the verdict of a scenario.
+type Result struct {
+	// Report is the audit of the daily sync, ETL that of the ETL run.
+	Report, ETL audit.Report
+	Figures     Figures
+}
 
-// analyse derives the figures from the ledger and the logs once the run is over.
-func (s *scenario) analyse(rep audit.Report) {
+// Pass reports whether both runs completed, the daily sync with every item
+// done exactly once and the ETL run with exactly the source's records, and
+// the scenario found nothing wrong.
+func (r Result) Pass() bool { return r.Report.OK() && r.ETL.OK() && len(r.Figures.Problems) == 0 }
+
+// analyse derives the figures from the ledgers and the logs once the runs
+// are over.
+func (s *scenario) analyse(rep, etlRep audit.Report) {
 	f := &s.figures
 	f.Workers = len(s.logPaths())
-	f.Problems = append(f.Problems, takeovers(f.Kills, rep.Ledger)...)
+	f.Problems = append(f.Problems, takeovers(f.Kills, map[int64][]audit.Batch{s.runID: rep.Ledger, s.etlRunID: etlRep.Ledger})...)
 	var err error
 	if f.Log, err = countLogs(s.logPaths()); err != nil {
 		f.Problems = append(f.Problems, err.Error())
 	}
 	takenOver(f.Kills, f.Log.TakenOver, f.Log.Resumed)
+	for part, times := range f.Log.TakenOver {
+		if part.Run == s.etlRunID {
+			f.ETL.TakenOver += len(times)
+		}
+	}
+	// The dataset does not drift, so anything the ETL run noticed on its
+	// way (a total that changed, a short page, a repeated key) is wrong.
+	for _, w := range f.ETL.Run.Warnings {
+		f.Problems = append(f.Problems, "the etl run warned: "+w)
+	}
 	for _, c := range f.Log.Crashes {
 		f.Problems = append(f.Problems, "crash in a worker log: "+c)
 	}
@@ -201,14 +232,20 @@ func (s *scenario) analyse(rep audit.Report) {
 	}
 }
 
-// takeovers fills in the takeovers of each kill from the ledger and returns
-// a problem for every batch a killed worker committed after its kill.
-func takeovers(kills []Kill, ledger []audit.Batch) []string {
-	byPart := map[int][]audit.Batch{}
-	for _, b := range ledger {
-		byPart[b.Partition] = append(byPart[b.Partition], b)
+// takeovers fills in the takeovers of each kill from the ledgers of the
+// runs, by run id, and returns a problem for every batch a killed worker
+// committed after its kill.
+func takeovers(kills []Kill, ledgers map[int64][]audit.Batch) []string {
+	byPart := map[Part][]audit.Batch{}
+	for run, ledger := range ledgers {
+		for _, b := range ledger {
+			part := Part{Run: run, Partition: b.Partition}
+			byPart[part] = append(byPart[part], b)
+		}
 	}
-	parts := slices.Sorted(maps.Keys(byPart))
+	parts := slices.SortedFunc(maps.Keys(byPart), func(a, b Part) int {
+		return cmp.Or(cmp.Compare(a.Run, b.Run), cmp.Compare(a.Partition, b.Partition))
+	})
 	var zombies []string
 	for i := range kills {
 		k := &kills[i]
@@ -221,8 +258,8 @@ func takeovers(kills []Kill, ledger []audit.Batch) []string {
 				case b.Committed.Before(k.Time):
 					last = &byPart[part][j]
 				case strings.HasSuffix(b.Worker, suffix):
-					zombies = append(zombies, fmt.Sprintf("%s (pid %d) committed batch %d of partition %d %s after its SIGKILL",
-						k.Worker, k.PID, b.Seq, part, b.Committed.Sub(k.Time).Round(time.Millisecond)))
+					zombies = append(zombies, fmt.Sprintf("%s (pid %d) committed batch %d of partition %d of run %d %s after its SIGKILL",
+						k.Worker, k.PID, b.Seq, part.Partition, part.Run, b.Committed.Sub(k.Time).Round(time.Millisecond)))
 				case next == nil:
 					next = &byPart[part][j]
 				}
@@ -232,7 +269,7 @@ func takeovers(kills []Kill, ledger []audit.Batch) []string {
 			if !held || next == nil {
 				continue
 			}
-			k.Takeovers = append(k.Takeovers, Takeover{Partition: part, TakenOver: -1, Running: -1,
+			k.Takeovers = append(k.Takeovers, Takeover{Part: part, TakenOver: -1, Running: -1,
 				Resumed: max(0, next.Started.Sub(k.Time)), After: next.Committed.Sub(k.Time), By: next.Worker})
 		}
 	}
@@ -244,7 +281,7 @@ func takeovers(kills []Kill, ledger []audit.Batch) []string {
 // it again after that. A takeover after the partition's next commit is not
 // this kill's: the partition had gone on without one (its lease was given
 // up just before the kill).
-func takenOver(kills []Kill, takeovers, resumes map[int][]time.Time) {
+func takenOver(kills []Kill, takeovers, resumes map[Part][]time.Time) {
 	first := func(times []time.Time, after, before time.Time) time.Duration {
 		d := time.Duration(-1)
 		for _, at := range times {
@@ -259,9 +296,9 @@ func takenOver(kills []Kill, takeovers, resumes map[int][]time.Time) {
 		for j := range k.Takeovers {
 			t := &k.Takeovers[j]
 			committed := k.Time.Add(t.After)
-			t.TakenOver = first(takeovers[t.Partition], k.Time, committed)
+			t.TakenOver = first(takeovers[t.Part], k.Time, committed)
 			if t.TakenOver >= 0 {
-				if d := first(resumes[t.Partition], k.Time.Add(t.TakenOver), committed); d >= 0 {
+				if d := first(resumes[t.Part], k.Time.Add(t.TakenOver), committed); d >= 0 {
 					t.Running = t.TakenOver + d
 				}
 			}
@@ -275,6 +312,7 @@ type logLine struct {
 	Level     string    `json:"level"`
 	Msg       string    `json:"msg"`
 	Class     string    `json:"class"`
+	Run       int64     `json:"run"`
 	Partition int       `json:"partition"`
 }
 
@@ -298,7 +336,7 @@ var crashMarks = []string{"panic:", "fatal error:", "WARNING: DATA RACE"}
 // countLogs counts what the workers' JSON logs at paths say.
 func countLogs(paths []string) (LogCounts, error) {
 	c := LogCounts{Retries: map[string]int{}, Failed: map[string]int{}, Other: map[string]int{},
-		TakenOver: map[int][]time.Time{}, Resumed: map[int][]time.Time{}}
+		TakenOver: map[Part][]time.Time{}, Resumed: map[Part][]time.Time{}}
 	for _, path := range paths {
 		f, err := os.Open(path)
 		if err != nil {
@@ -344,9 +382,11 @@ func (c *LogCounts) add(path string, line []byte) {
 	case msgRequeued:
 		c.Requeued++
 	case msgTakeover:
-		c.TakenOver[l.Partition] = append(c.TakenOver[l.Partition], l.Time)
+		part := Part{Run: l.Run, Partition: l.Partition}
+		c.TakenOver[part] = append(c.TakenOver[part], l.Time)
 	case msgResumed:
-		c.Resumed[l.Partition] = append(c.Resumed[l.Partition], l.Time)
+		part := Part{Run: l.Run, Partition: l.Partition}
+		c.Resumed[part] = append(c.Resumed[part], l.Time)
 	case msgLeaseLost:
 		c.LeaseLost++
 	case msgLeaseHeld:
@@ -374,27 +414,39 @@ func (r Result) Print(w io.Writer) {
 	if gap, p := rep.MaxGap(); p >= 0 {
 		fmt.Fprintf(w, "  max time without progress: %s (partition %d)\n", gap.Round(100*time.Millisecond), p)
 	}
-	taken, running, n := time.Duration(-1), time.Duration(-1), 0
+	e := f.ETL
+	fmt.Fprintf(w, "  etl run %d (job %s): %s; %d of %d records landed, %d pages of %d records in %d partitions (rate limit %d page requests/s)\n",
+		e.Run.ID, e.Run.Job, e.Run.Status, e.Run.Records, e.Records, len(r.ETL.Ledger), e.PageSize, e.Run.Partitions, e.RateLimit)
+	fmt.Fprintf(w, "  etl wall time %s, %.1f records/s; %d lapsed leases of its partitions taken over",
+		e.Wall.Round(100*time.Millisecond), float64(e.Run.Records)/max(e.Wall.Seconds(), 1e-9), e.TakenOver)
+	if gap, p := r.ETL.MaxGap(); p >= 0 {
+		fmt.Fprintf(w, "; max time without progress %s (partition %d)", gap.Round(100*time.Millisecond), p)
+	}
+	fmt.Fprintln(w)
+	taken, running, n, etlN := time.Duration(-1), time.Duration(-1), 0, 0
 	for _, k := range f.Kills {
 		taken, running = max(taken, k.MaxTakenOver()), max(running, k.MaxRunning())
 		for _, t := range k.Takeovers {
 			if t.TakenOver >= 0 {
 				n++
+				if t.Run == e.Run.ID {
+					etlN++
+				}
 			}
 		}
 	}
 	if taken >= 0 {
-		fmt.Fprintf(w, "  takeover: %d partitions of SIGKILLed workers taken over, each within %s of the kill and running again within %s (lease %s, takeover interval %s)\n",
-			n, taken.Round(100*time.Millisecond), running.Round(100*time.Millisecond), f.Lease, f.TakeoverInterval)
+		fmt.Fprintf(w, "  takeover: %d partitions of SIGKILLed workers taken over (%d of the etl run), each within %s of the kill and running again within %s (lease %s, takeover interval %s)\n",
+			n, etlN, taken.Round(100*time.Millisecond), running.Round(100*time.Millisecond), f.Lease, f.TakeoverInterval)
 	}
 	terminated := 0
 	for _, b := range f.Backends {
 		terminated += b.Terminated
 	}
-	fmt.Fprintf(w, "  faults: %d SIGKILLs, %d SIGTERMs, %d Redis flushes, %d backend kills (%d backends); %d worker processes in all\n",
+	fmt.Fprintf(w, "  faults: %d SIGKILLs, %d SIGTERMs, %d Redis flushes, %d backend kills (%d backends); %d worker processes in all (pN: partition N of the daily sync, etl.pN: of the etl run)\n",
 		len(f.Kills), len(f.Terms), len(f.Flushes), len(f.Backends), terminated, f.Workers)
 	for i, k := range f.Kills {
-		fmt.Fprintf(w, "    SIGKILL %d at %s: %s (pid %d, holding %s)", i+1, k.At.Round(100*time.Millisecond), k.Worker, k.PID, partitions(k.Held))
+		fmt.Fprintf(w, "    SIGKILL %d at %s: %s (pid %d, holding %s)", i+1, k.At.Round(100*time.Millisecond), k.Worker, k.PID, f.partitions(k.Held))
 		if len(k.Takeovers) == 0 {
 			fmt.Fprintf(w, ": no partition with work left\n")
 			continue
@@ -407,7 +459,7 @@ func (r Result) Print(w io.Writer) {
 		}
 		parts := make([]string, len(k.Takeovers))
 		for j, t := range k.Takeovers {
-			parts[j] = fmt.Sprintf("p%d %s/%s/%s/%s", t.Partition, logged(t.TakenOver), logged(t.Running),
+			parts[j] = fmt.Sprintf("%s %s/%s/%s/%s", f.partition(t.Part), logged(t.TakenOver), logged(t.Running),
 				t.Resumed.Round(100*time.Millisecond), t.After.Round(100*time.Millisecond))
 		}
 		fmt.Fprintf(w, ": taken over within %s, running again within %s, committed again within %s (taken over/running/next committed batch started/committed: %s)\n",
@@ -415,7 +467,7 @@ func (r Result) Print(w io.Writer) {
 	}
 	for i, t := range f.Terms {
 		fmt.Fprintf(w, "    SIGTERM %d at %s: %s (pid %d, holding %s) exited %d after %s, %d task(s) stopped mid-batch\n",
-			i+1, t.At.Round(100*time.Millisecond), t.Worker, t.PID, partitions(t.Held), t.ExitCode, t.StopTime.Round(time.Millisecond), t.Interrupted)
+			i+1, t.At.Round(100*time.Millisecond), t.Worker, t.PID, f.partitions(t.Held), t.ExitCode, t.StopTime.Round(time.Millisecond), t.Interrupted)
 	}
 	for i, at := range f.Flushes {
 		fmt.Fprintf(w, "    FLUSHDB %d at %s\n", i+1, at.Round(100*time.Millisecond))
@@ -437,43 +489,57 @@ func (r Result) Print(w io.Writer) {
 		fmt.Fprintf(w, "  log: %d × %s\n", l.Other[msg], msg)
 	}
 	s := f.Sim
-	fmt.Fprintf(w, "  simulator: %d requests: %d ok, %d 404, injected %d 5xx, %d 429, %d slow, %d garbage\n",
-		s.Requests, s.OK, s.NotFound, s.ServerErrors, s.RateLimited, s.Slow, s.Garbage)
+	fmt.Fprintf(w, "  simulator: %d requests (%d of them pages): %d ok, %d 404, injected %d 5xx, %d 429, %d slow, %d garbage\n",
+		s.Requests, s.Pages, s.OK, s.NotFound, s.ServerErrors, s.RateLimited, s.Slow, s.Garbage)
 	if r.Pass() {
 		fmt.Fprintf(w, "  audit: run completed, every symbol once with the simulator's values, ledger gapless and once per batch, counters match\n")
+		fmt.Fprintf(w, "  etl audit: run completed, exactly the source's %d records landed with their content, ledger a gapless cover of the pages once per page, counters match\n",
+			e.Records)
 		return
 	}
 	for _, p := range f.Problems {
 		fmt.Fprintf(w, "  problem: %s\n", p)
 	}
-	printProblems(w, rep.Problems, 10)
+	printProblems(w, "audit", rep.Problems, 10)
+	printProblems(w, "etl audit", r.ETL.Problems, 10)
 	fmt.Fprintf(w, "  logs: %s\n", f.LogDir)
 }
 
-// printProblems prints the audit's problems, at most limit of each check.
-func printProblems(w io.Writer, problems []audit.Problem, limit int) {
+// printProblems prints an audit's problems under label, at most limit of
+// each check.
+func printProblems(w io.Writer, label string, problems []audit.Problem, limit int) {
 	shown := map[string]int{}
 	for _, p := range problems {
 		shown[p.Check]++
 		if shown[p.Check] <= limit {
-			fmt.Fprintf(w, "  audit: %s\n", p)
+			fmt.Fprintf(w, "  %s: %s\n", label, p)
 		}
 	}
 	for _, check := range slices.Sorted(maps.Keys(shown)) {
 		if n := shown[check]; n > limit {
-			fmt.Fprintf(w, "  audit: ... and %d more %s problems\n", n-limit, check)
+			fmt.Fprintf(w, "  %s: ... and %d more %s problems\n", label, n-limit, check)
 		}
 	}
 }
 
-// partitions formats partition indexes as "p0 p3", "none" when there are none.
-func partitions(parts []int) string {
+// partition names a partition as "p3" for the daily sync's and "etl.p3"
+// for the ETL run's.
+func (f Figures) partition(p Part) string {
+	if p.Run == f.ETL.Run.ID && p.Run != f.Run.ID {
+		return "etl.p" + strconv.Itoa(p.Partition)
+	}
+	return "p" + strconv.Itoa(p.Partition)
+}
+
+// partitions formats partitions as "p0 p3 etl.p1", "none seen" when there
+// are none.
+func (f Figures) partitions(parts []Part) string {
 	if len(parts) == 0 {
 		return "none seen"
 	}
 	out := make([]string, len(parts))
 	for i, p := range parts {
-		out[i] = "p" + strconv.Itoa(p)
+		out[i] = f.partition(p)
 	}
 	return strings.Join(out, " ")
 }

@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -25,9 +27,12 @@ import (
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/db"
+	// Named so: this package's type fault is a fault it injects.
+	faultclass "github.com/syncworker/syncworker/internal/fault"
 	"github.com/syncworker/syncworker/internal/simulator"
 	"github.com/syncworker/syncworker/internal/stocks"
 	"github.com/syncworker/syncworker/internal/tasks"
+	"github.com/syncworker/syncworker/internal/worker"
 )
 
 // Options describe a chaos scenario.
@@ -49,6 +54,10 @@ type Options struct {
 	Symbols, Unknown int
 	// BatchSize and Partitions shape the run.
 	BatchSize, Partitions int
+	// ETLPartitions is the number of page ranges of the ETL run, which
+	// pulls the simulator's Sim.Records records alongside the daily sync
+	// (see jobsFile).
+	ETLPartitions int
 	// Date is the trading date of the run (YYYY-MM-DD).
 	Date string
 
@@ -68,7 +77,8 @@ type Options struct {
 	// means a random seed.
 	Seed int64
 
-	// Sim is the simulator's fault configuration (Seed is taken from Seed).
+	// Sim is the simulator's fault configuration (Seed is taken from Seed);
+	// Sim.Records is the size of the dataset the ETL run pulls.
 	Sim simulator.Config
 	// RateLimit is the workers' shared request budget per second; 0 means
 	// enough to do the run's requests in about 1.3 times the fault window.
@@ -96,8 +106,55 @@ func (o Options) rateLimit() int {
 	return max(1, int(math.Ceil(float64(o.Symbols+o.Unknown)*1.1/(1.3*window))))
 }
 
-// workerConfig returns the configuration of the worker processes.
-func (o Options) workerConfig(dbURL, simURL string) (config.Config, error) {
+// etlMaxPageSize is the ETL job's page size where the pull is large enough
+// to last the fault window at a whole number of pages per second.
+const etlMaxPageSize = 500
+
+// etlPacing returns the ETL job's page size and its rate limit (page
+// requests per second, shared by every worker), chosen so that the pull
+// lasts about 1.3 times the fault window, as the daily sync does, and the
+// faults hit it all along. The rate limit is a whole number of at least 1,
+// so a pull too small for pages of etlMaxPageSize at 1 a second gets
+// smaller pages instead.
+func (o Options) etlPacing() (pageSize, rate int) {
+	window := max(o.Faults, 10*time.Second).Seconds()
+	// About 10% of the requests are faults that are asked again.
+	pages := int(math.Ceil(1.3 * window / 1.1))
+	records := max(o.Sim.Records, 1)
+	if records >= pages*etlMaxPageSize {
+		pageSize = etlMaxPageSize
+		rate = int(math.Ceil(float64((records+pageSize-1)/pageSize) * 1.1 / (1.3 * window)))
+		return pageSize, max(rate, 1)
+	}
+	return max(1, (records+pages-1)/pages), 1
+}
+
+// etlJob is the name of the scenario's ETL job.
+const etlJob = "chaos-records"
+
+// jobsFile returns the workers' jobs file: an offset-style ETL job that
+// pulls the simulator's records at simURL in ETLPartitions page ranges,
+// paced by etlPacing, with a page timeout below the simulator's slow
+// answers so that those time out as the quotes do.
+func (o Options) jobsFile(simURL string) string {
+	size, rate := o.etlPacing()
+	return fmt.Sprintf(`jobs:
+  - name: %s
+    url: %s/v1/records
+    pagination: {style: offset, skip_param: skip, take_param: take, page_size: %d}
+    items_path: items
+    total_path: total
+    key: id
+    partitions: %d
+    rate_limit: %d
+    page_timeout: %s
+    timeout: 1h
+`, etlJob, simURL, size, o.ETLPartitions, rate, o.QuotesTimeout)
+}
+
+// workerConfig returns the configuration of the worker processes, whose
+// ETL jobs are in the file at jobsFile.
+func (o Options) workerConfig(dbURL, simURL, jobsFile string) (config.Config, error) {
 	cfg := config.Default()
 	cfg.DatabaseURL = dbURL
 	cfg.RedisURL = o.RedisURL
@@ -115,9 +172,9 @@ func (o Options) workerConfig(dbURL, simURL string) (config.Config, error) {
 	cfg.Sync.Partitions = o.Partitions
 	cfg.Log.Format = "json"
 	cfg.Log.Level = "info"
-	// Each worker on a port of its own, none on the default one that a
-	// worker of this host may hold (HTTP_ADDR="" would read as the default).
-	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.ETL.JobsFile = jobsFile
+	// No admin HTTP: several workers on one host would contend for its address.
+	cfg.HTTP.Addr = ""
 	if o.Lease > 0 {
 		cfg.Sync.Lease = o.Lease
 	}
@@ -142,10 +199,13 @@ type scenario struct {
 	// appName is the application_name of the workers' Postgres connections.
 	appName   string
 	workerEnv []string
-	sim       *process
-	simURL    string
-	runID     int64
-	start     time.Time
+	// cfg is the workers' configuration.
+	cfg    config.Config
+	sim    *process
+	simURL string
+	// runID is the daily sync's run, etlRunID the ETL run's.
+	runID, etlRunID int64
+	start           time.Time
 
 	mu      sync.Mutex
 	workers []*process // every worker started, in order
@@ -222,7 +282,7 @@ func (s *scenario) setUp(ctx context.Context) error {
 		"--error-rate", ftoa(o.Sim.ErrorRate), "--rate-limited-rate", ftoa(o.Sim.RateLimitedRate),
 		"--retry-after", o.Sim.RetryAfter.String(), "--slow-rate", ftoa(o.Sim.SlowRate),
 		"--slow-delay", o.Sim.SlowDelay.String(), "--garbage-rate", ftoa(o.Sim.GarbageRate),
-		"--seed", strconv.FormatInt(o.Sim.Seed, 10)}
+		"--records", strconv.Itoa(o.Sim.Records), "--seed", strconv.FormatInt(o.Sim.Seed, 10)}
 	if s.sim, err = startProcess("sourcesim", o.SimBin, simArgs, os.Environ(), o.LogDir); err != nil {
 		return err
 	}
@@ -234,10 +294,15 @@ func (s *scenario) setUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := o.workerConfig(workerURL, s.simURL)
+	jobsFile := filepath.Join(o.LogDir, "jobs.yaml")
+	if err := os.WriteFile(jobsFile, []byte(o.jobsFile(s.simURL)), 0o600); err != nil {
+		return fmt.Errorf("write the jobs file: %w", err)
+	}
+	cfg, err := o.workerConfig(workerURL, s.simURL, jobsFile)
 	if err != nil {
 		return err
 	}
+	s.cfg = cfg
 	s.workerEnv = append(os.Environ(), config.FileEnv+"="+os.DevNull)
 	s.workerEnv = append(s.workerEnv, cfg.Environ()...)
 	s.figures.Lease, s.figures.TakeoverInterval = cfg.Sync.Lease, cfg.Sweeper.TakeoverInterval
@@ -313,7 +378,14 @@ func (s *scenario) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("date %q: %w", o.Date, err)
 	}
-	control := tasks.NewControl(s.pool, s.store, tasks.NewEnqueuer(s.rdb, o.MaxRetry, config.Default().Sync.TaskTimeout), s.insp)
+	// The control reads the workers' jobs file, so that it starts the
+	// ETL job they run.
+	etlJobs, err := worker.ETLJobs(s.cfg, s.rdb)
+	if err != nil {
+		return Result{}, err
+	}
+	control := tasks.NewControl(s.pool, s.store, tasks.NewEnqueuer(s.rdb, o.MaxRetry, config.Default().Sync.TaskTimeout), s.insp).
+		WithETL(etlJobs)
 	s.start = time.Now()
 	run, _, err := control.StartDailySync(ctx, tasks.DailySyncOptions{Date: day, Today: day, BatchSize: o.BatchSize, Partitions: o.Partitions})
 	if err != nil {
@@ -322,6 +394,17 @@ func (s *scenario) run(ctx context.Context) (Result, error) {
 	s.runID = run.ID
 	s.log.Info("run started", "run", run.ID, "total", run.Total, "batch", o.BatchSize, "partitions", o.Partitions,
 		"workers", o.Workers, "rate_limit", o.rateLimit())
+	etlRun, err := s.startETL(ctx, control)
+	if err != nil {
+		return Result{}, err
+	}
+	s.etlRunID = etlRun.ID
+	size, rate := o.etlPacing()
+	s.figures.ETL.Records, s.figures.ETL.PageSize, s.figures.ETL.RateLimit = o.Sim.Records, size, rate
+	s.log.Info("etl run started", "run", etlRun.ID, "job", etlJob, "records", etlRun.Total,
+		"pages", (etlRun.Total+int64(size)-1)/int64(size),
+		"page_size", size, "partitions", etlRun.Partitions, "rate_limit", rate,
+		"after", time.Since(s.start).Round(time.Millisecond))
 
 	ended := make(chan struct{})
 	faultCtx, stopFaults := context.WithCancel(ctx)
@@ -329,7 +412,6 @@ func (s *scenario) run(ctx context.Context) (Result, error) {
 	wg.Go(func() { s.inject(faultCtx, ended, schedule(o)) })
 
 	waitErr := s.waitEnded(ctx, o.Timeout)
-	s.figures.Wall = time.Since(s.start)
 	close(ended)
 	stopFaults()
 	wg.Wait()
@@ -351,27 +433,97 @@ func (s *scenario) run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	s.figures.Run = rep.Run
-	s.analyse(rep)
-	return Result{Report: rep, Figures: s.figures}, nil
+	want := make([]simulator.Record, o.Sim.Records)
+	for i := range want {
+		want[i] = simulator.RecordAt(i)
+	}
+	etlRep, err := audit.ETL(cleanup, s.pool, s.etlRunID, want)
+	if err != nil {
+		return Result{}, err
+	}
+	s.figures.Run, s.figures.ETL.Run = rep.Run, etlRep.Run
+	s.analyse(rep, etlRep)
+	return Result{Report: rep, ETL: etlRep, Figures: s.figures}, nil
 }
 
-// waitEnded polls the run until it ends, timeout passes or ctx ends.
+// etlStartAttempts bounds the starts of the ETL run.
+const etlStartAttempts = 10
+
+// startETL starts the ETL run. StartETL fetches the first page to check
+// the job, under the simulator's faults like every page, so a start that
+// fails on a transient or rate-limited error is tried again, as an operator
+// would, a few times.
+func (s *scenario) startETL(ctx context.Context, control *tasks.Control) (checkpoint.Run, error) {
+	for attempt := 1; ; attempt++ {
+		started, err := control.StartETL(ctx, etlJob, tasks.ETLOptions{})
+		if err == nil {
+			return started.Run, nil
+		}
+		class := faultclass.ClassOf(err)
+		if attempt == etlStartAttempts || (class != faultclass.Transient && class != faultclass.RateLimited) {
+			return checkpoint.Run{}, fmt.Errorf("start the etl run (attempt %d): %w", attempt, err)
+		}
+		wait := 200 * time.Millisecond
+		if d, ok := faultclass.RetryAfter(err); ok {
+			wait = max(d, wait)
+		}
+		s.log.Info("etl start failed; trying again", "attempt", attempt, "class", class, "in", wait, "error", err)
+		if err := pause(ctx, wait); err != nil {
+			return checkpoint.Run{}, fmt.Errorf("start the etl run: %w", err)
+		}
+	}
+}
+
+// waitEnded polls the daily sync and the ETL run until both end, timeout
+// passes or ctx ends, and notes when each ended (the time so far for one
+// that did not).
 func (s *scenario) waitEnded(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	var last checkpoint.Run
-	for {
-		run, err := s.store.Get(ctx, s.runID)
-		if err == nil {
-			last = run
-			if run.Status.Ended() {
-				s.log.Info("run ended", "run", run.ID, "status", run.Status, "processed", run.Processed,
-					"total", run.Total, "after", time.Since(s.start).Round(100*time.Millisecond))
-				return nil
+	type watch struct {
+		what  string
+		id    int64
+		wall  *time.Duration
+		last  checkpoint.Run
+		ended bool
+	}
+	watches := []*watch{{what: "the daily sync", id: s.runID, wall: &s.figures.Wall},
+		{what: "the etl run", id: s.etlRunID, wall: &s.figures.ETL.Wall}}
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, w := range watches {
+			if !w.ended {
+				*w.wall = time.Since(s.start)
 			}
 		}
+	}()
+	for {
+		var errs []error
+		for _, w := range watches {
+			if w.ended {
+				continue
+			}
+			run, err := s.store.Get(ctx, w.id)
+			if err == nil {
+				w.last = run
+				if run.Status.Ended() {
+					w.ended = true
+					s.mu.Lock()
+					*w.wall = time.Since(s.start)
+					s.mu.Unlock()
+					s.log.Info("run ended", "run", run.ID, "job", run.Job, "status", run.Status, "processed", run.Processed,
+						"total", run.Total, "after", time.Since(s.start).Round(100*time.Millisecond))
+					continue
+				}
+			}
+			errs = append(errs, fmt.Errorf("%s (run %d) did not end within %s: %s, %d of %d processed",
+				w.what, w.id, timeout, w.last.Status, w.last.Processed, w.last.Total))
+		}
+		if len(errs) == 0 {
+			return nil
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the run did not end within %s: %s, %d of %d processed", timeout, last.Status, last.Processed, last.Total)
+			return errors.Join(errs...)
 		}
 		if err := pause(ctx, 250*time.Millisecond); err != nil {
 			return fmt.Errorf("interrupted after %s: %w", time.Since(s.start).Round(time.Second), err)

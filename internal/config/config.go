@@ -250,6 +250,13 @@ func Load(opts Options) (Config, error) {
 			return Config{}, fmt.Errorf("bind %s: %w", d.key, err)
 		}
 	}
+	// Viper takes an empty variable for an unset one, but an empty
+	// HTTP_ADDR means no admin HTTP: without this the default address
+	// would win, and a configuration without it would not pass through
+	// Environ to a child process (several workers on one host).
+	if addr, ok := os.LookupEnv("HTTP_ADDR"); ok && addr == "" {
+		v.Set("http.addr", "")
+	}
 
 	file, explicit := opts.File, opts.File != ""
 	if !explicit {

@@ -286,6 +286,8 @@ func TestEnvironRoundTrips(t *testing.T) {
 	want.Sync.BatchSize = 123
 	want.Sync.TaskSlice = 1500 * time.Millisecond
 	want.Quotes.APIKey = "k"
+	// Empty, which viper takes for unset: the admin HTTP must stay off.
+	want.HTTP.Addr = ""
 	env := want.Environ()
 	if len(env) != len(defaults) {
 		t.Errorf("Environ has %d variables, want one per key (%d)", len(env), len(defaults))
