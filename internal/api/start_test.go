@@ -15,6 +15,7 @@ import (
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/fault"
 	"github.com/syncworker/syncworker/internal/harness"
+	"github.com/syncworker/syncworker/internal/simulator"
 	"github.com/syncworker/syncworker/internal/tasks"
 )
 
@@ -147,5 +148,95 @@ func TestStartJobMapsResultsAndErrors(t *testing.T) {
 				t.Errorf("answer %s\nwant   %s", got, want)
 			}
 		})
+	}
+}
+
+// jobsFile is an offset-style job and a parameterized cursor-style one,
+// against the test's simulator.
+const jobsFile = `
+jobs:
+  - name: patients
+    url: SIM_URL/v1/records
+    pagination: {style: offset, page_size: 500}
+    items_path: items
+    total_path: total
+    key: id
+  - name: visits
+    url: SIM_URL/v1/records-cursor
+    pagination: {style: cursor, next_path: next, page_size: 500}
+    items_path: items
+    key: id
+    params: [since]
+    query: {since: "{since}"}
+`
+
+// POST /api/jobs/{name}/runs with the real control: 201 for a new run, 200
+// for the same parameters again, budget and partitions on the run, 200 for
+// a run resumed after it timed out, a dry run that writes nothing, and the
+// errors of unknown jobs, bad parameters and a source that refuses.
+func TestStartJobEndToEnd(t *testing.T) {
+	e := setup(t, harness.Options{Jobs: jobsFile, Sim: simulator.Config{Records: 2_000}}, nil)
+	var first tasks.Started
+	e.call(t, "POST", "/api/jobs/patients/runs", `{"budget": "2m", "partitions": 2}`, http.StatusCreated, &first)
+	if first.How != tasks.Created || first.Run.Partitions != 2 || first.Run.BudgetMS == nil || *first.Run.BudgetMS != 120_000 || first.Run.Total != 2_000 {
+		t.Fatalf("created %+v", first)
+	}
+	var again tasks.Started
+	e.call(t, "POST", "/api/jobs/patients/runs", ``, http.StatusOK, &again)
+	if again.How != tasks.Found || again.Run.ID != first.Run.ID {
+		t.Errorf("second start = %+v, want run %d found", again, first.Run.ID)
+	}
+
+	before := e.h.Fingerprint()
+	var dry tasks.DryRun
+	e.call(t, "POST", "/api/jobs/visits/runs", `{"params": {"since": "2026-01-01"}, "dry_run": true}`, http.StatusOK, &dry)
+	if dry.Pages != 4 || dry.Records != 2_000 || dry.Keys != 2_000 {
+		t.Errorf("dry run = %+v", dry)
+	}
+	for _, tt := range []struct {
+		path, body string
+		code       int
+		want       string
+	}{
+		{"/api/jobs/nosuch/runs", ``, http.StatusNotFound, `job \"nosuch\" is not defined`},
+		{"/api/jobs/visits/runs", ``, http.StatusBadRequest, "needs --param since=VALUE"},
+		{"/api/jobs/visits/runs", `{"params": {"since": "x", "until": "y"}}`, http.StatusBadRequest, `has no param \"until\"`},
+		{"/api/jobs/patients/runs", `{"partitions": 99}`, http.StatusBadRequest, "partitions 0 to 64"},
+	} {
+		code, body := e.do(t, "POST", tt.path, tt.body)
+		if code != tt.code || !strings.Contains(string(body), tt.want) {
+			t.Errorf("POST %s %s = %d %s, want %d with %q", tt.path, tt.body, code, body, tt.code, tt.want)
+		}
+	}
+	e.h.VerifyUnchanged(before, "a dry run and refused starts")
+
+	// A run that timed out is resumed by starting its job again.
+	ctx := context.Background()
+	if err := e.h.Store.MarkRunning(ctx, first.Run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.h.DB.Pool.Exec(ctx, `UPDATE runs SET budget_ms = 1 WHERE id = $1`, first.Run.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.h.WaitFor(first.Run.ID, 10*time.Second, "timed out", func(checkpoint.Run) bool {
+		stopped, err := e.h.Store.TimeOut(ctx, first.Run.ID)
+		return err == nil && stopped
+	})
+	var resumed tasks.Started
+	e.call(t, "POST", "/api/jobs/patients/runs", ``, http.StatusOK, &resumed)
+	if resumed.How != tasks.Resumed || resumed.Run.ID != first.Run.ID || resumed.Run.Attempt != 2 {
+		t.Errorf("start after a timeout = %+v, want run %d resumed as attempt 2", resumed, first.Run.ID)
+	}
+}
+
+// A source that refuses the credentials is a 502 that says so, and no run.
+func TestStartJobOnARefusingSourceIs502(t *testing.T) {
+	e := setup(t, harness.Options{Jobs: jobsFile, Sim: simulator.Config{Records: 100, APIKey: "right"}}, nil)
+	code, body := e.do(t, "POST", "/api/jobs/patients/runs", ``)
+	if code != http.StatusBadGateway || !strings.Contains(string(body), "the source refused the credentials (401)") {
+		t.Errorf("start = %d %s, want 502", code, body)
+	}
+	if n := e.h.Count(`SELECT count(*) FROM runs`); n != 0 {
+		t.Errorf("%d runs after a refused start", n)
 	}
 }
