@@ -239,7 +239,7 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 	}
 
 	size := def.Pagination.PageSize
-	first, err := src.Fetch(ctx, params, size, etl.At{})
+	first, err := fetchPatiently(ctx, src, params, size, etl.At{})
 	if err != nil {
 		return Started{}, fmt.Errorf("job %s: the first page does not check out, no run was started: %w", job, err)
 	}
@@ -282,6 +282,38 @@ func cmpOr[T comparable](a, b T) T {
 	return b
 }
 
+// fetchAttempts is how many times a start or a dry run asks for a page while
+// the source answers with transient errors or short rate limits: the person
+// at the CLI should not see one 502 of a flaky source as the job's failure.
+const fetchAttempts = 4
+
+// fetchPatiently fetches a page outside a batch task (which has asynq's
+// retries), asking again after a transient error or a rate limit of up to
+// 5 s, with a short backoff.
+func fetchPatiently(ctx context.Context, src *etl.Source, params map[string]string, size int, at etl.At) (etl.Page, error) {
+	for n := 1; ; n++ {
+		page, err := src.Fetch(ctx, params, size, at)
+		class := fault.ClassOf(err)
+		if err == nil || n == fetchAttempts || ctx.Err() != nil || (class != fault.Transient && class != fault.RateLimited) {
+			return page, err
+		}
+		wait := 200 * time.Millisecond << (n - 1)
+		if d, ok := fault.RetryAfter(err); ok {
+			if d > 5*time.Second {
+				return page, err
+			}
+			wait = d
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return page, err
+		case <-t.C:
+		}
+	}
+}
+
 // maxDryRunPages bounds a dry run of a source that does not end.
 const maxDryRunPages = 100_000
 
@@ -309,7 +341,7 @@ func (c *Control) DryRunETL(ctx context.Context, job string, opts ETLOptions) (D
 			report.Warnings = append(report.Warnings, fmt.Sprintf("stopped after %d pages", maxDryRunPages))
 			break
 		}
-		page, err := src.Fetch(ctx, params, size, at)
+		page, err := fetchPatiently(ctx, src, params, size, at)
 		if err != nil {
 			return DryRun{}, fmt.Errorf("job %s: %w", job, err)
 		}

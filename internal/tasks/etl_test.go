@@ -289,7 +289,7 @@ func TestETLBadPages(t *testing.T) {
 
 	// Mid-run: page 5 (skip=500) is bad for good.
 	h := harness.New(t, harness.Options{Jobs: job, Sim: simulator.Config{Records: 1_000},
-		Wrap: answer(`{"items":[{"id":{"nested":1}}],"total":1000}`, "500"),
+		Wrap:      answer(`{"items":[{"id":{"nested":1}}],"total":1000}`, "500"),
 		Configure: func(c *config.Config) { c.Sync.MaxRetry = 1 }})
 	h.StartWorker("w1")
 	run := h.WaitEnded(h.StartETL("pull", tasks.ETLOptions{}).Run.ID, time.Minute)
