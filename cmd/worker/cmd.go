@@ -18,6 +18,7 @@ var flagKeys = map[string]string{
 	"redis-url":    "redis_url",
 	"concurrency":  "worker.concurrency",
 	"log-level":    "log.level",
+	"jobs":         "etl.jobs_file",
 }
 
 func newRootCmd() *cobra.Command {
@@ -49,6 +50,7 @@ then environment variables (DATABASE_URL, REDIS_URL, ...), then flags.`,
 	pf.String("database-url", "", "Postgres URL (overrides DATABASE_URL)")
 	pf.String("redis-url", "", "Redis URL (overrides REDIS_URL)")
 	pf.String("log-level", "", "debug, info, warn or error (overrides LOG_LEVEL)")
+	root.Flags().String("jobs", "", "ETL jobs file (overrides ETL_JOBS_FILE)")
 	root.Flags().Int("concurrency", 0, "tasks run at once by this process (overrides WORKER_CONCURRENCY)")
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(newMigrateCmd(&configFile))

@@ -167,9 +167,12 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 
 // check makes sure the task that owns p's chain exists. A partition whose
 // lease is held is being worked on: its holder hands over or releases, or
-// its lease lapses and the takeover pass hands it on.
+// its lease lapses and the takeover pass hands it on. A lapsed lease is the
+// takeover pass's too: were the sweep to enqueue the chain's task again under
+// the same epoch, a batch that hangs every worker would run for ever with a
+// fresh retry budget each time, never counted as taken over.
 func (s *Sweeper) check(ctx context.Context, p checkpoint.Partition, res *Result) error {
-	if p.Leased {
+	if p.Leased || p.LeaseOwner != "" {
 		return nil
 	}
 	payload := tasks.ChainPayload(p)

@@ -379,3 +379,23 @@ func TestETLDryRunWritesNothing(t *testing.T) {
 	}
 	h.VerifyUnchanged(before, "a dry run")
 }
+
+// A job that names its own table lands its records there (created on the
+// job's first start), not in etl_records.
+func TestETLOwnTable(t *testing.T) {
+	h := harness.New(t, harness.Options{
+		Jobs: jobsOf("pull", "/v1/records-paged", "{style: page, page_size: 300}", "    total_path: total\n    table: pulled_records\n"),
+		Sim:  simulator.Config{Records: 1_000},
+	})
+	h.StartWorker("w1")
+	run := h.WaitEnded(h.StartETL("pull", tasks.ETLOptions{}).Run.ID, time.Minute)
+	if run.Status != checkpoint.StatusCompleted || run.Batches != 4 {
+		t.Fatalf("run %+v", run)
+	}
+	if n, m := h.Count(`SELECT count(*) FROM pulled_records`), h.Count(`SELECT count(*) FROM etl_records`); n != 1_000 || m != 0 {
+		t.Errorf("%d rows in pulled_records and %d in etl_records, want 1000 and 0", n, m)
+	}
+	if n := h.Count(`SELECT count(*) FROM pulled_records WHERE payload->>'id' = record_key AND run_id = $1`, run.ID); n != 1_000 {
+		t.Errorf("%d rows keyed by their id from run %d, want 1000", n, run.ID)
+	}
+}
