@@ -141,9 +141,14 @@ func (l *lines) print(run checkpoint.Run, now time.Time) {
 	line := fmt.Sprintf("run %d %s: %s %d/%d (%s), %d succeeded, %d failed",
 		run.ID, run.RunKey, run.Status, run.Processed, run.Total, percent(run.Processed, run.Total),
 		run.Succeeded, run.Failed)
+	unit := "items"
+	if run.Unit == checkpoint.UnitPages {
+		unit = "records"
+		line = fmt.Sprintf("run %d %s: %s %s in %d pages", run.ID, run.RunKey, run.Status, records(run), run.Batches)
+	}
 	if el := now.Sub(l.t0).Seconds(); el >= 1 && run.Processed > l.p0 {
 		rate := float64(run.Processed-l.p0) / el
-		line += fmt.Sprintf(", %.1f items/s", rate)
+		line += fmt.Sprintf(", %.1f %s/s", rate, unit)
 		if left := run.Total - run.Processed; left > 0 && !run.Status.Ended() {
 			line += fmt.Sprintf(", eta %s", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
 		}
