@@ -185,6 +185,10 @@ type Partition struct {
 // Remaining returns the number of positions the partition has left.
 func (p Partition) Remaining() int64 { return p.EndPos - p.Cursor }
 
+// Open reports whether the partition is an open walk of pages, whose end is
+// not known until its last page (see NewRun.Open).
+func (p Partition) Open() bool { return p.EndPos >= openEnd }
+
 // Ref returns the identity of the task that owns the partition's chain now.
 func (p Partition) Ref() TaskRef {
 	return TaskRef{RunID: p.RunID, Partition: p.Index, Attempt: p.Attempt, Epoch: p.Epoch, TaskSeq: p.TaskSeq}

@@ -428,6 +428,17 @@ func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
 		if !r.Status.Resumable() {
 			return fmt.Errorf("run %d is %s; only a failed, cancelled or timed-out run can be retried: %w", id, r.Status, ErrState)
 		}
+		// One run per job and run key goes on at a time: a newer
+		// generation took this one's place.
+		var newer int64
+		if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM runs
+			WHERE job = $1 AND run_key = $2 AND generation > $3`, r.Job, r.RunKey, r.Generation).Scan(&newer); err != nil {
+			return fmt.Errorf("retry run %d: %w", id, err)
+		}
+		if newer != 0 {
+			return fmt.Errorf("run %d of %s (%s) was followed by run %d of the same job and parameters; retry that one or start the job again: %w",
+				id, r.Job, r.RunKey, newer, ErrState)
+		}
 		return nil
 	}, `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
 			task_seq = seq, takeovers = 0, lease_owner = NULL, lease_expires_at = NULL,

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/syncworker/syncworker/internal/fault"
 )
@@ -46,6 +47,10 @@ type Page struct {
 	Total *int64
 	// Next is the token of the next page (cursor style); empty at the end.
 	Next string
+	// Rejected says why each record that could not be landed was left out
+	// (a record without its key, one Postgres cannot store), in order: a
+	// malformed record fails alone, the page goes on.
+	Rejected []string
 }
 
 // Source fetches the pages of one job's source.
@@ -61,9 +66,26 @@ func NewSource(job Job, limiter Limiter, client *http.Client) *Source {
 	if client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 16
-		client = &http.Client{Transport: tr}
+		client = &http.Client{Transport: tr, CheckRedirect: sameHost}
 	}
 	return &Source{job: job, http: client, limiter: limiter}
+}
+
+// errRedirect means the source redirected a page request to another host.
+var errRedirect = errors.New("redirect to another host refused")
+
+// sameHost is the CheckRedirect of a source's client: the job's headers
+// (its credentials) are meant for its own host, and Go's client would send
+// any header but Authorization and Cookie along to wherever a redirect
+// points.
+func sameHost(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if req.URL.Host != via[0].URL.Host {
+		return fmt.Errorf("%w: %s is not %s, whose credentials the job holds", errRedirect, req.URL.Host, via[0].URL.Host)
+	}
+	return nil
 }
 
 // Job returns the definition of the source's job.
@@ -195,7 +217,15 @@ func (s *Source) where(pageSize int, at At) string {
 // returned as it is (a shutdown, a task's deadline), a page that took longer
 // than its timeout is transient, and so is anything else on the wire.
 func (s *Source) requestError(ctx, pctx context.Context, where string, err error) error {
+	// The URL of a *url.Error may hold secrets (a query value, a next link's
+	// token); where names the page instead.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
 	switch {
+	case errors.Is(err, errRedirect):
+		return fault.Wrap(fault.RunFatal, fmt.Errorf("%s: %w", where, err))
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: %w", where, ctx.Err())
 	case errors.Is(pctx.Err(), context.DeadlineExceeded):
@@ -232,24 +262,23 @@ func (s *Source) Parse(body []byte, header http.Header) (Page, error) {
 	if err := json.Unmarshal(raw, &items); err != nil || raw[0] != '[' {
 		return Page{}, fmt.Errorf("items_path %q is %s, want an array of records", s.job.ItemsPath, kind(raw))
 	}
-	page.Records = make([]Record, len(items))
+	page.Records = make([]Record, 0, len(items))
 	for i, item := range items {
-		if len(item) == 0 || item[0] != '{' {
-			return Page{}, fmt.Errorf("record %d is %s, want an object", i, kind(item))
-		}
-		k, err := lookup(item, s.job.Key)
+		rec, err := s.record(item)
 		if err != nil {
-			return Page{}, fmt.Errorf("record %d: key %q: %w", i, s.job.Key, err)
+			sep := ": "
+			if strings.HasPrefix(err.Error(), "is ") || strings.HasPrefix(err.Error(), "holds ") {
+				sep = " " // "record 3 is a number, want an object"
+			}
+			page.Rejected = append(page.Rejected, fmt.Sprintf("record %d%s%s", i, sep, err))
+			continue
 		}
-		key, err := keyText(k)
-		if err != nil {
-			return Page{}, fmt.Errorf("record %d: key %q %w", i, s.job.Key, err)
-		}
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, item); err != nil {
-			return Page{}, fmt.Errorf("record %d: %w", i, err)
-		}
-		page.Records[i] = Record{Key: key, Payload: compact.Bytes()}
+		page.Records = append(page.Records, rec)
+	}
+	if len(items) > 0 && len(page.Records) == 0 {
+		// Not one record fits the definition: the answer is not what the
+		// job expects (a stray page, a wrong key), not a few bad records.
+		return Page{}, fmt.Errorf("none of the page's %d records can be landed; the first: %s", len(items), page.Rejected[0])
 	}
 	if s.job.TotalPath != "" {
 		raw, err := lookup(body, s.job.TotalPath)
@@ -288,6 +317,33 @@ func (s *Source) Parse(body []byte, header http.Header) (Page, error) {
 	return page, nil
 }
 
+// record checks one record of a page and returns it; its error says what
+// is wrong with it, after "record N".
+func (s *Source) record(item json.RawMessage) (Record, error) {
+	if len(item) == 0 || item[0] != '{' {
+		return Record{}, fmt.Errorf("is %s, want an object", kind(item))
+	}
+	if !utf8.Valid(item) {
+		return Record{}, errors.New("is not valid UTF-8")
+	}
+	k, err := lookup(item, s.job.Key)
+	if err != nil {
+		return Record{}, fmt.Errorf("key %q: %w", s.job.Key, err)
+	}
+	key, err := keyText(k)
+	if err != nil {
+		return Record{}, fmt.Errorf("key %q %w", s.job.Key, err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, item); err != nil {
+		return Record{}, err
+	}
+	if bytes.Contains(compact.Bytes(), []byte(`\u0000`)) {
+		return Record{}, errors.New(`holds a \u0000 character, which Postgres cannot store`)
+	}
+	return Record{Key: key, Payload: compact.Bytes()}, nil
+}
+
 // errMissing means a path is not in a document.
 var errMissing = errors.New("missing from the response")
 
@@ -318,6 +374,9 @@ func keyText(raw json.RawMessage) (string, error) {
 		}
 		if s == "" || len(s) > 1024 {
 			return "", fmt.Errorf("is a string of %d bytes, want 1 to 1024", len(s))
+		}
+		if strings.ContainsRune(s, 0) || !utf8.ValidString(s) {
+			return "", errors.New("is not text Postgres can store (a NUL, or invalid UTF-8)")
 		}
 		return s, nil
 	default:

@@ -76,6 +76,8 @@ func TestFetchFollowsLinksAndClassifies(t *testing.T) {
 			w.WriteHeader(http.StatusNotFound)
 		case "slow":
 			time.Sleep(300 * time.Millisecond)
+		case "away":
+			http.Redirect(w, r, "http://elsewhere.invalid/steal?token=abc", http.StatusFound)
 		}
 	}))
 	defer srv.Close()
@@ -100,9 +102,10 @@ func TestFetchFollowsLinksAndClassifies(t *testing.T) {
 		{"down", fault.Transient, "source error 502"},
 		{"gone", fault.RunFatal, "the source refused the request (404)"},
 		{"slow", fault.Transient, "no answer within the page timeout of 100ms"},
+		{"away", fault.RunFatal, "redirect to another host refused: elsewhere.invalid is not"},
 	} {
 		_, err := src.Fetch(ctx, nil, 100, At{Index: 1, Token: srv.URL + "/v1/x?after=" + tt.after})
-		if fault.ClassOf(err) != tt.class || !strings.Contains(err.Error(), tt.want) {
+		if fault.ClassOf(err) != tt.class || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "token=") {
 			t.Errorf("after=%s: %v (%s), want %s with %q", tt.after, err, fault.ClassOf(err), tt.class, tt.want)
 		}
 	}

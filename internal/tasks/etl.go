@@ -69,6 +69,8 @@ type DryRun struct {
 	Pages   int64 `json:"pages"`
 	Records int64 `json:"records"`
 	Keys    int64 `json:"keys"`
+	// Rejected counts the records a run would leave out (see etl.Page).
+	Rejected int64 `json:"rejected"`
 	// Total is the source's total, when it gives one.
 	Total *int64 `json:"total,omitempty"`
 	// Warnings are what a run would notice, such as duplicate keys.
@@ -243,6 +245,9 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 	if err != nil {
 		return Started{}, fmt.Errorf("job %s: the first page does not check out, no run was started: %w", job, err)
 	}
+	if err := checkPageSize(ctx, src, params, size, first); err != nil {
+		return Started{}, err
+	}
 	budget := opts.Budget
 	if budget == 0 {
 		budget = cmpOr(def.Timeout, c.etl.defaultBudget)
@@ -271,6 +276,31 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 		err = c.enqueueRunning(ctx, run.ID)
 	}
 	return Started{Run: run, How: how}, err
+}
+
+// checkPageSize refuses a job whose source answers fewer records than the
+// page size while it has more: an offset or page walk would step past the
+// records in between (or, without a total, take the short page for the last
+// one) and lose them without a word.
+func checkPageSize(ctx context.Context, src *etl.Source, params map[string]string, size int, first etl.Page) error {
+	def := src.Job()
+	n := len(first.Records) + len(first.Rejected)
+	if def.Pagination.Style == etl.StyleCursor || n >= size || n == 0 {
+		return nil
+	}
+	more := first.Total != nil && *first.Total > int64(n)
+	if first.Total == nil {
+		second, err := fetchPatiently(ctx, src, params, size, etl.At{Index: 1})
+		if err != nil {
+			return fmt.Errorf("job %s: the second page does not check out, no run was started: %w", def.Name, err)
+		}
+		more = len(second.Records)+len(second.Rejected) > 0
+	}
+	if !more {
+		return nil
+	}
+	return fmt.Errorf("job %s: the source answered %d records for a page of %d and has more: it caps its pages below the job's page size, "+
+		"so the walk would skip records; set pagination.page_size to %d or less: %w", def.Name, n, size, n, ErrInput)
 }
 
 // cmpOr returns a unless it is zero, else b.
@@ -346,7 +376,12 @@ func (c *Control) DryRunETL(ctx context.Context, job string, opts ETLOptions) (D
 			return DryRun{}, fmt.Errorf("job %s: %w", job, err)
 		}
 		report.Pages++
-		report.Records += int64(len(page.Records))
+		report.Records += int64(len(page.Records) + len(page.Rejected))
+		report.Rejected += int64(len(page.Rejected))
+		if len(page.Rejected) > 0 {
+			report.Warnings = append(report.Warnings, fmt.Sprintf("page %d: %d records would be rejected, the first: %s",
+				at.Index, len(page.Rejected), page.Rejected[0]))
+		}
 		for _, r := range page.Records {
 			keys[r.Key] = true
 		}
@@ -370,7 +405,7 @@ func (c *Control) DryRunETL(ctx context.Context, job string, opts ETLOptions) (D
 		at = etl.At{Index: at.Index + 1, Token: page.Next}
 	}
 	report.Keys = int64(len(keys))
-	if d := report.Records - report.Keys; d > 0 {
+	if d := report.Records - report.Rejected - report.Keys; d > 0 {
 		report.Warnings = append(report.Warnings, fmt.Sprintf("%d records repeat a key of another record; a run lands %d rows", d, report.Keys))
 	}
 	report.DurationMS = time.Since(start).Milliseconds()
@@ -380,7 +415,8 @@ func (c *Control) DryRunETL(ctx context.Context, job string, opts ETLOptions) (D
 // pageEnds says whether page, at at, is the last of a walk of job's source
 // with pages pages (-1: unknown), and what it noticed.
 func pageEnds(job etl.Job, size int, pages int64, at etl.At, page etl.Page) (last bool, warning string) {
-	short := len(page.Records) < size
+	got := len(page.Records) + len(page.Rejected)
+	short := got < size
 	switch {
 	case job.Pagination.Style == etl.StyleCursor:
 		return page.Next == "", ""
@@ -391,7 +427,7 @@ func pageEnds(job etl.Job, size int, pages int64, at etl.At, page etl.Page) (las
 		return true, ""
 	case short:
 		return false, fmt.Sprintf("page %d has %d records, fewer than the page size %d, before the last page %d: the source shrank during the run",
-			at.Index, len(page.Records), size, pages-1)
+			at.Index, got, size, pages-1)
 	}
 	return false, ""
 }
@@ -421,14 +457,17 @@ func (j *etlJob) Fetch(ctx context.Context, b Batch) (Fetched, error) {
 	if page.Next != "" && page.Next == at.Token {
 		return Fetched{}, fault.Wrap(fault.RunFatal, fmt.Errorf("page %d: the source gave the page's own cursor as the next one; following it would never end", at.Index))
 	}
+	// The run's own shape decides, not today's definition: a job given a
+	// total_path since its run started still walks that run to its end.
 	pages := int64(-1)
-	if b.Run.Total > 0 || splittable(def) {
+	if !p.Open() {
 		pages = max(1, (b.Run.Total+int64(size)-1)/int64(size))
 	}
 	last, warning := pageEnds(def, size, pages, at, page)
 	recs, dropped := etl.Dedupe(page.Records)
 	f := Fetched{
-		Counts:      &checkpoint.Counts{Processed: len(page.Records), Succeeded: len(recs)},
+		Counts: &checkpoint.Counts{Processed: len(page.Records) + len(page.Rejected), Succeeded: len(recs),
+			Failed: len(page.Rejected)},
 		Records:     len(recs),
 		Last:        last && p.EndPos > at.Index+1, // an open partition, or one the source ended early
 		PageToken:   page.Next,
@@ -439,6 +478,9 @@ func (j *etlJob) Fetch(ctx context.Context, b Batch) (Fetched, error) {
 	}
 	if dropped > 0 {
 		f.Warnings = append(f.Warnings, fmt.Sprintf("page %d repeats %d keys; the last record of each was landed", at.Index, dropped))
+	}
+	if n := len(page.Rejected); n > 0 {
+		f.Warnings = append(f.Warnings, fmt.Sprintf("page %d: %d records rejected and not landed, the first: %s", at.Index, n, page.Rejected[0]))
 	}
 	runID := b.Run.ID
 	f.Write = func(ctx context.Context, tx pgx.Tx) error {

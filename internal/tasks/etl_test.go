@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -233,6 +234,22 @@ func TestETLStartIsIdempotent(t *testing.T) {
 		h.VerifyUnchanged(before, "a refused start")
 	}
 
+	// A cancelled run is over: starting its job again pulls it anew, and
+	// the cancelled one can no longer be retried (one run per job and
+	// parameters goes on at a time).
+	apac := map[string]string{"region": "apac"}
+	old := h.StartETL("regional", tasks.ETLOptions{Params: apac})
+	if _, err := h.Control.Cancel(context.Background(), old.Run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.StartETL("regional", tasks.ETLOptions{Params: apac}); s.How != tasks.Created || s.Run.Generation != 2 {
+		t.Errorf("a start after a cancel = %+v, want generation 2 created", s)
+	}
+	if _, err := h.Control.Retry(context.Background(), old.Run.ID); !errors.Is(err, checkpoint.ErrState) ||
+		!strings.Contains(err.Error(), "was followed by run") {
+		t.Errorf("retry of a cancelled run that has a newer generation = %v, want refused", err)
+	}
+
 	h.StartWorker("w1")
 	first := h.WaitEnded(results[0].Run.ID, time.Minute)
 	again := h.StartETL("regional", eu)
@@ -294,7 +311,7 @@ func TestETLBadPages(t *testing.T) {
 	h.StartWorker("w1")
 	run := h.WaitEnded(h.StartETL("pull", tasks.ETLOptions{}).Run.ID, time.Minute)
 	if run.Status != checkpoint.StatusFailed || run.Processed != 500 ||
-		!strings.Contains(run.LastError, `page 5 (skip=500): record 0: key "id" is an object, want a string or an integer`) {
+		!strings.Contains(run.LastError, `page 5 (skip=500): none of the page's 1 records can be landed; the first: record 0: key "id" is an object, want a string or an integer`) {
 		t.Fatalf("run %+v", run)
 	}
 	if n := h.Count(`SELECT count(*) FROM etl_records`); n != 500 ||
@@ -347,12 +364,6 @@ func TestETLStoppedCancelledAndResumedLandsTheSame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := h.StartETL("patients", tasks.ETLOptions{}); s.How != tasks.Created || s.Run.ID == id {
-		// A cancelled run is over: starting the job again pulls it anew.
-		t.Fatalf("a start after a cancel = %+v", s)
-	} else if _, err := h.Control.Cancel(context.Background(), s.Run.ID); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := h.Control.Retry(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
@@ -397,5 +408,57 @@ func TestETLOwnTable(t *testing.T) {
 	}
 	if n := h.Count(`SELECT count(*) FROM pulled_records WHERE payload->>'id' = record_key AND run_id = $1`, run.ID); n != 1_000 {
 		t.Errorf("%d rows keyed by their id from run %d, want 1000", n, run.ID)
+	}
+}
+
+// A malformed record fails alone and the page goes on: a record Postgres
+// cannot store (a \u0000) or without its key is rejected, counted failed and
+// named in a warning, while the page's other records land.
+func TestETLRejectsBadRecordsAlone(t *testing.T) {
+	const job = "jobs:\n  - name: pull\n    url: SIM_URL/v1/records\n    pagination: {style: offset, page_size: 3}\n    items_path: items\n    total_path: total\n    key: id\n"
+	h := harness.New(t, harness.Options{Jobs: job, Sim: simulator.Config{Records: 9},
+		Wrap: answer(`{"items":[{"id":"r000003","name":"bad\u0000"},{"name":"no id"},{"id":"r000005","name":"ok"}],"total":9}`, "3")})
+	h.StartWorker("w1")
+	run := h.WaitEnded(h.StartETL("pull", tasks.ETLOptions{}).Run.ID, time.Minute)
+	if run.Status != checkpoint.StatusCompleted || run.Processed != 9 || run.Succeeded != 7 || run.Failed != 2 || run.Records != 7 {
+		t.Fatalf("run %+v", run)
+	}
+	if len(run.Warnings) != 1 || !strings.Contains(run.Warnings[0], "page 1: 2 records rejected and not landed, the first: record 0 holds a \\u0000 character") {
+		t.Errorf("warnings %q", run.Warnings)
+	}
+	if n := h.Count(`SELECT count(*) FROM etl_records WHERE record_key IN ('r000003', 'r000004')`); n != 0 ||
+		h.Count(`SELECT count(*) FROM etl_records`) != 7 {
+		t.Errorf("the rejected records landed, or others are missing")
+	}
+}
+
+// A source that caps its pages below the job's page size would make an
+// offset walk skip records: the start refuses, saying what page size works.
+func TestETLRefusesASourceThatCapsPages(t *testing.T) {
+	for _, extra := range []string{"    total_path: total\n", ""} {
+		// The source serves at most 700 records a page, whatever it is asked.
+		h := harness.New(t, harness.Options{Jobs: jobsOf("pull", "/v1/records", "{style: offset, page_size: 1000}", extra),
+			Sim: simulator.Config{Records: 5_000}, Wrap: capPages(700)})
+		before := h.Fingerprint()
+		_, err := h.Control.StartETL(context.Background(), "pull", tasks.ETLOptions{})
+		if !errors.Is(err, tasks.ErrInput) || !strings.Contains(err.Error(), "answered 700 records for a page of 1000 and has more") ||
+			!strings.Contains(err.Error(), "set pagination.page_size to 700 or less") {
+			t.Errorf("start with total_path %t = %v", extra != "", err)
+		}
+		h.VerifyUnchanged(before, "a refused start")
+	}
+}
+
+// capPages makes the source answer at most limit records a page.
+func capPages(limit int) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			if take, err := strconv.Atoi(q.Get("take")); err == nil && take > limit {
+				q.Set("take", strconv.Itoa(limit))
+				r.URL.RawQuery = q.Encode()
+			}
+			next.ServeHTTP(w, r)
+		})
 	}
 }
