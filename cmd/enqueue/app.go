@@ -132,13 +132,26 @@ func (a *app) openAll(cmd *cobra.Command) (*tasks.Control, error) {
 		return nil, fmt.Errorf("redis_url: %w", err)
 	}
 	a.rdb = redis.NewClient(opt)
+	enqueuer := tasks.NewEnqueuer(a.rdb, a.cfg.Sync.MaxRetry, a.cfg.Sync.TaskTimeout)
+	return tasks.NewControl(a.pool, a.store, enqueuer, asynq.NewInspectorFromRedisClient(a.rdb)), nil
+}
+
+// openETL is openAll with the ETL jobs of the jobs file: only the commands
+// that start ETL jobs read it, so that a broken jobs file does not stand in
+// the way of a retry or a cancel.
+func (a *app) openETL(cmd *cobra.Command) (*tasks.Control, error) {
+	if err := a.load(cmd); err != nil {
+		return nil, err
+	}
 	defs, err := etl.LoadJobs(a.cfg.ETL.JobsFile, os.LookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("etl.jobs_file (ETL_JOBS_FILE, --jobs): %w", err)
 	}
-	enqueuer := tasks.NewEnqueuer(a.rdb, a.cfg.Sync.MaxRetry, a.cfg.Sync.TaskTimeout)
-	return tasks.NewControl(a.pool, a.store, enqueuer, asynq.NewInspectorFromRedisClient(a.rdb)).
-		WithETL(tasks.NewETLJobs(defs, a.rdb, a.cfg.ETL.DefaultTimeout())), nil
+	control, err := a.openAll(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return control.WithETL(tasks.NewETLJobs(defs, a.rdb, a.cfg.ETL.DefaultTimeout())), nil
 }
 
 func (a *app) close() {

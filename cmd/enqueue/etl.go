@@ -56,7 +56,7 @@ and checks every page, writes nothing, and reports what a run would load.`,
 			case dryRun && w.wait:
 				return errors.New("--dry-run writes nothing and starts no run; there is nothing to --wait for")
 			}
-			control, err := a.openAll(cmd)
+			control, err := a.openETL(cmd)
 			if err != nil {
 				return err
 			}

@@ -144,22 +144,16 @@ func (a *auditor) add(check, format string, args ...any) {
 // counts that match the items and the counters. The error is for what
 // stopped the audit (a query that failed), not for what it found.
 func Run(ctx context.Context, pool *pgxpool.Pool, id int64, known func(symbol string) bool) (Report, error) {
-	store := checkpoint.New(pool)
-	run, err := store.Get(ctx, id)
+	rep, parts, a, err := begin(ctx, pool, id)
 	if err != nil {
-		return Report{}, fmt.Errorf("audit run %d: %w", id, err)
+		return Report{}, err
 	}
-	rep := Report{Run: run}
-	a := &auditor{}
-	if run.Status != checkpoint.StatusCompleted {
-		a.add(CheckStatus, "run %d is %s, want completed (last error %q)", id, run.Status, run.LastError)
-	}
+	run := rep.Run
 	if run.Processed != run.Total || run.Succeeded+run.Failed != run.Processed || run.Records != run.Succeeded {
 		a.add(CheckCounters, "run %d counters do not add up: total %d, processed %d, succeeded %d, failed %d, records %d",
 			id, run.Total, run.Processed, run.Succeeded, run.Failed, run.Records)
 	}
-
-	items, err := store.Items(ctx, id, 0, math.MaxInt64)
+	items, err := checkpoint.New(pool).Items(ctx, id, 0, math.MaxInt64)
 	if err != nil {
 		return Report{}, fmt.Errorf("audit run %d: %w", id, err)
 	}
@@ -167,19 +161,38 @@ func Run(ctx context.Context, pool *pgxpool.Pool, id int64, known func(symbol st
 	if err := auditPrices(ctx, a, pool, run, items, known); err != nil {
 		return Report{}, fmt.Errorf("audit run %d: %w", id, err)
 	}
+	auditLedger(a, run, parts, rep.Ledger, items)
+	return finish(rep, parts, a), nil
+}
 
-	rep.Ledger, err = Ledger(ctx, pool, id)
+// begin reads what every audit of run id needs (the run, its partitions
+// and its ledger) and checks that the run completed.
+func begin(ctx context.Context, pool *pgxpool.Pool, id int64) (Report, []checkpoint.Partition, *auditor, error) {
+	store := checkpoint.New(pool)
+	run, err := store.Get(ctx, id)
 	if err != nil {
-		return Report{}, err
+		return Report{}, nil, nil, fmt.Errorf("audit run %d: %w", id, err)
+	}
+	rep := Report{Run: run}
+	a := &auditor{}
+	if run.Status != checkpoint.StatusCompleted {
+		a.add(CheckStatus, "run %d is %s, want completed (last error %q)", id, run.Status, run.LastError)
+	}
+	if rep.Ledger, err = Ledger(ctx, pool, id); err != nil {
+		return Report{}, nil, nil, err
 	}
 	parts, err := store.Partitions(ctx, id)
 	if err != nil {
-		return Report{}, fmt.Errorf("audit run %d: %w", id, err)
+		return Report{}, nil, nil, fmt.Errorf("audit run %d: %w", id, err)
 	}
-	auditLedger(a, run, parts, rep.Ledger, items)
-	rep.Partitions = Figures(run, parts, rep.Ledger, time.Now())
+	return rep, parts, a, nil
+}
+
+// finish completes rep with the partitions' figures and what a found.
+func finish(rep Report, parts []checkpoint.Partition, a *auditor) Report {
+	rep.Partitions = Figures(rep.Run, parts, rep.Ledger, time.Now())
 	rep.Problems = a.problems
-	return rep, nil
+	return rep
 }
 
 // auditItems checks the items' outcomes and that the counters equal them.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,33 +23,18 @@ const CheckRecords = "records"
 // run's counters; and the job's rows are exactly want, each with the
 // source's content, none missing and none besides.
 func ETL(ctx context.Context, pool *pgxpool.Pool, id int64, want []simulator.Record) (Report, error) {
-	store := checkpoint.New(pool)
-	run, err := store.Get(ctx, id)
+	rep, parts, a, err := begin(ctx, pool, id)
 	if err != nil {
-		return Report{}, fmt.Errorf("audit run %d: %w", id, err)
-	}
-	rep := Report{Run: run}
-	a := &auditor{}
-	if run.Status != checkpoint.StatusCompleted {
-		a.add(CheckStatus, "run %d is %s, want completed (last error %q)", id, run.Status, run.LastError)
-	}
-	if run.Unit != checkpoint.UnitPages {
-		a.add(CheckStatus, "run %d is a run of %s, want pages", id, run.Unit)
-	}
-	if rep.Ledger, err = Ledger(ctx, pool, id); err != nil {
 		return Report{}, err
 	}
-	parts, err := store.Partitions(ctx, id)
-	if err != nil {
+	if rep.Run.Unit != checkpoint.UnitPages {
+		a.add(CheckStatus, "run %d is a run of %s, want pages", id, rep.Run.Unit)
+	}
+	auditPages(a, rep.Run, parts, rep.Ledger)
+	if err := auditRecords(ctx, a, pool, rep.Run, want); err != nil {
 		return Report{}, fmt.Errorf("audit run %d: %w", id, err)
 	}
-	auditPages(a, run, parts, rep.Ledger)
-	if err := auditRecords(ctx, a, pool, run, want); err != nil {
-		return Report{}, fmt.Errorf("audit run %d: %w", id, err)
-	}
-	rep.Partitions = Figures(run, parts, rep.Ledger, time.Now())
-	rep.Problems = a.problems
-	return rep, nil
+	return finish(rep, parts, a), nil
 }
 
 // auditPages checks that each partition's ledger covers its pages one by

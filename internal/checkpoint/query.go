@@ -43,6 +43,11 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 	if f.Limit < 1 || f.Limit > MaxListLimit {
 		return nil, fmt.Errorf("list runs: limit must be between 1 and %d, got %d", MaxListLimit, f.Limit)
 	}
+	return s.listRuns(ctx, f)
+}
+
+// listRuns is ListRuns without the bounds of its limit.
+func (s *Store) listRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+` FROM runs r
 		WHERE ($1 = '' OR r.job = $1) AND ($2 = '' OR r.status = $2)
 		ORDER BY r.created_at DESC, r.id DESC LIMIT $3`, f.Job, string(f.Status), f.Limit)

@@ -294,18 +294,9 @@ func (s *Store) getGeneration(ctx context.Context, job, runKey string, gen int) 
 	return r, nil
 }
 
-// List returns the most recent runs, newest first.
+// List returns the most recent runs, newest first, as many as limit.
 func (s *Store) List(ctx context.Context, limit int) ([]Run, error) {
-	rows, err := s.pool.Query(ctx,
-		`SELECT `+runColumns+` FROM runs r ORDER BY r.created_at DESC, r.id DESC LIMIT $1`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	return runs, nil
+	return s.listRuns(ctx, RunFilter{Limit: limit})
 }
 
 // Partitions returns the partitions of run id in order.

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -133,6 +134,20 @@ func (e *ETLJobs) source(name string) (*etl.Source, error) {
 	return nil, fmt.Errorf("job %q is not defined in the jobs file (defined: %s): %w", name, defined, ErrUnknownJob)
 }
 
+// prepare returns the source of job name and the run parameters that opts
+// give it, checked.
+func (e *ETLJobs) prepare(name string, opts ETLOptions) (*etl.Source, map[string]string, error) {
+	src, err := e.source(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	params, err := checkParams(src.Job(), opts.Params)
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, params, nil
+}
+
 // WithETL makes c start the ETL jobs of jobs, and returns c.
 func (c *Control) WithETL(jobs *ETLJobs) *Control {
 	c.etl = jobs
@@ -202,15 +217,11 @@ func splittable(job etl.Job) bool {
 // ErrUnknownJob, bad parameters with ErrInput, and a source that cannot be
 // read with its classified error (see package fault).
 func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (Started, error) {
-	src, err := c.etl.source(job)
+	src, params, err := c.etl.prepare(job, opts)
 	if err != nil {
 		return Started{}, err
 	}
 	def := src.Job()
-	params, err := checkParams(def, opts.Params)
-	if err != nil {
-		return Started{}, err
-	}
 	if opts.Budget < 0 || opts.Partitions < 0 || opts.Partitions > etl.MaxPartitions {
 		return Started{}, fmt.Errorf("budget must be 0 or more and partitions 0 to %d, got %s and %d: %w",
 			etl.MaxPartitions, opts.Budget, opts.Partitions, ErrInput)
@@ -248,13 +259,10 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 	if err := checkPageSize(ctx, src, params, size, first); err != nil {
 		return Started{}, err
 	}
-	budget := opts.Budget
-	if budget == 0 {
-		budget = cmpOr(def.Timeout, c.etl.defaultBudget)
-	}
+	budget := cmp.Or(opts.Budget, def.Timeout, c.etl.defaultBudget)
 	spec := checkpoint.NewRun{
 		Job: job, RunKey: key, Generation: gen, Params: params, Unit: checkpoint.UnitPages,
-		BatchSize: size, Partitions: cmpOr(opts.Partitions, def.Partitions), Budget: budget, Open: true,
+		BatchSize: size, Partitions: cmp.Or(opts.Partitions, def.Partitions), Budget: budget, Open: true,
 	}
 	if splittable(def) {
 		spec.Open = false
@@ -303,15 +311,6 @@ func checkPageSize(ctx context.Context, src *etl.Source, params map[string]strin
 		"so the walk would skip records; set pagination.page_size to %d or less: %w", def.Name, n, size, n, ErrInput)
 }
 
-// cmpOr returns a unless it is zero, else b.
-func cmpOr[T comparable](a, b T) T {
-	var zero T
-	if a != zero {
-		return a
-	}
-	return b
-}
-
 // fetchAttempts is how many times a start or a dry run asks for a page while
 // the source answers with transient errors or short rate limits: the person
 // at the CLI should not see one 502 of a flaky source as the job's failure.
@@ -352,15 +351,11 @@ const maxDryRunPages = 100_000
 // of StartETL, and the first page that does not check out.
 func (c *Control) DryRunETL(ctx context.Context, job string, opts ETLOptions) (DryRun, error) {
 	start := time.Now()
-	src, err := c.etl.source(job)
+	src, params, err := c.etl.prepare(job, opts)
 	if err != nil {
 		return DryRun{}, err
 	}
 	def := src.Job()
-	params, err := checkParams(def, opts.Params)
-	if err != nil {
-		return DryRun{}, err
-	}
 	size := def.Pagination.PageSize
 	report := DryRun{Job: job, Params: params}
 	keys := map[string]bool{}
