@@ -256,7 +256,29 @@ func TestETLStartIsIdempotent(t *testing.T) {
 	if first.Status != checkpoint.StatusCompleted || again.How != tasks.Created || again.Run.Generation != 2 || again.Run.ID == first.ID {
 		t.Errorf("after run %d completed, a start = %+v; want generation 2 created", first.ID, again)
 	}
+	// Pulling the same records again updates their rows, never duplicates them.
+	h.WaitEnded(again.Run.ID, time.Minute)
+	h.VerifyLanded(again.Run.ID, harness.Records(2_000))
+}
 
+// A job's rate limit holds across its pages: 41 pages at 20 requests a
+// second (a burst of 20) take at least a second.
+func TestETLRateLimit(t *testing.T) {
+	h := harness.New(t, harness.Options{
+		Jobs: jobsOf("paced", "/v1/records", "{style: offset, page_size: 100}", "    total_path: total\n    rate_limit: 20\n    partitions: 4\n"),
+		Sim:  simulator.Config{Records: 4_100},
+	})
+	h.StartWorker("w1")
+	start := time.Now()
+	run := h.WaitEnded(h.StartETL("paced", tasks.ETLOptions{}).Run.ID, time.Minute)
+	took := time.Since(start)
+	h.VerifyLanded(run.ID, harness.Records(4_100))
+	// 42 requests (the start's check and 41 pages), 20 of them in the burst:
+	// (42-20)/20 s at the least. A lower bound, so a slow machine cannot fail it.
+	if took < 1100*time.Millisecond-100*time.Millisecond {
+		t.Errorf("41 pages at 20/s took %s, want at least 1.1s", took)
+	}
+	t.Logf("41 pages at 20 requests/s in %s", took)
 }
 
 // answer makes the source answer body (200) to every request whose skip is
