@@ -316,6 +316,19 @@ func TestRunActions(t *testing.T) {
 		{path(running.ID, "retry"), "", http.StatusConflict, "", "is running"},
 		{path(pending.ID, "redrive"), "", http.StatusConflict, "", "only a completed run"},
 		{path(failed.ID, "redrive"), "", http.StatusConflict, "", "is failed"},
+		{path(pending.ID, "pause"), "", http.StatusOK, checkpoint.StatusPaused, ""},
+		{path(pending.ID, "pause"), "{}", http.StatusOK, checkpoint.StatusPaused, ""}, // changes nothing
+		{path(pending.ID, "retry"), "", http.StatusConflict, "", "is paused; resume it instead"},
+		{path(pending.ID, "restart"), `{"from_zero": true}`, http.StatusConflict, "", "is paused; cancel it before restarting it from zero"},
+		{path(pending.ID, "resume"), "", http.StatusOK, checkpoint.StatusRunning, ""},
+		{path(pending.ID, "resume"), "", http.StatusConflict, "", "only a paused run can be resumed"},
+		{path(failed.ID, "pause"), "", http.StatusConflict, "", "only a pending or running run can be paused"},
+		{path(failed.ID, "restart"), "", http.StatusBadRequest, "", `send {"from_zero": true}`},
+		{path(failed.ID, "restart"), `{"from_zero": false}`, http.StatusBadRequest, "", `send {"from_zero": true}`},
+		{path(failed.ID, "retry"), `{"from_zero": true}`, http.StatusBadRequest, "", "only POST /api/runs/{id}/restart starts a run over"},
+		{path(999999, "pause"), "", http.StatusNotFound, "", "run 999999: not found"},
+		{path(999999, "resume"), "", http.StatusNotFound, "", "run 999999: not found"},
+		{path(999999, "restart"), `{"from_zero": true}`, http.StatusNotFound, "", "run 999999: not found"},
 		{path(running.ID, "cancel"), "", http.StatusOK, checkpoint.StatusCancelled, ""},
 		{path(running.ID, "cancel"), "", http.StatusOK, checkpoint.StatusCancelled, ""}, // changes nothing
 		{path(running.ID, "retry"), `{"dry_run": false}`, http.StatusOK, checkpoint.StatusRunning, ""},
@@ -345,6 +358,18 @@ func TestRunActions(t *testing.T) {
 	if r := e.h.WaitEnded(pending.ID, 60*time.Second); r.Status != checkpoint.StatusCompleted || r.Redrives != 1 || r.Failed != 2 {
 		t.Errorf("after the redrive the run is %+v, want it completed with its 2 unknown symbols failed again", r)
 	}
+
+	// A restart answers with the new run: the next generation of the day.
+	var next checkpoint.Run
+	e.call(t, http.MethodPost, path(pending.ID, "restart"), `{"from_zero": true}`, http.StatusOK, &next)
+	if next.ID == pending.ID || next.Generation != 2 || next.RunKey != pending.RunKey || next.Total != pending.Total {
+		t.Fatalf("restart answered %+v; want generation 2 of %s", next, pending.RunKey)
+	}
+	steps(t, []step{{path(pending.ID, "restart"), `{"from_zero": true}`, http.StatusConflict, "", "was followed by run"}})
+	if r := e.h.WaitEnded(next.ID, 60*time.Second); r.Status != checkpoint.StatusCompleted {
+		t.Errorf("the restarted run ended %s", r.Status)
+	}
+	e.h.VerifyExactlyOnce(next.ID)
 }
 
 // TestBadRequests: whatever is wrong with a request is a 4xx with a JSON
