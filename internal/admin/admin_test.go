@@ -223,6 +223,7 @@ func TestTokenGuardsEveryRoute(t *testing.T) {
 	}
 
 	other := serve(t, e.h, "another-admin-token-9876543210", nil).login(t, "another-admin-token-9876543210", "/")
+	longer := serve(t, e.h, token, func(o *admin.Options) { o.SessionTTL = 48 * time.Hour }).login(t, token, "/")
 	good := e.login(t, token, "/")
 	forged := *good
 	forged.Value = good.Value[:len(good.Value)-2] + "AA"
@@ -244,6 +245,7 @@ func TestTokenGuardsEveryRoute(t *testing.T) {
 		{"token as basic user name", header("Authorization", "Basic "+basic(token, ""))},
 		{"forged cookie", cookieHeader(&forged)},
 		{"cookie of another token", cookieHeader(other)},
+		{"cookie lasting longer than a login here", cookieHeader(longer)},
 		{"cookie with its expiry changed", cookieHeader(later)},
 		{"cookie holding the token", header("Cookie", admin.SessionCookie+"="+token)},
 	}

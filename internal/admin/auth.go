@@ -219,10 +219,10 @@ func (a *auth) logout(w http.ResponseWriter, r *http.Request) {
 // safeNext returns next when it is a path of this site, else home: a login
 // must not send the browser to another site (an open redirect).
 func (a *auth) safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, `/\`) {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, `/\`) { // browsers read /\ as //
 		return a.home
 	}
-	u, err := url.Parse(next) // refuses control characters, which browsers drop
+	u, err := url.Parse(next) // finds the host of //host, and refuses control characters, which browsers drop
 	if err != nil || u.Scheme != "" || u.Host != "" || u.Path == "/login" {
 		return a.home
 	}
