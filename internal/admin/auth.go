@@ -142,7 +142,7 @@ func (a *auth) deny(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="syncworker admin"`)
-	writeError(w, http.StatusUnauthorized, "authentication required: send the admin token as \"Authorization: Bearer <token>\" or as the password of basic auth, or log in at /login")
+	writeError(w, http.StatusUnauthorized, "authentication required: send the admin token as \"Authorization: Bearer TOKEN\" or as the password of basic auth, or log in at /login")
 }
 
 // wantsPage reports whether r is a browser's request for a page.
