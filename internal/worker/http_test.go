@@ -22,20 +22,12 @@ import (
 // getRuns lists the runs on the runs API at addr.
 func getRuns(t *testing.T, addr string) []checkpoint.Run {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/api/runs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, body := get(t, "http://"+addr+"/api/runs", false)
 	var list struct {
 		Runs []checkpoint.Run `json:"runs"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &list) != nil {
-		t.Fatalf("GET http://%s/api/runs = %d %s, want 200 with the runs", addr, resp.StatusCode, body)
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &list) != nil {
+		t.Fatalf("GET http://%s/api/runs = %d %s, want 200 with the runs", addr, code, body)
 	}
 	return list.Runs
 }
