@@ -82,14 +82,18 @@ func serveAdmin(ctx context.Context, ln net.Listener, h http.Handler, timeout ti
 	<-stopped
 }
 
-// adminDeps are what the admin handler serves from.
+// adminDeps are what the admin handler serves from; a nil handler is a
+// route not served (the worker has no metrics nor dashboard yet).
 type adminDeps struct {
-	api http.Handler
-	db  interface {
-		Ping(ctx context.Context) error
-	}
-	rdb redis.UniversalClient
-	log *slog.Logger
+	api, metrics, dashboard http.Handler
+	db                      pinger
+	rdb                     redis.UniversalClient
+	log                     *slog.Logger
+}
+
+// pinger tells whether a database answers; *pgxpool.Pool is one.
+type pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // adminHandler composes the admin HTTP of a worker: the runs API, asynqmon
@@ -101,8 +105,10 @@ func adminHandler(cfg config.Config, d adminDeps) (*admin.Handler, error) {
 		return nil, fmt.Errorf("redis_url: %s: %w", redact(cfg.RedisURL), err)
 	}
 	return admin.New(admin.Options{
-		API:    d.api,
-		Queues: queues,
+		API:       d.api,
+		Metrics:   d.metrics,
+		Dashboard: d.dashboard,
+		Queues:    queues,
 		Ready: []admin.Check{
 			{Name: "postgres", Ping: d.db.Ping},
 			{Name: "redis", Ping: func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }},
