@@ -42,17 +42,10 @@ type Control interface {
 	DryRunETL(ctx context.Context, job string, opts tasks.ETLOptions) (tasks.DryRun, error)
 }
 
-// Pinger tells whether the database answers; *pgxpool.Pool is one.
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
-
-// Options are what a Server serves from; Runs, Control and DB are required.
+// Options are what a Server serves from; Runs and Control are required.
 type Options struct {
 	Runs    Runs
 	Control Control
-	// DB answers the health check.
-	DB Pinger
 	// Logger receives the errors the server answers with a 5xx; nil
 	// discards them.
 	Logger *slog.Logger
@@ -62,18 +55,16 @@ type Options struct {
 type Server struct {
 	runs    Runs
 	control Control
-	db      Pinger
 	log     *slog.Logger
 	mux     *http.ServeMux
 }
 
 // New returns the Server of opts with every endpoint routed.
 func New(opts Options) *Server {
-	s := &Server{runs: opts.Runs, control: opts.Control, db: opts.DB, log: opts.Logger, mux: http.NewServeMux()}
+	s := &Server{runs: opts.Runs, control: opts.Control, log: opts.Logger, mux: http.NewServeMux()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.route("GET", "/healthz", s.health)
 	s.route("GET", "/api/runs", s.listRuns)
 	s.route("GET", "/api/runs/{id}", s.getRun)
 	s.route("POST", "/api/runs/{id}/retry", s.action(s.control.Retry, nil))
@@ -104,20 +95,6 @@ func (s *Server) route(method, path string, h http.HandlerFunc) {
 		w.Header().Set("Allow", allow)
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed; use %s", r.Method, r.URL.Path, method))
 	})
-}
-
-// healthTimeout bounds the health check's ping of Postgres.
-const healthTimeout = 2 * time.Second
-
-func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
-	defer cancel()
-	if err := s.db.Ping(ctx); err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("postgres does not answer: %v", err))
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("ok\n"))
 }
 
 // listResponse is the answer of GET /api/runs.

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/syncworker/syncworker/internal/api"
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/harness"
@@ -33,13 +31,13 @@ func setup(t *testing.T, opts harness.Options, control api.Control) *env {
 	if control == nil {
 		control = h.Control
 	}
-	srv := httptest.NewServer(api.New(api.Options{Runs: h.Store, Control: control, DB: h.DB.Pool, Logger: h.Logger("api")}))
+	srv := httptest.NewServer(api.New(api.Options{Runs: h.Store, Control: control, Logger: h.Logger("api")}))
 	t.Cleanup(srv.Close)
 	return &env{h: h, url: srv.URL}
 }
 
 // send sends a request and returns the answer with its body read. Every
-// answer but the health check's must be JSON.
+// answer must be JSON.
 func (e *env) send(t *testing.T, method, path, body string) (*http.Response, []byte) {
 	t.Helper()
 	var rd io.Reader
@@ -59,7 +57,7 @@ func (e *env) send(t *testing.T, method, path, body string) (*http.Response, []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ct := resp.Header.Get("Content-Type"); path != "/healthz" && method != http.MethodHead && ct != "application/json" {
+	if ct := resp.Header.Get("Content-Type"); method != http.MethodHead && ct != "application/json" {
 		t.Errorf("%s %s: Content-Type %q, want application/json; body %s", method, path, ct, b)
 	}
 	return resp, b
@@ -442,32 +440,10 @@ func TestBadRequests(t *testing.T) {
 
 func TestMethodNotAllowedSaysWhatIsAllowed(t *testing.T) {
 	e := setup(t, harness.Options{Symbols: 1}, nil)
-	for path, allow := range map[string]string{"/api/runs": "GET, HEAD", "/api/runs/1/retry": "POST", "/healthz": "GET, HEAD"} {
+	for path, allow := range map[string]string{"/api/runs": "GET, HEAD", "/api/runs/1/retry": "POST"} {
 		resp, _ := e.send(t, http.MethodPatch, path, "")
 		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != allow {
 			t.Errorf("PATCH %s = %d, Allow %q; want 405, Allow %q", path, resp.StatusCode, resp.Header.Get("Allow"), allow)
 		}
-	}
-}
-
-func TestHealth(t *testing.T) {
-	e := setup(t, harness.Options{Symbols: 1}, nil)
-	code, body := e.do(t, http.MethodGet, "/healthz", "")
-	if code != http.StatusOK || string(body) != "ok\n" {
-		t.Errorf("GET /healthz = %d %q, want 200 ok", code, body)
-	}
-
-	// A Postgres that does not answer: nothing listens on port 1.
-	dead, err := pgxpool.New(context.Background(), "postgres://postgres@127.0.0.1:1/none?connect_timeout=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dead.Close)
-	srv := httptest.NewServer(api.New(api.Options{Runs: e.h.Store, Control: e.h.Control, DB: dead, Logger: e.h.Logger("api")}))
-	t.Cleanup(srv.Close)
-	e.url = srv.URL
-	code, body = e.do(t, http.MethodGet, "/healthz", "")
-	if code != http.StatusServiceUnavailable || !strings.Contains(errorOf(t, body), "postgres does not answer") {
-		t.Errorf("GET /healthz without Postgres = %d %s, want 503 saying so", code, body)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -308,6 +309,28 @@ func (h *Harness) WaitWorkers(n int, timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			h.t.Fatalf("%d worker servers registered after %s, want %d (%v)", len(servers), timeout, n, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// servingLine matches the log line of a worker that serves its admin HTTP,
+// with the worker's name and the address it bound.
+var servingLine = regexp.MustCompile(`msg="admin HTTP serving the runs API" worker=(\S+) component=http addr=(\S+)`)
+
+// AdminAddr waits until worker name logs the address it serves its admin
+// HTTP on (the harness's workers take a free port), and returns it.
+func (h *Harness) AdminAddr(name string) string {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, m := range servingLine.FindAllStringSubmatch(h.Log.String(), -1) {
+			if m[1] == name {
+				return m[2]
+			}
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("worker %s logged no admin HTTP address in 30s", name)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
