@@ -88,7 +88,14 @@ func (s *Scheduler) Run(ctx context.Context) {
 		case <-timer.C:
 		}
 		wait := s.poll
-		if s.elect(ctx) {
+		wasLeader := s.IsLeader()
+		leading := s.elect(ctx)
+		if wasLeader && !leading {
+			// A leader whose connection failed may have a flaky one: it
+			// sits out a poll so that a healthy follower takes over.
+			wait = 2 * s.poll
+		}
+		if leading {
 			now := time.Now()
 			for i := range s.entries {
 				if last[i].IsZero() {
