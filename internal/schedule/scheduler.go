@@ -3,6 +3,7 @@ package schedule
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,11 @@ func New(opts Options) *Scheduler {
 	}
 	// So that operators (and LeaderHolder) can tell who leads.
 	cfg.RuntimeParams["application_name"] = "syncworker scheduler " + opts.Name
+	// The connection speaks at every poll. One silent for much longer
+	// belongs to a process that froze or a host that vanished, which
+	// Postgres would otherwise notice only by TCP keepalive (two hours by
+	// default), holding the lock, and the schedule, for a dead leader.
+	cfg.RuntimeParams["idle_session_timeout"] = strconv.FormatInt((3*opts.PollInterval + 5*time.Second).Milliseconds(), 10)
 	return &Scheduler{entries: opts.Entries, lock: lock{cfg: cfg}, enqueuer: opts.Enqueuer,
 		poll: opts.PollInterval, catchUp: opts.CatchUp, log: opts.Logger}
 }

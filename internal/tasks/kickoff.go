@@ -1,7 +1,6 @@
 package tasks
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,13 +73,8 @@ func DecodeKickoff(b []byte) (Kickoff, error) {
 		return Kickoff{}, fmt.Errorf("kickoff payload of %d bytes is too large", len(b))
 	}
 	var k Kickoff
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&k); err != nil {
+	if err := decodeStrict(b, &k); err != nil {
 		return Kickoff{}, fmt.Errorf("decode kickoff payload: %w", err)
-	}
-	if dec.More() {
-		return Kickoff{}, errors.New("decode kickoff payload: data after the JSON object")
 	}
 	switch {
 	case k.Entry == "" || k.Job == "" || k.Fire.IsZero():
