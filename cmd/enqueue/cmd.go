@@ -41,7 +41,8 @@ then flags.`,
 	pf.BoolVar(&a.jsonOut, "json", false, "print the result as JSON on stdout")
 	pf.String("jobs", "", "ETL jobs file (overrides ETL_JOBS_FILE)")
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(a.dailySyncCmd(), a.etlCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.pauseCmd(), a.resumeCmd(), a.restartFromZeroCmd(), a.failuresCmd(), a.stocksCmd(), a.reportCmd())
+	root.AddCommand(a.dailySyncCmd(), a.etlCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.pauseCmd(), a.resumeCmd(),
+		a.restartFromZeroCmd(), a.failuresCmd(), a.stocksCmd(), a.reportCmd(), a.backfillCmd())
 	return root
 }
 

@@ -48,15 +48,20 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 
 // listRuns is ListRuns without the bounds of its limit.
 func (s *Store) listRuns(ctx context.Context, f RunFilter) ([]Run, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+` FROM runs r
-		WHERE ($1 = '' OR r.job = $1) AND ($2 = '' OR r.status = $2)
+	return s.queryRuns(ctx, "list runs", `WHERE ($1 = '' OR r.job = $1) AND ($2 = '' OR r.status = $2)
 		ORDER BY r.created_at DESC, r.id DESC LIMIT $3`, f.Job, string(f.Status), f.Limit)
+}
+
+// queryRuns returns the runs r that the rest of the query (its WHERE and
+// ORDER BY clauses) selects; what names the query in errors.
+func (s *Store) queryRuns(ctx context.Context, what, rest string, args ...any) ([]Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+` FROM runs r `+rest, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return runs, nil
 }
@@ -140,4 +145,13 @@ func (s *Store) LedgerSummary(ctx context.Context, id int64) (LedgerSummary, err
 		sum.Attempts = []AttemptBatches{} // [] rather than null in JSON
 	}
 	return sum, nil
+}
+
+// Unfinished returns the runs of job that are pending, running or paused,
+// oldest first: the runs a scheduled start that does not overlap waits for.
+// A failed, cancelled or timed-out run has stopped until someone retries it,
+// and is not among them.
+func (s *Store) Unfinished(ctx context.Context, job string) ([]Run, error) {
+	return s.queryRuns(ctx, "list unfinished runs of "+job,
+		`WHERE r.job = $1 AND r.status IN ('pending', 'running', 'paused') ORDER BY r.id`, job)
 }

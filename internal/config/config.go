@@ -5,15 +5,18 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +24,10 @@ import (
 	"unicode"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/robfig/cron/v3"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultFile is the configuration file read when none is named and it exists
@@ -44,13 +49,14 @@ type Config struct {
 	// trading date of the daily sync (MARKET_TIMEZONE). Default: America/New_York.
 	MarketTimezone string `mapstructure:"market_timezone"`
 
-	Sync    Sync    `mapstructure:"sync"`
-	Quotes  Quotes  `mapstructure:"quotes"`
-	Worker  Worker  `mapstructure:"worker"`
-	Sweeper Sweeper `mapstructure:"sweeper"`
-	ETL     ETL     `mapstructure:"etl"`
-	HTTP    HTTP    `mapstructure:"http"`
-	Log     Log     `mapstructure:"log"`
+	Sync     Sync     `mapstructure:"sync"`
+	Quotes   Quotes   `mapstructure:"quotes"`
+	Worker   Worker   `mapstructure:"worker"`
+	Sweeper  Sweeper  `mapstructure:"sweeper"`
+	ETL      ETL      `mapstructure:"etl"`
+	HTTP     HTTP     `mapstructure:"http"`
+	Log      Log      `mapstructure:"log"`
+	Schedule Schedule `mapstructure:"schedule"`
 }
 
 // Sync configures how runs are cut into batches and how batch tasks behave.
@@ -225,6 +231,93 @@ type Log struct {
 	Format string `mapstructure:"format"`
 }
 
+// Schedule configures the scheduler: the cron entries that start runs, and
+// the election of the one worker that fires them.
+type Schedule struct {
+	// PollInterval is how often a worker that is not the scheduler's leader
+	// tries to become it, and how often the leader checks that it still is:
+	// when the leader dies or loses its Postgres connection, another worker
+	// takes over within about this long (SCHEDULE_POLL_INTERVAL). Default: 5s.
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// CatchUp is how far back a worker that becomes the leader looks for a
+	// fire it missed (the last one of each entry), so that a fire due while
+	// the leader was being replaced is not lost; 0 fires nothing that is past
+	// (SCHEDULE_CATCH_UP). Default: 10m.
+	CatchUp time.Duration `mapstructure:"catch_up"`
+	// Entries are the cron entries; in the environment, a YAML or JSON list
+	// (SCHEDULE_ENTRIES). Default: none.
+	Entries []ScheduleEntry `mapstructure:"entries"`
+}
+
+// The overlap policies of a schedule entry.
+const (
+	// OverlapSkip: a fire while a run of the entry's job for another run
+	// key is unfinished (pending, running or paused) starts nothing.
+	OverlapSkip = "skip"
+	// OverlapAllow: every fire starts its run.
+	OverlapAllow = "allow"
+)
+
+// ScheduleEntry is one cron entry: at each time its spec names, the
+// scheduler starts a run of its job.
+type ScheduleEntry struct {
+	// Name identifies the entry in logs and in the kick-off task's ID: lower
+	// case letters, digits, '.', '_' and '-'; unique.
+	Name string `mapstructure:"name" json:"name"`
+	// Cron is the spec (see ParseCron), such as
+	// "CRON_TZ=America/New_York 30 18 * * 1-5".
+	Cron string `mapstructure:"cron" json:"cron"`
+	// Job is daily-sync or an ETL job of the jobs file.
+	Job string `mapstructure:"job" json:"job"`
+	// Params are an ETL job's run parameters; the daily sync takes none (its
+	// trading date is the fire's date in the entry's time zone).
+	Params map[string]string `mapstructure:"params" json:"params,omitempty"`
+	// Overlap is skip (the default) or allow.
+	Overlap string `mapstructure:"overlap" json:"overlap,omitempty"`
+	// Unknown collects keys an entry does not have, to name them in errors.
+	Unknown map[string]any `mapstructure:",remain" json:"-"`
+}
+
+// OverlapPolicy returns the entry's overlap policy, skip when unset.
+func (e ScheduleEntry) OverlapPolicy() string {
+	if e.Overlap == "" {
+		return OverlapSkip
+	}
+	return e.Overlap
+}
+
+// cronParser parses schedule specs: five fields (minute hour day month
+// weekday), or six with a leading seconds field, or a descriptor such as
+// @daily or @every 10m; with an optional CRON_TZ= or TZ= time zone prefix.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour |
+	cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseCron parses a schedule spec: the one parser of them, so that what
+// the configuration accepts is what the scheduler runs. A spec without a
+// time zone prefix has the location of the time given to its Next.
+func ParseCron(spec string) (cron.Schedule, error) {
+	spec = strings.TrimSpace(spec)
+	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
+		// The parser slices the zone up to the first space, and panics
+		// when there is none.
+		if !strings.Contains(spec, " ") {
+			return nil, fmt.Errorf("%q has a time zone and no schedule after it", spec)
+		}
+	}
+	s, err := cronParser.Parse(spec)
+	if err != nil {
+		return nil, err
+	}
+	if s.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
+		// Such as "0 0 30 2 *": a date that never comes.
+		return nil, fmt.Errorf("%q never fires", spec)
+	}
+	return s, nil
+}
+
+// entryName is the form of a schedule entry's name.
+var entryName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
 // defaultValue is a key and its default value.
 type defaultValue struct {
 	key   string
@@ -267,6 +360,9 @@ var defaults = []defaultValue{
 	{"http.allow_public", false},
 	{"log.level", "info"},
 	{"log.format", "text"},
+	{"schedule.poll_interval", "5s"},
+	{"schedule.catch_up", "10m"},
+	{"schedule.entries", []any{}},
 }
 
 // envNames holds the keys whose variable is not the rule's: the admin
@@ -447,6 +543,13 @@ func strictTypes(from, to reflect.Value) (any, error) {
 			return b, nil
 		}
 		return nil, fmt.Errorf("is %v: want true or false", data)
+	case to.Kind() == reflect.Slice && from.Kind() == reflect.String:
+		// A list from the environment, such as SCHEDULE_ENTRIES.
+		var list []any
+		if err := yaml.Unmarshal([]byte(from.String()), &list); err != nil {
+			return nil, fmt.Errorf("is not a YAML or JSON list: %v", err)
+		}
+		return list, nil
 	case to.Kind() == reflect.String && from.Kind() != reflect.String:
 		return nil, fmt.Errorf("is %v: want text (in YAML, quote it)", data)
 	case to.Kind() == reflect.Struct && from.Kind() != reflect.Map:
@@ -466,14 +569,17 @@ type origin struct {
 
 // errorf returns the error of key: "config: key (VAR or --flag) reason", or
 // "config file F: ..." for a value from the file.
+// A key inside a list, such as schedule.entries[0].cron, comes from where
+// the list does.
 func (o origin) errorf(key, format string, args ...any) error {
-	where, source := "config", " ("+EnvName(key)+")"
-	if !slices.ContainsFunc(defaults, func(d defaultValue) bool { return d.key == key }) {
+	base, _, _ := strings.Cut(key, "[")
+	where, source := "config", " ("+EnvName(base)+")"
+	if !slices.ContainsFunc(defaults, func(d defaultValue) bool { return d.key == base }) {
 		source = "" // a section, such as sync
 	}
-	if flag, ok := o.fromFlag[key]; ok {
+	if flag, ok := o.fromFlag[base]; ok {
 		source = " (--" + flag + ")"
-	} else if os.Getenv(EnvName(key)) == "" && o.v != nil && o.file != "" && o.v.InConfig(key) {
+	} else if os.Getenv(EnvName(base)) == "" && o.v != nil && o.file != "" && o.v.InConfig(base) {
 		where = "config file " + o.file
 	}
 	return fmt.Errorf("%s: %s%s %s", where, key, source, fmt.Sprintf(format, args...))
@@ -636,6 +742,10 @@ func (c Config) validate(o origin) error {
 		}
 	}
 
+	durRange("schedule.poll_interval", c.Schedule.PollInterval, 100*time.Millisecond, time.Hour)
+	durRange("schedule.catch_up", c.Schedule.CatchUp, 0, 24*time.Hour)
+	c.Schedule.validateEntries(bad)
+
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -653,6 +763,44 @@ func (c Config) validate(o origin) error {
 // nor control characters.
 func bearerSafe(s string) bool {
 	return !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
+}
+
+// validateEntries checks each schedule entry, calling bad for each wrong key
+// (such as schedule.entries[0].cron). Whether its job exists is the
+// worker's to check, which reads the jobs file.
+func (s Schedule) validateEntries(bad func(key, format string, args ...any)) {
+	names := map[string]int{}
+	for i, e := range s.Entries {
+		key := func(leaf string) string { return fmt.Sprintf("schedule.entries[%d].%s", i, leaf) }
+		for _, k := range slices.Sorted(maps.Keys(e.Unknown)) {
+			bad(key(k), "is not a key of a schedule entry (it has name, cron, job, params, overlap)")
+		}
+		switch first, dup := names[e.Name]; {
+		case !entryName.MatchString(e.Name):
+			bad(key("name"), "must be 1 to 64 lower case letters, digits, '.', '_' or '-', got %q", e.Name)
+		case dup:
+			bad(key("name"), "%q is the name of schedule.entries[%d] too; names must be unique", e.Name, first)
+		default:
+			names[e.Name] = i
+		}
+		if e.Cron == "" {
+			bad(key("cron"), "must be a cron spec, such as \"CRON_TZ=America/New_York 30 18 * * 1-5\"")
+		} else if _, err := ParseCron(e.Cron); err != nil {
+			bad(key("cron"), "is not a cron spec (minute hour day month weekday, an optional leading seconds field, "+
+				"or @every 1h; with an optional CRON_TZ= prefix): %v", err)
+		}
+		if e.Job == "" || strings.ContainsFunc(e.Job, unicode.IsSpace) {
+			bad(key("job"), "must name a job (daily-sync or an ETL job of the jobs file), got %q", e.Job)
+		}
+		for _, k := range slices.Sorted(maps.Keys(e.Params)) {
+			if e.Params[k] == "" {
+				bad(key("params."+k), "must have a value")
+			}
+		}
+		if e.Overlap != "" && e.Overlap != OverlapSkip && e.Overlap != OverlapAllow {
+			bad(key("overlap"), "must be %s (the default) or %s, got %q", OverlapSkip, OverlapAllow, e.Overlap)
+		}
+	}
 }
 
 // Location returns the market time zone; Validate has checked that it loads,
@@ -698,6 +846,15 @@ func (c Config) Environ() []string {
 			fv := v.Field(i)
 			if fv.Kind() == reflect.Struct {
 				walk(key, fv)
+				continue
+			}
+			if fv.Kind() == reflect.Slice {
+				// A list goes as JSON, which Load reads back (see strictTypes).
+				b, _ := json.Marshal(fv.Interface()) // cannot fail: text, maps and lists of them
+				if fv.Len() == 0 {
+					b = []byte("[]")
+				}
+				out = append(out, fmt.Sprintf("%s=%s", EnvName(key), b))
 				continue
 			}
 			out = append(out, fmt.Sprintf("%s=%v", EnvName(key), fv.Interface()))

@@ -217,6 +217,44 @@ func TestInvalid(t *testing.T) {
 			wantErr: []string{"quotes.api_key (QUOTES_API_KEY) must not contain spaces"}, notWant: []string{"s3cret"}},
 		{name: "api key with a newline", env: map[string]string{"QUOTES_API_KEY": "s3cret\n"},
 			wantErr: []string{"quotes.api_key (QUOTES_API_KEY)"}},
+
+		// The schedule: each entry's key is named with its index.
+		{name: "schedule cron not a spec", file: entries(`{name: a, cron: "30 18 * *", job: daily-sync}`),
+			wantErr: []string{"config file $FILE: schedule.entries[0].cron (SCHEDULE_ENTRIES) is not a cron spec"}},
+		{name: "schedule cron bad time zone", file: entries(`{name: a, cron: "CRON_TZ=Mars/Olympus 30 18 * * 1-5", job: daily-sync}`),
+			wantErr: []string{"schedule.entries[0].cron", "Mars/Olympus"}},
+		{name: "schedule cron time zone alone", file: entries(`{name: a, cron: "CRON_TZ=America/New_York", job: daily-sync}`),
+			wantErr: []string{"schedule.entries[0].cron", "no schedule after it"}},
+		{name: "schedule cron never fires", file: entries(`{name: a, cron: "0 0 30 2 *", job: daily-sync}`),
+			wantErr: []string{"schedule.entries[0].cron", "never fires"}},
+		{name: "schedule cron out of range", file: entries(`{name: a, cron: "61 18 * * *", job: daily-sync}`),
+			wantErr: []string{"schedule.entries[0].cron"}},
+		{name: "schedule cron missing", file: entries(`{name: a, job: daily-sync}`),
+			wantErr: []string{"schedule.entries[0].cron (SCHEDULE_ENTRIES) must be a cron spec"}},
+		{name: "schedule second entry's name", file: entries(`{name: a, cron: "@daily", job: daily-sync}`, `{name: "Daily Sync", cron: "@daily", job: daily-sync}`),
+			wantErr: []string{"schedule.entries[1].name", `got "Daily Sync"`}, notWant: []string{"entries[0]"}},
+		{name: "schedule duplicate names", file: entries(`{name: a, cron: "@daily", job: daily-sync}`, `{name: a, cron: "@hourly", job: x}`),
+			wantErr: []string{"schedule.entries[1].name", "schedule.entries[0] too"}},
+		{name: "schedule missing job", file: entries(`{name: a, cron: "@daily"}`), wantErr: []string{"schedule.entries[0].job"}},
+		{name: "schedule overlap", file: entries(`{name: a, cron: "@daily", job: daily-sync, overlap: never}`),
+			wantErr: []string{"schedule.entries[0].overlap", "skip (the default) or allow"}},
+		{name: "schedule unknown key in an entry", file: entries(`{name: a, cron: "@daily", jobb: daily-sync}`),
+			wantErr: []string{"schedule.entries[0].jobb (SCHEDULE_ENTRIES) is not a key of a schedule entry", "schedule.entries[0].job (SCHEDULE_ENTRIES) must name"}},
+		{name: "schedule empty param", file: entries(`{name: a, cron: "@daily", job: x, params: {region: ""}}`),
+			wantErr: []string{"schedule.entries[0].params.region (SCHEDULE_ENTRIES) must have a value"}},
+		{name: "schedule param not text", file: entries(`{name: a, cron: "@daily", job: x, params: {page: 5}}`),
+			wantErr: []string{"schedule.entries[0].params[page]", "want text"}},
+		{name: "schedule entry not a section", file: entries(`"30 18 * * *"`),
+			wantErr: []string{"schedule.entries[0]", "want a section of keys"}},
+		{name: "schedule entries not a list", file: "schedule:\n  entries: {name: a}\n", wantErr: []string{"schedule.entries"}},
+		{name: "schedule entries from env, bad", env: map[string]string{"SCHEDULE_ENTRIES": `[{"name": "a", "cron": "nope", "job": "daily-sync"}]`},
+			wantErr: []string{"config: schedule.entries[0].cron (SCHEDULE_ENTRIES)"}},
+		{name: "schedule entries from env, not a list", env: map[string]string{"SCHEDULE_ENTRIES": `[{`},
+			wantErr: []string{"schedule.entries (SCHEDULE_ENTRIES) is not a YAML or JSON list"}},
+		{name: "schedule poll interval", env: map[string]string{"SCHEDULE_POLL_INTERVAL": "1ms"},
+			wantErr: []string{"schedule.poll_interval (SCHEDULE_POLL_INTERVAL)"}},
+		{name: "schedule negative catch-up", env: map[string]string{"SCHEDULE_CATCH_UP": "-1s"},
+			wantErr: []string{"schedule.catch_up (SCHEDULE_CATCH_UP)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -243,6 +281,46 @@ func TestInvalid(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// entries returns a configuration file with the schedule entries given as
+// YAML flow mappings.
+func entries(list ...string) string {
+	return "schedule:\n  entries:\n    - " + strings.Join(list, "\n    - ") + "\n"
+}
+
+// Schedule entries load from the file and from the environment, and every
+// spec form the README names parses.
+func TestScheduleEntries(t *testing.T) {
+	clearEnv(t)
+	cfg, err := Load(Options{File: writeFile(t, entries(
+		`{name: daily, cron: "CRON_TZ=America/New_York 30 18 * * 1-5", job: daily-sync}`,
+		`{name: patients-nightly, cron: "TZ=Europe/London 0 2 * * *", job: patients, params: {region: eu}, overlap: allow}`,
+		`{name: fast, cron: "*/2 * * * * *", job: visits}`,
+		`{name: hourly, cron: "@every 1h", job: visits}`,
+	))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ScheduleEntry{
+		{Name: "daily", Cron: "CRON_TZ=America/New_York 30 18 * * 1-5", Job: "daily-sync"},
+		{Name: "patients-nightly", Cron: "TZ=Europe/London 0 2 * * *", Job: "patients", Params: map[string]string{"region": "eu"}, Overlap: "allow"},
+		{Name: "fast", Cron: "*/2 * * * * *", Job: "visits"},
+		{Name: "hourly", Cron: "@every 1h", Job: "visits"},
+	}
+	if !reflect.DeepEqual(cfg.Schedule.Entries, want) {
+		t.Errorf("entries = %+v\nwant %+v", cfg.Schedule.Entries, want)
+	}
+	if cfg.Schedule.Entries[0].OverlapPolicy() != OverlapSkip || cfg.Schedule.Entries[1].OverlapPolicy() != OverlapAllow {
+		t.Errorf("overlap policies: %q, %q", cfg.Schedule.Entries[0].OverlapPolicy(), cfg.Schedule.Entries[1].OverlapPolicy())
+	}
+
+	clearEnv(t)
+	t.Setenv("SCHEDULE_ENTRIES", `- {name: daily, cron: "30 18 * * 1-5", job: daily-sync}`)
+	cfg, err = Load(Options{File: os.DevNull})
+	if err != nil || len(cfg.Schedule.Entries) != 1 || cfg.Schedule.Entries[0].Cron != "30 18 * * 1-5" {
+		t.Errorf("entries from SCHEDULE_ENTRIES = %+v, %v", cfg.Schedule.Entries, err)
 	}
 }
 
@@ -354,6 +432,8 @@ func TestEnvironRoundTrips(t *testing.T) {
 	want.HTTP.AllowPublic = true
 	// Empty, which viper takes for unset: the admin HTTP must stay off.
 	want.HTTP.Addr = ""
+	want.Schedule.Entries = []ScheduleEntry{{Name: "daily", Cron: "CRON_TZ=America/New_York 30 18 * * 1-5", Job: "daily-sync"},
+		{Name: "p", Cron: "@every 1m", Job: "patients", Params: map[string]string{"region": "eu"}, Overlap: OverlapAllow}}
 	env := want.Environ()
 	if len(env) != len(defaults) {
 		t.Errorf("Environ has %d variables, want one per key (%d)", len(env), len(defaults))

@@ -82,6 +82,10 @@ func TestBadTasksAreArchivedByAWorkerWithTheirReason(t *testing.T) {
 		{"unknown run", "", set("run", 987654), "run 987654 partition 0: not found"},
 		{"unknown partition", "", set("partition", 7), "partition 7: not found"},
 		{"unknown task type", "sync:evil", valid.Encode(), `unknown task type "sync:evil"`},
+		{"kickoff not json", tasks.TypeKickoff, []byte("daily"), "malformed task payload: decode kickoff payload"},
+		{"kickoff without a fire", tasks.TypeKickoff, []byte(`{"entry":"e","job":"daily-sync","date":"2026-11-20","overlap":"skip"}`), "needs entry, job and fire"},
+		{"kickoff with a bad date", tasks.TypeKickoff, []byte(`{"entry":"e","job":"daily-sync","fire":"2026-11-20T23:30:00Z","date":"2026-11-31","overlap":"skip"}`), `date "2026-11-31"`},
+		{"kickoff of an unknown job", tasks.TypeKickoff, []byte(`{"entry":"e","job":"nope","fire":"2026-11-20T23:30:00Z","overlap":"skip"}`), `scheduled start of nope refused: job "nope" is not defined`},
 	}
 	client := asynq.NewClientFromRedisClient(h.Redis.Client)
 	for _, tt := range tests {

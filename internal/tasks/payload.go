@@ -75,13 +75,8 @@ func DecodePayload(b []byte) (Payload, error) {
 		Epoch     int64  `json:"epoch"`
 		Seq       *int64 `json:"seq"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&raw); err != nil {
+	if err := decodeStrict(b, &raw); err != nil {
 		return Payload{}, fmt.Errorf("decode payload: %w", err)
-	}
-	if dec.More() {
-		return Payload{}, errors.New("decode payload: data after the JSON object")
 	}
 	switch {
 	case raw.Run == nil || raw.Partition == nil || raw.Attempt == nil || raw.Seq == nil:
@@ -98,4 +93,18 @@ func DecodePayload(b []byte) (Payload, error) {
 		return Payload{}, fmt.Errorf("payload seq %d: want 0 or more", *raw.Seq)
 	}
 	return Payload{Run: *raw.Run, Partition: *raw.Partition, Attempt: *raw.Attempt, Epoch: raw.Epoch, Seq: *raw.Seq}, nil
+}
+
+// decodeStrict decodes the one JSON object of b into v, refusing unknown
+// fields and anything after the object.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON object")
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 // Package worker is the worker process of syncworker, wired from the
 // configuration: the asynq server that runs batch tasks with the daily-sync
-// job, the sweeper, and the admin HTTP listener that serves the runs API.
+// job, the sweeper, the scheduler, and the admin HTTP listener that serves
+// the runs API.
 // cmd/worker runs it; tests run it in-process.
 package worker
 
@@ -27,6 +28,7 @@ import (
 	"github.com/syncworker/syncworker/internal/fault"
 	"github.com/syncworker/syncworker/internal/quotes"
 	"github.com/syncworker/syncworker/internal/ratelimit"
+	"github.com/syncworker/syncworker/internal/schedule"
 	"github.com/syncworker/syncworker/internal/sweeper"
 	"github.com/syncworker/syncworker/internal/tasks"
 )
@@ -108,12 +110,21 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Stopping: stopping,
 	})
 
+	control := tasks.NewControl(pool, store, enqueuer, inspector).WithETL(etlJobs)
+	entries, err := scheduleEntries(cfg, control)
+	if err != nil {
+		return err
+	}
+	kickoff := tasks.NewKickoffHandler(control, tasks.DailySyncOptions{
+		BatchSize: cfg.Sync.BatchSize, Partitions: cfg.Sync.Partitions,
+		MaxFailedItems: cfg.Sync.MaxFailedItems, MaxFailedPercent: cfg.Sync.MaxFailedPercent,
+	}, log.With("component", "scheduler"))
+
 	var adminH *admin.Handler
 	if adminLn != nil {
 		adminH, err = adminHandler(cfg, adminDeps{
-			api: api.New(api.Options{Runs: store, Control: tasks.NewControl(pool, store, enqueuer, inspector).WithETL(etlJobs),
-				Logger: log.With("component", "api")}),
-			db: pool, rdb: rdb, log: log.With("component", "http"),
+			api: api.New(api.Options{Runs: store, Control: control, Logger: log.With("component", "api")}),
+			db:  pool, rdb: rdb, log: log.With("component", "http"),
 		})
 		if err != nil {
 			return err
@@ -127,7 +138,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 	srv := asynq.NewServerFromRedisClient(rdb, tasks.ServerConfig(cfg.Worker, cfg.Sync,
 		asynq.ErrorHandlerFunc(logTaskError(log)), asynqLogger{log: log.With("component", "asynq")}))
-	if err := srv.Start(route(handler)); err != nil {
+	if err := srv.Start(route(handler, kickoff)); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
 
@@ -137,15 +148,21 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		MaxTakeovers: cfg.Sync.MaxRetry,
 		Logger:       log.With("component", "sweeper"),
 	})
+	sched := schedule.New(schedule.Options{
+		Entries: entries, ConnConfig: pool.Config().ConnConfig, Name: name, Enqueuer: enqueuer,
+		PollInterval: cfg.Schedule.PollInterval, CatchUp: cfg.Schedule.CatchUp,
+		Logger: log.With("component", "scheduler"),
+	})
 	var wg sync.WaitGroup
 	wg.Go(func() { sw.Run(ctx) })
+	wg.Go(func() { sched.Run(ctx) })
 	if adminLn != nil {
 		wg.Go(func() { serveAdmin(ctx, adminLn, adminH, cfg.Worker.ShutdownTimeout, log.With("component", "http")) })
 	}
 
 	log.Info("worker started", "name", name, "concurrency", cfg.Worker.Concurrency, "queue", tasks.Queue,
 		"task_slice", cfg.Sync.TaskSlice, "lease", cfg.Sync.Lease, "sweeper_interval", cfg.Sweeper.Interval,
-		"quotes", cfg.Quotes.BaseURL, "rate_limit", cfg.Quotes.RateLimit)
+		"quotes", cfg.Quotes.BaseURL, "rate_limit", cfg.Quotes.RateLimit, "schedule_entries", len(entries))
 	<-ctx.Done()
 	log.Info("shutting down: stopping running batches")
 	srv.Stop() // take no new task, then stop the running ones at once
@@ -198,14 +215,43 @@ func ETLJobs(cfg config.Config, rdb redis.UniversalClient) (*tasks.ETLJobs, erro
 	return tasks.NewETLJobs(defs, rdb, cfg.ETL.DefaultTimeout()), nil
 }
 
-// route sends batch tasks to h and archives a task of any other type with
-// the reason, instead of retrying what no worker can handle.
-func route(h asynq.Handler) asynq.Handler {
-	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-		if t.Type() != tasks.TypeBatch {
-			return fmt.Errorf("unknown task type %q: %w", t.Type(), asynq.SkipRetry)
+// scheduleEntries returns the schedule's entries, each checked against the
+// jobs control starts: a job that does not exist, or params it does not
+// take, stop start-up naming the entry's key rather than fail at 18:30.
+func scheduleEntries(cfg config.Config, control *tasks.Control) ([]schedule.Entry, error) {
+	var entries []schedule.Entry
+	var errs []error
+	for i, ce := range cfg.Schedule.Entries {
+		if err := control.CheckStart(ce.Job, ce.Params); err != nil {
+			key := "job"
+			if !errors.Is(err, tasks.ErrUnknownJob) {
+				key = "params"
+			}
+			errs = append(errs, fmt.Errorf("config: schedule.entries[%d].%s (entry %s): %w", i, key, ce.Name, err))
+			continue
 		}
-		return h.ProcessTask(ctx, t)
+		e, err := schedule.NewEntry(ce, cfg.Location())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config: schedule.entries[%d].cron: %w", i, err))
+			continue
+		}
+		entries = append(entries, e)
+	}
+	return entries, errors.Join(errs...)
+}
+
+// route sends batch tasks to batch and kick-off tasks to kickoff, and
+// archives a task of any other type with the reason, instead of retrying
+// what no worker can handle.
+func route(batch, kickoff asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		switch t.Type() {
+		case tasks.TypeBatch:
+			return batch.ProcessTask(ctx, t)
+		case tasks.TypeKickoff:
+			return kickoff.ProcessTask(ctx, t)
+		}
+		return fmt.Errorf("unknown task type %q: %w", t.Type(), asynq.SkipRetry)
 	})
 }
 
