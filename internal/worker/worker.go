@@ -104,6 +104,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	enqueuer := tasks.NewEnqueuer(rdb, cfg.Sync.MaxRetry, cfg.Sync.TaskTimeout)
 	stopping := make(chan struct{})
+	// Every line about a batch task, the handler's and the error handler's,
+	// carries its run_id, job, partition, seq and task_id.
+	batchLog := log.With("component", "batch")
 	handler := tasks.NewHandler(tasks.HandlerOptions{
 		Store:    store,
 		Enqueuer: enqueuer,
@@ -112,12 +115,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Lease:    cfg.Sync.Lease,
 		MaxRetry: cfg.Sync.MaxRetry,
 		Worker:   name,
-		Logger:   log,
+		Logger:   batchLog,
 		Metrics:  m,
 		Stopping: stopping,
 	})
 
-	srvCfg := tasks.ServerConfig(cfg.Worker, cfg.Sync, asynq.ErrorHandlerFunc(logTaskError(log)),
+	srvCfg := tasks.ServerConfig(cfg.Worker, cfg.Sync, asynq.ErrorHandlerFunc(logTaskError(batchLog)),
 		asynqLogger{log: log.With("component", "asynq")})
 	srvCfg.LogLevel = asynqLevel(cfg.Log.SlogLevel())
 	srv := asynq.NewServerFromRedisClient(rdb, srvCfg)
