@@ -194,6 +194,9 @@ type delivery struct {
 	log *slog.Logger
 	// job is the run's job, once the run is loaded.
 	job string
+	// seq is the seq of the batch under way, or before the first the one
+	// the task was made for.
+	seq int64
 }
 
 // ProcessTask runs a batch task. It implements asynq.Handler.
@@ -202,7 +205,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("malformed task payload: %w: %w", err, asynq.SkipRetry)
 	}
-	d := delivery{Payload: p}
+	d := delivery{Payload: p, seq: p.Seq}
 	var ok bool
 	if d.taskID, ok = asynq.GetTaskID(ctx); !ok {
 		d.taskID = p.TaskID()
@@ -228,7 +231,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	err = h.run(ctx, work, &d)
 	stopped := err != nil && errors.Is(context.Cause(work), errShutdown)
 	if err = h.settle(ctx, d, err, stopped); err != nil && d.job != "" {
-		err = &jobError{job: d.job, err: err}
+		err = &jobError{job: d.job, seq: d.seq, err: err}
 	}
 	return err
 }
@@ -237,6 +240,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // server's error handler can log it with the job (see LogFields).
 type jobError struct {
 	job string
+	seq int64 // of the batch that failed
 	err error
 }
 
@@ -244,9 +248,11 @@ func (e *jobError) Error() string { return e.err.Error() }
 func (e *jobError) Unwrap() error { return e.err }
 
 // LogFields returns the fields that name batch task t in a log line: its
-// run_id, job (when err, the task's error, knows it), partition, seq (the
-// one the task was made for) and task_id. A task whose payload cannot be
-// read has its task_id only.
+// run_id, job, partition, seq and task_id. err is the task's error: when it
+// comes from a task that loaded its run, it gives the job and the seq of
+// the batch that failed; otherwise the seq is the one the task was made for
+// and the job is left out. A task whose payload cannot be read has its
+// task_id only.
 func LogFields(ctx context.Context, t *asynq.Task, err error) []any {
 	id, ok := asynq.GetTaskID(ctx)
 	p, perr := DecodePayload(t.Payload())
@@ -257,10 +263,12 @@ func LogFields(ctx context.Context, t *asynq.Task, err error) []any {
 		return []any{"task_id", id}
 	}
 	fields := []any{"run_id", p.Run}
+	seq := p.Seq
 	if je, ok := errors.AsType[*jobError](err); ok {
 		fields = append(fields, "job", je.job)
+		seq = je.seq
 	}
-	return append(fields, "partition", p.Partition, "seq", p.Seq, "task_id", id)
+	return append(fields, "partition", p.Partition, "seq", seq, "task_id", id)
 }
 
 // run runs batches of d's partition until the chain is handed over or done.
@@ -329,7 +337,7 @@ func (h *Handler) run(ctx, work context.Context, d *delivery) error {
 	}
 	work, lost := context.WithCancelCause(work)
 	stop := h.keepLease(work, lost, d.Ref(), owner)
-	next, err := h.batches(work, *d, run, part, job, owner)
+	next, err := h.batches(work, d, run, part, job, owner)
 	stop()
 	lost(nil)
 	if err != nil {
@@ -354,12 +362,13 @@ func (h *Handler) run(ctx, work context.Context, d *delivery) error {
 
 // batches runs batches of part under owner's lease until the chain is done
 // or handed over; next is then the successor task to enqueue.
-func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, part checkpoint.Partition, job Job, owner string) (next *Payload, err error) {
+func (h *Handler) batches(work context.Context, d *delivery, run checkpoint.Run, part checkpoint.Partition, job Job, owner string) (next *Payload, err error) {
 	// The run's job, batch size and params are frozen, and each commit's
 	// compare-and-set sees a cancelled or failed run: the loop goes on from
 	// the partition each commit returns, without reading it again.
 	start := time.Now()
 	for {
+		d.seq = part.Seq
 		log := d.log.With("seq", part.Seq)
 		from, to, items, err := h.nextItems(work, run, part)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -28,7 +29,7 @@ func TestBatchLogLinesNameTheBatch(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 30, Unknown: 3,
 		Jobs: "jobs:\n  - name: logged\n    url: SIM_URL/v1/records\n    pagination: {style: offset, page_size: 100}\n" +
 			"    items_path: items\n    total_path: total\n    key: id\n",
-		Sim: simulator.Config{Records: 2000, ErrorRate: 0.15, Seed: 11}})
+		Sim: simulator.Config{Records: 2000, ErrorRate: 0.3, Seed: 11}})
 	daily := h.StartDailySync(date, 5, 2)
 	pull := h.StartETL("logged", tasks.ETLOptions{})
 
@@ -75,6 +76,14 @@ func TestBatchLogLinesNameTheBatch(t *testing.T) {
 				t.Errorf("batch log line without %s: %s", f, sc.Text())
 			}
 		}
+		// The error handler names the batch that failed, not the first of
+		// its task: on the ETL job's partition 0, batch seq N is page N.
+		if msg == "task failed; asynq retries it" && line["job"] == "logged" && line["partition"] == 0.0 {
+			if page := fmt.Sprintf("page %v ", line["seq"]); !strings.HasPrefix(line["error"].(string), page) {
+				t.Errorf("the failed task's line names seq %v, but its error is of another page: %s", line["seq"], sc.Text())
+			}
+			counts["page 500 named"]++
+		}
 	}
 	t.Logf("%d lines, %d about batches; %d batches committed; by message: %v", lines, batchLines, batches, counts)
 	if counts["batch committed"] != batches {
@@ -85,6 +94,9 @@ func TestBatchLogLinesNameTheBatch(t *testing.T) {
 	}
 	if counts["task failed; asynq retries it"] < 1 {
 		t.Errorf("no line from the error handler; the source's 500s must have failed a page")
+	}
+	if counts["page 500 named"] < 1 {
+		t.Errorf("no page of the ETL job's partition 0 failed; the test did not check the failed batch's seq")
 	}
 	if counts["asynq info"] < 1 {
 		t.Errorf("no info line from asynq at log.level debug")
