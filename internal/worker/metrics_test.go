@@ -30,11 +30,22 @@ func scrapeSettled(t *testing.T, addr, job string, batches int) harness.Scraped 
 	}
 }
 
-// want checks a figure of a scrape.
-func want(t *testing.T, s harness.Scraped, got float64, name string, labels []string, expected float64) {
+// figure is a figure a scrape should show for a job: the sum of the
+// series of name with labels.
+type figure struct {
+	name   string
+	labels []string
+	want   float64
+}
+
+// checkFigures checks the figures of job in s.
+func checkFigures(t *testing.T, s harness.Scraped, job string, figures []figure) {
 	t.Helper()
-	if got != expected {
-		t.Errorf("%s%v = %v, want %v", name, labels, got, expected)
+	for _, f := range figures {
+		labels := append([]string{"job", job}, f.labels...)
+		if got := sum(s, f.name, labels...); got != f.want {
+			t.Errorf("%s%v = %v, want %v", f.name, labels, got, f.want)
+		}
 	}
 }
 
@@ -64,7 +75,7 @@ func TestMetricsCountADailySync(t *testing.T) {
 	if r, _ := h.Store.Get(t.Context(), run.ID); r.Status.Ended() {
 		t.Fatalf("the run ended before the scrape; slow it down: %+v", r)
 	}
-	want(t, s, sum(s, "syncworker_runs", "job", tasks.JobDailySync, "status", "running"), "syncworker_runs", []string{"running"}, 1)
+	checkFigures(t, s, tasks.JobDailySync, []figure{{"syncworker_runs", []string{"status", "running"}, 1}})
 	if lag, n := s.Sum("syncworker_checkpoint_lag_seconds", "job", tasks.JobDailySync); n != 1 || lag < 0 || lag > 30 {
 		t.Errorf("checkpoint lag of a running daily sync = %v in %d series, want one of a few seconds", lag, n)
 	}
@@ -74,11 +85,7 @@ func TestMetricsCountADailySync(t *testing.T) {
 	s = scrapeSettled(t, addr, tasks.JobDailySync, len(ledger))
 	st := h.Sim.Stats()
 	job := []string{"job", tasks.JobDailySync}
-	for _, c := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	checkFigures(t, s, tasks.JobDailySync, []figure{
 		{"syncworker_items_total", []string{"outcome", "succeeded"}, float64(run.Succeeded)},
 		{"syncworker_items_total", []string{"outcome", "failed"}, float64(run.Failed)},
 		{"syncworker_records_total", nil, float64(run.Records)},
@@ -90,10 +97,7 @@ func TestMetricsCountADailySync(t *testing.T) {
 		{"syncworker_fetch_errors_total", []string{"class", "run_fatal"}, 0},
 		{"syncworker_runs", []string{"status", "completed"}, 1},
 		{"syncworker_runs", []string{"status", "running"}, 0},
-	} {
-		labels := append(append([]string{}, job...), c.labels...)
-		want(t, s, sum(s, c.name, labels...), c.name, labels, c.want)
-	}
+	})
 	if st.ServerErrors == 0 || st.RateLimited == 0 || st.NotFound == 0 {
 		t.Fatalf("the simulator answered %+v; the test needs 500s, 429s and 404s", st)
 	}
@@ -132,11 +136,7 @@ func TestMetricsCountAnETLPull(t *testing.T) {
 	st := h.Sim.Stats()
 
 	job := []string{"job", jobName}
-	for _, c := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	checkFigures(t, s, jobName, []figure{
 		{"syncworker_records_total", nil, float64(run.Records)},
 		{"syncworker_items_total", []string{"outcome", "succeeded"}, float64(run.Succeeded)},
 		{"syncworker_batch_duration_seconds", nil, float64(len(rep.Ledger))},
@@ -144,10 +144,7 @@ func TestMetricsCountAnETLPull(t *testing.T) {
 		{"syncworker_fetch_errors_total", []string{"class", "transient"}, float64(st.ServerErrors - before.ServerErrors)},
 		{"syncworker_batches_total", []string{"outcome", "failed"}, float64(st.ServerErrors - before.ServerErrors)},
 		{"syncworker_runs", []string{"status", "completed"}, 1},
-	} {
-		labels := append(append([]string{}, job...), c.labels...)
-		want(t, s, sum(s, c.name, labels...), c.name, labels, c.want)
-	}
+	})
 	if run.Records != 1000 || st.ServerErrors == before.ServerErrors {
 		t.Fatalf("run landed %d records with %d 500s; the test needs 1000 and some 500s", run.Records, st.ServerErrors-before.ServerErrors)
 	}
