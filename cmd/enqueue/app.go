@@ -151,7 +151,7 @@ func (a *app) openETL(cmd *cobra.Command) (*tasks.Control, error) {
 	if err != nil {
 		return nil, err
 	}
-	return control.WithETL(tasks.NewETLJobs(defs, a.rdb, a.cfg.ETL.DefaultTimeout())), nil
+	return control.WithETL(tasks.NewETLJobs(defs, a.rdb, a.cfg.ETL.DefaultTimeout(), nil)), nil
 }
 
 func (a *app) close() {

@@ -28,6 +28,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/term"
 )
 
 // DefaultFile is the configuration file read when none is named and it exists
@@ -227,7 +228,9 @@ func Loopback(addr string) bool {
 type Log struct {
 	// Level is debug, info, warn or error (LOG_LEVEL). Default: info.
 	Level string `mapstructure:"level"`
-	// Format is text or json (LOG_FORMAT). Default: text.
+	// Format is auto, text or json (LOG_FORMAT). auto writes text to a
+	// terminal and JSON to anything else (a container's log, a file, a
+	// pipe). Default: auto.
 	Format string `mapstructure:"format"`
 }
 
@@ -359,7 +362,7 @@ var defaults = []defaultValue{
 	{"http.admin_token", ""},
 	{"http.allow_public", false},
 	{"log.level", "info"},
-	{"log.format", "text"},
+	{"log.format", "auto"},
 	{"schedule.poll_interval", "5s"},
 	{"schedule.catch_up", "10m"},
 	{"schedule.entries", []any{}},
@@ -752,9 +755,9 @@ func (c Config) validate(o origin) error {
 		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
 	switch c.Log.Format {
-	case "text", "json":
+	case "auto", "text", "json":
 	default:
-		bad("log.format", "must be text or json, got %q", c.Log.Format)
+		bad("log.format", "must be auto, text or json, got %q", c.Log.Format)
 	}
 	return errors.Join(errs...)
 }
@@ -813,22 +816,46 @@ func (c Config) Location() *time.Location {
 	return loc
 }
 
-// NewLogger returns the logger the configuration asks for, writing to w.
-func (l Log) NewLogger(w io.Writer) *slog.Logger {
-	var level slog.Level
+// SlogLevel returns the configured level as slog's.
+func (l Log) SlogLevel() slog.Level {
 	switch l.Level {
 	case "debug":
-		level = slog.LevelDebug
+		return slog.LevelDebug
 	case "warn":
-		level = slog.LevelWarn
+		return slog.LevelWarn
 	case "error":
-		level = slog.LevelError
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	if l.Format == "json" {
+}
+
+// NewLogger returns the logger the configuration asks for, writing to w.
+// With format auto it writes text when w is a terminal and JSON otherwise.
+func (l Log) NewLogger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	if l.formatFor(isTerminal(w)) == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// formatFor returns the format, text or json, of a logger writing to a
+// terminal or not.
+func (l Log) formatFor(terminal bool) string {
+	if l.Format != "auto" {
+		return l.Format
+	}
+	if terminal {
+		return "text"
+	}
+	return "json"
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // Environ returns the configuration as environment variables, KEY=value, one

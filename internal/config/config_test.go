@@ -1,6 +1,9 @@
 package config
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -163,6 +166,8 @@ func TestInvalid(t *testing.T) {
 		{name: "slice longer than timeout", env: map[string]string{"SYNC_TASK_SLICE": "20m"},
 			wantErr: []string{"sync.task_slice", "shorter than sync.task_timeout"}},
 		{name: "log level", env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: []string{"log.level (LOG_LEVEL)"}},
+		{name: "log format", env: map[string]string{"LOG_FORMAT": "xml"},
+			wantErr: []string{`log.format (LOG_FORMAT) must be auto, text or json, got "xml"`}},
 		{name: "lease too short", env: map[string]string{"SYNC_LEASE": "10ms"}, wantErr: []string{"sync.lease (SYNC_LEASE)"}},
 		{name: "takeover interval", env: map[string]string{"SWEEPER_TAKEOVER_INTERVAL": "0s"},
 			wantErr: []string{"sweeper.takeover_interval (SWEEPER_TAKEOVER_INTERVAL)"}},
@@ -448,5 +453,77 @@ func TestEnvironRoundTrips(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("round trip through the environment:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// log.format picks the logger's format: auto is text on a terminal and JSON
+// anywhere else; text and json are what they say, wherever the log goes.
+func TestLogFormat(t *testing.T) {
+	tests := []struct {
+		format   string
+		terminal bool
+		want     string
+	}{
+		{"auto", true, "text"},
+		{"auto", false, "json"},
+		{"text", true, "text"},
+		{"text", false, "text"},
+		{"json", true, "json"},
+		{"json", false, "json"},
+	}
+	for _, tt := range tests {
+		if got := (Log{Format: tt.format}).formatFor(tt.terminal); got != tt.want {
+			t.Errorf("format %s on a terminal %v = %s, want %s", tt.format, tt.terminal, got, tt.want)
+		}
+	}
+
+	// The real writers: a file and a buffer are no terminal.
+	file, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, w := range []struct {
+		name string
+		w    io.Writer
+	}{{"file", file}, {"buffer", &bytes.Buffer{}}} {
+		for format, want := range map[string]string{"auto": "json", "text": "text", "json": "json"} {
+			var got string
+			switch (Log{Level: "info", Format: format}).NewLogger(w.w).Handler().(type) {
+			case *slog.JSONHandler:
+				got = "json"
+			case *slog.TextHandler:
+				got = "text"
+			}
+			if got != want {
+				t.Errorf("log.format %s writing to a %s: a %s logger, want %s", format, w.name, got, want)
+			}
+		}
+	}
+
+	// auto is the default, from LOG_FORMAT too.
+	clearEnv(t)
+	cfg, err := Load(Options{File: os.DevNull})
+	if err != nil || cfg.Log.Format != "auto" {
+		t.Errorf("default log.format = %q, %v; want auto", cfg.Log.Format, err)
+	}
+	t.Setenv("LOG_FORMAT", "text")
+	if cfg, err := Load(Options{File: os.DevNull}); err != nil || cfg.Log.Format != "text" {
+		t.Errorf("LOG_FORMAT=text gives log.format %q, %v", cfg.Log.Format, err)
+	}
+}
+
+// The level of the logger is log.level's.
+func TestLogLevel(t *testing.T) {
+	for level, want := range map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo,
+		"warn": slog.LevelWarn, "error": slog.LevelError} {
+		l := Log{Level: level, Format: "json"}
+		if got := l.SlogLevel(); got != want {
+			t.Errorf("log.level %s = %s, want %s", level, got, want)
+		}
+		log := l.NewLogger(io.Discard)
+		if !log.Enabled(t.Context(), want) || log.Enabled(t.Context(), want-1) {
+			t.Errorf("a logger of log.level %s does not log from %s up only", level, want)
+		}
 	}
 }

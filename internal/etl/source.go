@@ -25,6 +25,13 @@ type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
+// Metrics receive what a source's requests did, for monitoring.
+type Metrics interface {
+	// Fetched observes one page request that took d and failed with err
+	// (nil: succeeded); err is classified (package fault).
+	Fetched(d time.Duration, err error)
+}
+
 // At is where a page is: its index from 0 (offset and page styles; the
 // number of pages before it for the cursor style) and, for the cursor style,
 // the token of the page (empty for the first).
@@ -58,6 +65,7 @@ type Source struct {
 	job     Job
 	http    *http.Client
 	limiter Limiter
+	metrics Metrics
 }
 
 // NewSource returns the source of job; limiter may be nil (no rate limit),
@@ -69,6 +77,12 @@ func NewSource(job Job, limiter Limiter, client *http.Client) *Source {
 		client = &http.Client{Transport: tr, CheckRedirect: sameHost}
 	}
 	return &Source{job: job, http: client, limiter: limiter}
+}
+
+// WithMetrics makes s report its requests to m, and returns s.
+func (s *Source) WithMetrics(m Metrics) *Source {
+	s.metrics = m
+	return s
 }
 
 // errRedirect means the source redirected a page request to another host.
@@ -156,6 +170,17 @@ func (s *Source) Fetch(ctx context.Context, params map[string]string, pageSize i
 			return Page{}, fmt.Errorf("%s: rate limit: %w", where, err)
 		}
 	}
+	start := time.Now()
+	page, err := s.get(ctx, addr, where)
+	if s.metrics != nil && ctx.Err() == nil {
+		// A request cut short by the batch's end is nobody's failure.
+		s.metrics.Fetched(time.Since(start), err)
+	}
+	return page, err
+}
+
+// get requests the page at addr, named where in errors, and checks it.
+func (s *Source) get(ctx context.Context, addr, where string) (Page, error) {
 	pctx, cancel := context.WithTimeout(ctx, s.job.PageTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(pctx, http.MethodGet, addr, nil)

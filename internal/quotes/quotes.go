@@ -69,6 +69,13 @@ type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
+// Metrics receive what the client's requests did, for monitoring.
+type Metrics interface {
+	// Fetched observes one request that took d and failed with err (nil:
+	// succeeded); err is classified (package fault).
+	Fetched(d time.Duration, err error)
+}
+
 // Options configure a Client.
 type Options struct {
 	// BaseURL is the provider's base URL.
@@ -85,6 +92,8 @@ type Options struct {
 	MaxRetryAfter time.Duration
 	// Limiter, when set, is waited on before every request.
 	Limiter Limiter
+	// Metrics, when set, observe every request.
+	Metrics Metrics
 	// HTTPClient is used for requests; nil means a client with sane
 	// transport limits.
 	HTTPClient *http.Client
@@ -101,6 +110,7 @@ type Client struct {
 	maxAttempts   int
 	maxRetryAfter time.Duration
 	limiter       Limiter
+	metrics       Metrics
 	http          *http.Client
 	backoff       func(n int) time.Duration
 }
@@ -137,6 +147,7 @@ func NewClient(opts Options) (*Client, error) {
 		maxAttempts:   opts.MaxAttempts,
 		maxRetryAfter: opts.MaxRetryAfter,
 		limiter:       opts.Limiter,
+		metrics:       opts.Metrics,
 		http:          hc,
 		backoff:       backoff,
 	}, nil
@@ -157,12 +168,17 @@ func (c *Client) Fetch(ctx context.Context, symbol string, date time.Time) (Quot
 			}
 		}
 		requests++
+		start := time.Now()
 		q, err := c.once(ctx, symbol, date)
+		if err != nil && ctx.Err() != nil {
+			// Cut short by the batch's end: nobody's failure, not measured.
+			return Quote{}, requests, ctx.Err()
+		}
+		if c.metrics != nil {
+			c.metrics.Fetched(time.Since(start), err)
+		}
 		if err == nil {
 			return q, requests, nil
-		}
-		if ctx.Err() != nil {
-			return Quote{}, requests, ctx.Err()
 		}
 		var pause time.Duration
 		switch fault.ClassOf(err) {

@@ -18,6 +18,14 @@ type RedisLimiter struct {
 	limiter *redis_rate.Limiter
 	key     string
 	limit   redis_rate.Limit
+	metrics Metrics
+}
+
+// Metrics receive the waits of a limiter, for monitoring.
+type Metrics interface {
+	// Waited observes a request that waited d before it was let through
+	// (or before its context ended).
+	Waited(d time.Duration)
 }
 
 // NewRedisLimiter returns a limiter of perSecond requests per second (with a
@@ -30,8 +38,20 @@ func NewRedisLimiter(rdb redis.UniversalClient, key string, perSecond int) *Redi
 	}
 }
 
+// WithMetrics makes l report its waits to m, and returns l.
+func (l *RedisLimiter) WithMetrics(m Metrics) *RedisLimiter {
+	l.metrics = m
+	return l
+}
+
 // Wait blocks until one request may be made or ctx ends.
 func (l *RedisLimiter) Wait(ctx context.Context) error {
+	var start time.Time // set when the request has to wait
+	defer func() {
+		if l.metrics != nil && !start.IsZero() {
+			l.metrics.Waited(time.Since(start))
+		}
+	}()
 	for {
 		res, err := l.limiter.Allow(ctx, l.key, l.limit)
 		if err != nil {
@@ -39,6 +59,9 @@ func (l *RedisLimiter) Wait(ctx context.Context) error {
 		}
 		if res.Allowed > 0 {
 			return nil
+		}
+		if start.IsZero() {
+			start = time.Now()
 		}
 		t := time.NewTimer(max(res.RetryAfter, time.Millisecond))
 		select {

@@ -43,3 +43,43 @@ func TestRedisLimiterIsShared(t *testing.T) {
 		t.Errorf("Wait on a cancelled context = %v", err)
 	}
 }
+
+// waitLog records a limiter's waits.
+type waitLog struct {
+	mu    sync.Mutex
+	waits int
+	total time.Duration
+}
+
+func (w *waitLog) Waited(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waits++
+	w.total += d
+}
+
+// A limiter reports each request that had to wait, and for how long: past
+// the burst, one request after the other spends its time waiting.
+func TestRedisLimiterReportsItsWaits(t *testing.T) {
+	r := testenv.NewRedis(t)
+	const perSecond, requests = 5, 10
+	var log waitLog
+	l := NewRedisLimiter(r.Client, "test:waits", perSecond).WithMetrics(&log)
+	start := time.Now()
+	for range requests {
+		if err := l.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	// The burst of 5 passes at once, the other 5 wait 200 ms each: 1 s.
+	if elapsed < 800*time.Millisecond {
+		t.Fatalf("%d requests at %d/s took %s; the limit did not hold", requests, perSecond, elapsed)
+	}
+	if log.waits < 1 || log.waits > requests-perSecond {
+		t.Errorf("%d requests waited, want 1 to %d (those past the burst)", log.waits, requests-perSecond)
+	}
+	if log.total > elapsed || log.total < elapsed-300*time.Millisecond {
+		t.Errorf("waited %s in all over %s of one request after another; want nearly all of it", log.total, elapsed)
+	}
+}

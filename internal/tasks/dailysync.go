@@ -105,8 +105,12 @@ func (d *DailySync) Fetch(ctx context.Context, b Batch) (Fetched, error) {
 		if r.err != nil {
 			o.Err = r.err.Error()
 			lastErr = r.err
-			if fault.ClassOf(r.err) == fault.Transient {
+			class := fault.ClassOf(r.err)
+			if class == fault.Transient {
 				transient++
+			}
+			if b.Log != nil {
+				b.Log.Debug("quote failed", "symbol", b.Items[i].Key, "class", class.String(), "error", r.err)
 			}
 		} else {
 			o.OK = true

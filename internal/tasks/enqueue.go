@@ -85,6 +85,7 @@ func RetryDelay(maxBackoff time.Duration) asynq.RetryDelayFunc {
 
 // ServerConfig returns the asynq server configuration of a worker that runs
 // batch tasks with the given settings; errorHandler and logger may be nil.
+// Its LogLevel is warn; a worker sets it from log.level.
 func ServerConfig(w config.Worker, s config.Sync, errorHandler asynq.ErrorHandler, logger asynq.Logger) asynq.Config {
 	cfg := asynq.Config{
 		Concurrency:              w.Concurrency,

@@ -85,17 +85,29 @@ type ETLJobs struct {
 	defaultBudget time.Duration
 }
 
+// SourceMetrics receive what a job's source did, for monitoring: its
+// requests and its rate limit's waits.
+type SourceMetrics interface {
+	etl.Metrics
+	ratelimit.Metrics
+}
+
 // NewETLJobs returns the jobs of defs, whose runs get defaultBudget as their
 // time budget when the job sets none; rdb carries the jobs' rate limits,
-// shared by every worker.
-func NewETLJobs(defs []etl.Job, rdb redis.UniversalClient, defaultBudget time.Duration) *ETLJobs {
+// shared by every worker. metrics, when not nil, gives each job's source
+// the metrics it reports to.
+func NewETLJobs(defs []etl.Job, rdb redis.UniversalClient, defaultBudget time.Duration, metrics func(job string) SourceMetrics) *ETLJobs {
 	e := &ETLJobs{sources: make(map[string]*etl.Source, len(defs)), defaultBudget: defaultBudget}
 	for _, d := range defs {
+		var m SourceMetrics
+		if metrics != nil {
+			m = metrics(d.Name)
+		}
 		var limiter etl.Limiter
 		if d.RateLimit > 0 {
-			limiter = ratelimit.NewRedisLimiter(rdb, "syncworker:ratelimit:etl:"+d.Name, d.RateLimit)
+			limiter = ratelimit.NewRedisLimiter(rdb, "syncworker:ratelimit:etl:"+d.Name, d.RateLimit).WithMetrics(m)
 		}
-		e.sources[d.Name] = etl.NewSource(d, limiter, nil)
+		e.sources[d.Name] = etl.NewSource(d, limiter, nil).WithMetrics(m)
 	}
 	return e
 }

@@ -35,6 +35,9 @@ type Batch struct {
 	// what it could not do as failed items rather than fail the batch again,
 	// where that is right.
 	Final bool
+	// Log is the batch's logger: every line carries the batch's run_id,
+	// job, partition, seq and task_id.
+	Log *slog.Logger
 }
 
 // Fetched is the result of a Job's Fetch, ready to commit: item outcomes for
@@ -65,6 +68,47 @@ var errLeaseLost = fmt.Errorf("partition %w", checkpoint.ErrLeaseLost)
 // DefaultLease is the partition lease of a Handler whose options give none.
 const DefaultLease = 10 * time.Second
 
+// Metrics receive what the handler's batches did, for monitoring. A
+// committed batch reports BatchDone, then ItemsDone and RecordsLanded.
+type Metrics interface {
+	// BatchDone counts a batch of job that ended with outcome: committed,
+	// stale, rate_limited, stopped or failed (see package metrics); d is
+	// the time from the start of its fetch to its end.
+	BatchDone(job, outcome string, d time.Duration)
+	// ItemsDone counts the items of a committed batch of job.
+	ItemsDone(job string, succeeded, failed int)
+	// RecordsLanded counts the data rows a committed batch of job wrote.
+	RecordsLanded(job string, n int)
+}
+
+// noMetrics are the Metrics of a handler whose options give none.
+type noMetrics struct{}
+
+func (noMetrics) BatchDone(string, string, time.Duration) {}
+func (noMetrics) ItemsDone(string, int, int)              {}
+func (noMetrics) RecordsLanded(string, int)               {}
+
+// The outcomes of a batch reported to Metrics.
+const (
+	outcomeCommitted   = "committed"
+	outcomeStale       = "stale"
+	outcomeRateLimited = "rate_limited"
+	outcomeStopped     = "stopped"
+	outcomeFailed      = "failed"
+)
+
+// failedOutcome returns the outcome of a batch that failed with err.
+func failedOutcome(err error) string {
+	switch {
+	case fault.IsShutdown(err):
+		return outcomeStopped
+	case fault.ClassOf(err) == fault.RateLimited:
+		return outcomeRateLimited
+	default:
+		return outcomeFailed
+	}
+}
+
 // Handler runs batch tasks: each task runs the batches of its partition from
 // the checkpoint, committing each one, until its time slice is used up, and
 // then hands the chain over to its successor task.
@@ -77,6 +121,7 @@ type Handler struct {
 	maxRetry int
 	worker   string
 	log      *slog.Logger
+	metrics  Metrics
 	stopping <-chan struct{}
 }
 
@@ -98,7 +143,11 @@ type HandlerOptions struct {
 	MaxRetry int
 	// Worker names this process in the ledger.
 	Worker string
+	// Logger receives the handler's logs; each line of a task carries its
+	// run_id, job, partition, seq and task_id.
 	Logger *slog.Logger
+	// Metrics, when set, receive what the batches did.
+	Metrics Metrics
 	// Stopping is closed when the worker shuts down: running batches stop at
 	// once, their transactions roll back, and they run again elsewhere.
 	Stopping <-chan struct{}
@@ -114,6 +163,10 @@ func NewHandler(opts HandlerOptions) *Handler {
 	if lease <= 0 {
 		lease = DefaultLease
 	}
+	var metrics Metrics = noMetrics{}
+	if opts.Metrics != nil {
+		metrics = opts.Metrics
+	}
 	return &Handler{
 		store:    opts.Store,
 		enqueuer: opts.Enqueuer,
@@ -123,6 +176,7 @@ func NewHandler(opts HandlerOptions) *Handler {
 		maxRetry: opts.MaxRetry,
 		worker:   opts.Worker,
 		log:      log,
+		metrics:  metrics,
 		stopping: opts.Stopping,
 	}
 }
@@ -135,6 +189,14 @@ type delivery struct {
 	// its last attempt.
 	retried int
 	final   bool
+	// log is the task's logger, with its run_id, partition and task_id, and
+	// once the run is loaded its job.
+	log *slog.Logger
+	// job is the run's job, once the run is loaded.
+	job string
+	// seq is the seq of the batch under way, or before the first the one
+	// the task was made for.
+	seq int64
 }
 
 // ProcessTask runs a batch task. It implements asynq.Handler.
@@ -143,7 +205,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("malformed task payload: %w: %w", err, asynq.SkipRetry)
 	}
-	d := delivery{Payload: p}
+	d := delivery{Payload: p, seq: p.Seq}
 	var ok bool
 	if d.taskID, ok = asynq.GetTaskID(ctx); !ok {
 		d.taskID = p.TaskID()
@@ -154,6 +216,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		maxRetry = h.maxRetry
 	}
 	d.final = d.retried >= maxRetry
+	d.log = h.log.With("run_id", p.Run, "partition", p.Partition, "task_id", d.taskID)
 
 	work, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -165,15 +228,53 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}()
 
-	err = h.run(ctx, work, d)
+	err = h.run(ctx, work, &d)
 	stopped := err != nil && errors.Is(context.Cause(work), errShutdown)
-	return h.settle(ctx, d, err, stopped)
+	if err = h.settle(ctx, d, err, stopped); err != nil && d.job != "" {
+		err = &jobError{job: d.job, seq: d.seq, err: err}
+	}
+	return err
+}
+
+// jobError is the error of a task whose run's job is known, so that the
+// server's error handler can log it with the job (see LogFields).
+type jobError struct {
+	job string
+	seq int64 // of the batch that failed
+	err error
+}
+
+func (e *jobError) Error() string { return e.err.Error() }
+func (e *jobError) Unwrap() error { return e.err }
+
+// LogFields returns the fields that name batch task t in a log line: its
+// run_id, job, partition, seq and task_id. err is the task's error: when it
+// comes from a task that loaded its run, it gives the job and the seq of
+// the batch that failed; otherwise the seq is the one the task was made for
+// and the job is left out. A task whose payload cannot be read has its
+// task_id only.
+func LogFields(ctx context.Context, t *asynq.Task, err error) []any {
+	id, ok := asynq.GetTaskID(ctx)
+	p, perr := DecodePayload(t.Payload())
+	if !ok && perr == nil {
+		id = p.TaskID()
+	}
+	if perr != nil {
+		return []any{"task_id", id}
+	}
+	fields := []any{"run_id", p.Run}
+	seq := p.Seq
+	if je, ok := errors.AsType[*jobError](err); ok {
+		fields = append(fields, "job", je.job)
+		seq = je.seq
+	}
+	return append(fields, "partition", p.Partition, "seq", seq, "task_id", id)
 }
 
 // run runs batches of d's partition until the chain is handed over or done.
 // work is ctx plus the worker's shutdown: batches use it, while what must
 // happen after a commit (the successor's enqueue) uses ctx.
-func (h *Handler) run(ctx, work context.Context, d delivery) error {
+func (h *Handler) run(ctx, work context.Context, d *delivery) error {
 	run, part, err := h.store.Load(work, d.Run, d.Partition)
 	if errors.Is(err, checkpoint.ErrNotFound) {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
@@ -181,14 +282,18 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 	if err != nil {
 		return err
 	}
+	d.job = run.Job
+	d.log = d.log.With("job", run.Job)
+	// Until a batch starts, a line's seq is the one the task was made for.
+	log := d.log.With("seq", d.Seq)
 	if !run.Status.Active() || part.Status != checkpoint.PartitionRunning {
-		h.log.Debug("nothing to do", "task", d.taskID, "run_status", run.Status, "partition_status", part.Status)
+		log.Debug("nothing to do", "run_status", run.Status, "partition_status", part.Status)
 		return nil
 	}
 	if part.Ref() != d.Ref() {
 		// A stale task: the chain has moved on. Make sure the task that
 		// owns it now exists, in case this one was all that was left.
-		h.log.Debug("stale task", "task", d.taskID, "attempt", part.Attempt, "epoch", part.Epoch, "task_seq", part.TaskSeq)
+		log.Debug("stale task", "attempt", part.Attempt, "epoch", part.Epoch, "task_seq", part.TaskSeq)
 		if !d.Ref().Before(part.Ref()) {
 			// Every task is enqueued after the state that names it has
 			// committed, so no task can be ahead of its chain: this one
@@ -220,15 +325,15 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 		// Another delivery of this task runs the chain; when it ends, it
 		// hands over or releases, and when it dies, its lease lapses and a
 		// sweeper takes the chain over.
-		h.log.Info("not run: another delivery of the task holds the partition's lease", "task", d.taskID)
+		log.Info("not run: another delivery of the task holds the partition's lease")
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	if part.Takeovers > 0 {
-		h.log.Info("resuming a partition taken over from a lost worker", "task", d.taskID, "run", run.ID,
-			"partition", part.Index, "epoch", part.Epoch, "cursor", part.Cursor, "takeovers", part.Takeovers)
+		log.Info("resuming a partition taken over from a lost worker",
+			"epoch", part.Epoch, "cursor", part.Cursor, "takeovers", part.Takeovers)
 	}
 	work, lost := context.WithCancelCause(work)
 	stop := h.keepLease(work, lost, d.Ref(), owner)
@@ -239,11 +344,11 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 		// Without an error the lease is gone already: the last commit
 		// gave it up (a handover, the partition's end, the run's failure)
 		// or the chain is no longer this task's (a stale commit).
-		h.release(ctx, d, owner)
+		h.release(ctx, *d, owner)
 	}
 	if err != nil && errors.Is(context.Cause(work), errLeaseLost) {
 		// Not a failure of this task: the chain belongs to another now.
-		h.log.Info("stopped: the partition's lease was lost to a takeover", "task", d.taskID, "cause", context.Cause(work))
+		log.Info("stopped: the partition's lease was lost to a takeover", "cause", context.Cause(work))
 		return nil
 	}
 	if err != nil || next == nil {
@@ -257,12 +362,14 @@ func (h *Handler) run(ctx, work context.Context, d delivery) error {
 
 // batches runs batches of part under owner's lease until the chain is done
 // or handed over; next is then the successor task to enqueue.
-func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, part checkpoint.Partition, job Job, owner string) (next *Payload, err error) {
+func (h *Handler) batches(work context.Context, d *delivery, run checkpoint.Run, part checkpoint.Partition, job Job, owner string) (next *Payload, err error) {
 	// The run's job, batch size and params are frozen, and each commit's
 	// compare-and-set sees a cancelled or failed run: the loop goes on from
 	// the partition each commit returns, without reading it again.
 	start := time.Now()
 	for {
+		d.seq = part.Seq
+		log := d.log.With("seq", part.Seq)
 		from, to, items, err := h.nextItems(work, run, part)
 		if err != nil {
 			return nil, err
@@ -274,15 +381,16 @@ func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, 
 				return nil, err
 			}
 			if stopped {
-				h.log.Warn("run used up its time budget; stopped it timed_out", "run", run.ID, "job", run.Job,
-					"partition", part.Index, "cursor", part.Cursor)
+				log.Warn("run used up its time budget; stopped it timed_out", "cursor", part.Cursor)
 				return nil, nil
 			}
 		}
 		batchStart := time.Now()
 		var fetched Fetched
 		if len(items) > 0 || run.Unit == checkpoint.UnitPages {
-			if fetched, err = job.Fetch(work, Batch{Run: run, Partition: part, Items: items, Final: d.final}); err != nil {
+			fetched, err = job.Fetch(work, Batch{Run: run, Partition: part, Items: items, Final: d.final, Log: log})
+			if err != nil {
+				h.metrics.BatchDone(run.Job, failedOutcome(err), time.Since(batchStart))
 				return nil, err
 			}
 		}
@@ -301,30 +409,37 @@ func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, 
 			Last: fetched.Last, PageToken: fetched.PageToken, SourceTotal: fetched.SourceTotal, Warnings: fetched.Warnings,
 			TaskID: d.taskID, Worker: h.worker, StartedAt: batchStart,
 		}, fetched.Write)
+		took := time.Since(batchStart)
 		if errors.Is(err, checkpoint.ErrStale) {
-			h.log.Info("batch not committed: the run stopped or the chain was taken over",
-				"task", d.taskID, "run", run.ID, "partition", part.Index, "seq", part.Seq)
+			h.metrics.BatchDone(run.Job, outcomeStale, took)
+			log.Info("batch not committed: the run stopped or the chain was taken over")
 			return nil, nil
 		}
 		if err != nil {
+			h.metrics.BatchDone(run.Job, failedOutcome(err), took)
 			return nil, err
 		}
-		h.log.Debug("batch committed", "task", d.taskID, "run", run.ID, "partition", part.Index,
-			"seq", part.Seq, "from", from, "to", to, "items", len(fetched.Outcomes),
-			"duration", time.Since(batchStart))
+		succeeded, failed := fetched.itemCounts()
+		h.metrics.BatchDone(run.Job, outcomeCommitted, took)
+		h.metrics.ItemsDone(run.Job, succeeded, failed)
+		h.metrics.RecordsLanded(run.Job, fetched.Records)
+		log.Debug("batch committed", "from", from, "to", to, "succeeded", succeeded, "failed", failed,
+			"records", fetched.Records, "duration", took)
+		for _, w := range fetched.Warnings {
+			log.Warn("batch committed with a warning, recorded on the run", "warning", w)
+		}
 		if res.RunCompleted {
-			h.log.Info("run completed", "run", run.ID, "job", run.Job, "run_key", run.RunKey)
+			log.Info("run completed", "run_key", run.RunKey)
 		}
 		if res.RunFailed {
-			h.log.Warn("run failed", "run", run.ID, "job", run.Job, "run_key", run.RunKey, "reason", res.LastError)
+			log.Warn("run failed", "run_key", run.RunKey, "reason", res.LastError)
 		}
 		if res.RunPaused {
 			h.log.Info("run paused; its partition stops at this batch boundary", "run", run.ID, "job", run.Job,
 				"partition", part.Index, "cursor", to)
 		}
 		if res.RunTimedOut {
-			h.log.Warn("run used up its time budget; stopped it timed_out", "run", run.ID, "job", run.Job,
-				"run_key", run.RunKey, "reason", res.LastError)
+			log.Warn("run used up its time budget; stopped it timed_out", "run_key", run.RunKey, "reason", res.LastError)
 		}
 		part = res.Partition
 		if part.Status != checkpoint.PartitionRunning {
@@ -335,6 +450,22 @@ func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, 
 			return &p, nil
 		}
 	}
+}
+
+// itemCounts returns how many of the batch's items succeeded and failed:
+// its outcomes, or for a run of pages the records it loaded and rejected.
+func (f Fetched) itemCounts() (succeeded, failed int) {
+	if f.Counts != nil {
+		return f.Counts.Succeeded, f.Counts.Failed
+	}
+	for _, o := range f.Outcomes {
+		if o.OK {
+			succeeded++
+		} else {
+			failed++
+		}
+	}
+	return succeeded, failed
 }
 
 // nextItems returns the range and the items of part's next batch: the next
@@ -414,7 +545,7 @@ func (h *Handler) release(ctx context.Context, d delivery, owner string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := h.store.Release(ctx, d.Ref(), owner); err != nil {
-		h.log.Warn("could not release the partition's lease; it will lapse", "task", d.taskID, "error", err)
+		d.log.Warn("could not release the partition's lease; it will lapse", "seq", d.Seq, "error", err)
 	}
 }
 
@@ -453,9 +584,9 @@ func (h *Handler) settle(ctx context.Context, d delivery, err error, stopped boo
 		}
 		return err
 	case fault.ClassOf(err) == fault.RunFatal:
-		return fmt.Errorf("%w: %w", h.fail(ctx, d.Payload, err), asynq.SkipRetry)
+		return fmt.Errorf("%w: %w", h.fail(ctx, d, err), asynq.SkipRetry)
 	case d.final:
-		return h.fail(ctx, d.Payload, fmt.Errorf("retries exhausted: %w", err))
+		return h.fail(ctx, d, fmt.Errorf("retries exhausted: %w", err))
 	default:
 		return err
 	}
@@ -463,14 +594,14 @@ func (h *Handler) settle(ctx context.Context, d delivery, err error, stopped boo
 
 // fail records on the partition and its run that the chain cannot go on,
 // and returns err, with the failure to record it if that failed too.
-func (h *Handler) fail(ctx context.Context, p Payload, err error) error {
-	failed, ferr := h.store.FailPartition(ctx, p.Ref(), err.Error())
+func (h *Handler) fail(ctx context.Context, d delivery, err error) error {
+	failed, ferr := h.store.FailPartition(ctx, d.Ref(), err.Error())
 	if ferr != nil {
 		return fmt.Errorf("%w (recording the failure failed too: %v)", err, ferr)
 	}
 	if failed {
 		// The error itself is logged once, by the server's error handler.
-		h.log.Warn("run failed", "run", p.Run, "partition", p.Partition, "attempt", p.Attempt)
+		d.log.Warn("run failed", "seq", d.Seq, "attempt", d.Attempt)
 	}
 	return err
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/syncworker/syncworker/internal/db"
 	"github.com/syncworker/syncworker/internal/etl"
 	"github.com/syncworker/syncworker/internal/fault"
+	"github.com/syncworker/syncworker/internal/metrics"
 	"github.com/syncworker/syncworker/internal/quotes"
 	"github.com/syncworker/syncworker/internal/ratelimit"
 	"github.com/syncworker/syncworker/internal/schedule"
@@ -77,15 +78,6 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 
-	etlJobs, err := ETLJobs(cfg, rdb)
-	if err != nil {
-		return err
-	}
-	jobs, err := jobsWith(cfg, rdb, etlJobs)
-	if err != nil {
-		return err
-	}
-
 	// Listen before anything serves, so that a bad address stops start-up.
 	adminLn, err := listenAdmin(ctx, cfg.HTTP, log)
 	if err != nil {
@@ -96,8 +88,27 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 
 	store := checkpoint.New(pool)
+	// The figures every worker would export alike (runs, asynq's queues)
+	// come from one process only: the scheduler's leader. sched is set
+	// below, before anything serves a scrape.
+	var sched *schedule.Scheduler
+	m := metrics.New(metrics.Options{Runs: store, Queues: inspector,
+		Exporter: func() bool { return sched != nil && sched.IsLeader() },
+		Logger:   log.With("component", "metrics")})
+
+	etlJobs, err := etlJobsWith(cfg, rdb, m)
+	if err != nil {
+		return err
+	}
+	jobs, err := jobsWith(cfg, rdb, etlJobs, m)
+	if err != nil {
+		return err
+	}
 	enqueuer := tasks.NewEnqueuer(rdb, cfg.Sync.MaxRetry, cfg.Sync.TaskTimeout)
 	stopping := make(chan struct{})
+	// Every line about a batch task, the handler's and the error handler's,
+	// carries its run_id, job, partition, seq and task_id.
+	batchLog := log.With("component", "batch")
 	handler := tasks.NewHandler(tasks.HandlerOptions{
 		Store:    store,
 		Enqueuer: enqueuer,
@@ -106,7 +117,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Lease:    cfg.Sync.Lease,
 		MaxRetry: cfg.Sync.MaxRetry,
 		Worker:   name,
-		Logger:   log,
+		Logger:   batchLog,
+		Metrics:  m,
 		Stopping: stopping,
 	})
 
@@ -123,8 +135,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	var adminH *admin.Handler
 	if adminLn != nil {
 		adminH, err = adminHandler(cfg, adminDeps{
-			api: api.New(api.Options{Runs: store, Control: control, Logger: log.With("component", "api")}),
-			db:  pool, rdb: rdb, log: log.With("component", "http"),
+			api:     api.New(api.Options{Runs: store, Control: control, Logger: log.With("component", "api")}),
+			metrics: m.Handler(),
+			db:      pool, rdb: rdb, log: log.With("component", "http"),
 		})
 		if err != nil {
 			return err
@@ -136,8 +149,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		}()
 	}
 
-	srv := asynq.NewServerFromRedisClient(rdb, tasks.ServerConfig(cfg.Worker, cfg.Sync,
-		asynq.ErrorHandlerFunc(logTaskError(log)), asynqLogger{log: log.With("component", "asynq")}))
+	srvCfg := tasks.ServerConfig(cfg.Worker, cfg.Sync, asynq.ErrorHandlerFunc(logTaskError(batchLog)),
+		asynqLogger{log: log.With("component", "asynq")})
+	srvCfg.LogLevel = asynqLevel(cfg.Log.SlogLevel())
+	srv := asynq.NewServerFromRedisClient(rdb, srvCfg)
 	if err := srv.Start(route(handler, kickoff)); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
@@ -148,7 +163,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		MaxTakeovers: cfg.Sync.MaxRetry,
 		Logger:       log.With("component", "sweeper"),
 	})
-	sched := schedule.New(schedule.Options{
+	sched = schedule.New(schedule.Options{
 		Entries: entries, ConnConfig: pool.Config().ConnConfig, Name: name, Enqueuer: enqueuer,
 		PollInterval: cfg.Schedule.PollInterval, CatchUp: cfg.Schedule.CatchUp,
 		Logger: log.With("component", "scheduler"),
@@ -180,14 +195,19 @@ func Jobs(cfg config.Config, rdb redis.UniversalClient) (map[string]tasks.Job, e
 	if err != nil {
 		return nil, err
 	}
-	return jobsWith(cfg, rdb, etlJobs)
+	return jobsWith(cfg, rdb, etlJobs, nil)
 }
 
-// jobsWith is Jobs with the ETL jobs loaded already.
-func jobsWith(cfg config.Config, rdb redis.UniversalClient, etlJobs *tasks.ETLJobs) (map[string]tasks.Job, error) {
+// jobsWith is Jobs with the ETL jobs loaded already; the daily sync's source
+// reports to m when it is not nil.
+func jobsWith(cfg config.Config, rdb redis.UniversalClient, etlJobs *tasks.ETLJobs, m *metrics.Metrics) (map[string]tasks.Job, error) {
+	var sm tasks.SourceMetrics
+	if m != nil {
+		sm = m.Source(tasks.JobDailySync)
+	}
 	var limiter quotes.Limiter
 	if cfg.Quotes.RateLimit > 0 {
-		limiter = ratelimit.NewRedisLimiter(rdb, rateLimitKey, cfg.Quotes.RateLimit)
+		limiter = ratelimit.NewRedisLimiter(rdb, rateLimitKey, cfg.Quotes.RateLimit).WithMetrics(sm)
 	}
 	source, err := quotes.NewClient(quotes.Options{
 		BaseURL:       cfg.Quotes.BaseURL,
@@ -196,6 +216,7 @@ func jobsWith(cfg config.Config, rdb redis.UniversalClient, etlJobs *tasks.ETLJo
 		MaxAttempts:   cfg.Quotes.MaxAttempts,
 		MaxRetryAfter: cfg.Quotes.MaxRetryAfter,
 		Limiter:       limiter,
+		Metrics:       sm,
 	})
 	if err != nil {
 		return nil, err
@@ -208,11 +229,20 @@ func jobsWith(cfg config.Config, rdb redis.UniversalClient, etlJobs *tasks.ETLJo
 // ETLJobs loads the ETL jobs of the configured jobs file; rdb carries their
 // rate limits, shared by all workers.
 func ETLJobs(cfg config.Config, rdb redis.UniversalClient) (*tasks.ETLJobs, error) {
+	return etlJobsWith(cfg, rdb, nil)
+}
+
+// etlJobsWith is ETLJobs whose sources report to m when it is not nil.
+func etlJobsWith(cfg config.Config, rdb redis.UniversalClient, m *metrics.Metrics) (*tasks.ETLJobs, error) {
 	defs, err := etl.LoadJobs(cfg.ETL.JobsFile, os.LookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("etl.jobs_file (ETL_JOBS_FILE): %w", err)
 	}
-	return tasks.NewETLJobs(defs, rdb, cfg.ETL.DefaultTimeout()), nil
+	var sources func(job string) tasks.SourceMetrics
+	if m != nil {
+		sources = func(job string) tasks.SourceMetrics { return m.Source(job) }
+	}
+	return tasks.NewETLJobs(defs, rdb, cfg.ETL.DefaultTimeout(), sources), nil
 }
 
 // scheduleEntries returns the schedule's entries, each checked against the
@@ -255,13 +285,13 @@ func route(batch, kickoff asynq.Handler) asynq.Handler {
 	})
 }
 
-// logTaskError logs each task error once, at a level that fits its class.
+// logTaskError logs each task error once, at a level that fits its class,
+// with the fields that name the batch (see tasks.LogFields).
 func logTaskError(log *slog.Logger) func(ctx context.Context, t *asynq.Task, err error) {
 	return func(ctx context.Context, t *asynq.Task, err error) {
-		id, _ := asynq.GetTaskID(ctx)
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
-		attrs := []any{"task", id, "type", t.Type(), "retried", retried, "max_retry", maxRetry, "error", err}
+		attrs := append(tasks.LogFields(ctx, t, err), "type", t.Type(), "retried", retried, "max_retry", maxRetry, "error", err)
 		switch {
 		case fault.IsShutdown(err):
 			log.Info("task stopped for shutdown; it runs again", attrs...)
@@ -286,16 +316,4 @@ func redact(raw string) string {
 		return "(unparsable url)"
 	}
 	return u.Redacted()
-}
-
-// asynqLogger writes asynq's own logs through slog.
-type asynqLogger struct{ log *slog.Logger }
-
-func (l asynqLogger) Debug(args ...any) { l.log.Debug(fmt.Sprint(args...)) }
-func (l asynqLogger) Info(args ...any)  { l.log.Info(fmt.Sprint(args...)) }
-func (l asynqLogger) Warn(args ...any)  { l.log.Warn(fmt.Sprint(args...)) }
-func (l asynqLogger) Error(args ...any) { l.log.Error(fmt.Sprint(args...)) }
-func (l asynqLogger) Fatal(args ...any) {
-	l.log.Error(fmt.Sprint(args...))
-	os.Exit(1)
 }
