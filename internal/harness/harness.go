@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -293,6 +294,28 @@ func (h *Harness) WaitServed(ok int64, timeout time.Duration) {
 			h.t.Fatalf("the simulator served %d quotes in %s, want %d", h.Sim.Stats().OK, timeout, ok)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// servingLine matches the log line of a worker that serves the admin HTTP,
+// with the address it bound.
+var servingLine = regexp.MustCompile(`msg="admin HTTP serving the runs API" worker=(\S+) component=http addr=(\S+)`)
+
+// AdminAddr waits until worker name logs the address its admin HTTP
+// listens on (a harness's workers listen on port 0), and returns it.
+func (h *Harness) AdminAddr(name string) string {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, m := range servingLine.FindAllStringSubmatch(h.Log.String(), -1) {
+			if m[1] == name {
+				return m[2]
+			}
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("worker %s logged no admin HTTP address in 30s", name)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -9,6 +9,13 @@ import (
 	"net/http"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncworker/syncworker/internal/api"
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/dashboard"
+	"github.com/syncworker/syncworker/internal/tasks"
 )
 
 // listenAdmin opens the admin listener on addr. An empty addr means no
@@ -65,4 +72,35 @@ func serveAdmin(ctx context.Context, ln net.Listener, h http.Handler, timeout ti
 		log.Error("admin HTTP stopped serving; the worker goes on without it", "error", err)
 	}
 	<-stopped
+}
+
+// adminHandler routes the admin listener: the runs API under /api/ and
+// /healthz, the runs dashboard at /. Cross-origin POSTs are refused, so that
+// another site open in an operator's browser cannot press the dashboard's
+// buttons.
+func adminHandler(store *checkpoint.Store, control *tasks.Control, pool *pgxpool.Pool, log *slog.Logger) http.Handler {
+	runsAPI := api.New(api.Options{Runs: store, Control: control, DB: pool, Logger: log.With("component", "api")})
+	mux := http.NewServeMux()
+	mux.Handle("/api/", runsAPI)
+	mux.Handle("/healthz", runsAPI)
+	mux.Handle("/", dashboard.New(dashboard.Options{Runs: store, Control: pendingControl{control},
+		Logger: log.With("component", "dashboard")}))
+	return http.NewCrossOriginProtection().Handler(mux)
+}
+
+// pendingControl gives the dashboard the controls *tasks.Control does not
+// have yet (pause, resume and restart are being added to it); until then
+// they are refused as not applying to the run.
+type pendingControl struct{ *tasks.Control }
+
+func (pendingControl) Pause(_ context.Context, id int64) (checkpoint.Run, error) {
+	return checkpoint.Run{}, fmt.Errorf("run %d: pausing is not in this build yet: %w", id, checkpoint.ErrState)
+}
+
+func (pendingControl) Resume(_ context.Context, id int64) (checkpoint.Run, error) {
+	return checkpoint.Run{}, fmt.Errorf("run %d: resuming is not in this build yet: %w", id, checkpoint.ErrState)
+}
+
+func (pendingControl) Restart(_ context.Context, id int64) (checkpoint.Run, error) {
+	return checkpoint.Run{}, fmt.Errorf("run %d: restarting from zero is not in this build yet: %w", id, checkpoint.ErrState)
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,28 +14,6 @@ import (
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/worker"
 )
-
-// servingLine matches the log line of a worker that serves the runs API,
-// with the address it bound.
-var servingLine = regexp.MustCompile(`msg="admin HTTP serving the runs API" worker=(\S+) component=http addr=(\S+)`)
-
-// adminAddr waits until worker name logs the address it serves the runs
-// API on, and returns it.
-func adminAddr(t *testing.T, h *harness.Harness, name string) string {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		for _, m := range servingLine.FindAllStringSubmatch(h.Log.String(), -1) {
-			if m[1] == name {
-				return m[2]
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("worker %s logged no admin HTTP address in 30s", name)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // getRuns lists the runs on the runs API at addr.
 func getRuns(t *testing.T, addr string) []checkpoint.Run {
@@ -70,7 +47,7 @@ func TestWorkerServesTheRunsAPI(t *testing.T) {
 	}
 	run := h.StartDailySync(date, 5, 2)
 	w1 := h.StartWorker("w1")
-	addr := adminAddr(t, h, "w1")
+	addr := h.AdminAddr("w1")
 
 	h.Config.HTTP.Addr = addr // taken by w1
 	w2 := h.StartWorker("w2")

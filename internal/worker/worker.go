@@ -18,7 +18,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/syncworker/syncworker/internal/api"
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/db"
@@ -122,8 +121,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { sw.Run(ctx) })
 	if admin != nil {
-		h := api.New(api.Options{Runs: store, Control: tasks.NewControl(pool, store, enqueuer, inspector).WithETL(etlJobs),
-			DB: pool, Logger: log.With("component", "api")})
+		h := adminHandler(store, tasks.NewControl(pool, store, enqueuer, inspector).WithETL(etlJobs), pool, log)
 		wg.Go(func() { serveAdmin(ctx, admin, h, cfg.Worker.ShutdownTimeout, log.With("component", "http")) })
 	}
 
