@@ -25,7 +25,12 @@ import (
 // would pass on a machine that never ran it.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
+	const install = "the dashboard's browser test drives headless Chromium: install Debian's package with " +
+		"`apt-get install -y chromium` (scripts/dev test does it when run as root), or point CHROMIUM at a chromium binary"
 	if p := os.Getenv("CHROMIUM"); p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Fatalf("CHROMIUM=%s is not an executable (%v); %s", p, err, install)
+		}
 		return p
 	}
 	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
@@ -33,9 +38,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatal("chromium is not installed: the dashboard's browser test drives headless Chromium. " +
-		"Install Debian's package with `apt-get install -y chromium` (scripts/dev test does it when run as root), " +
-		"or point CHROMIUM at a chromium binary")
+	t.Fatal("chromium is not installed; " + install)
 	return ""
 }
 
@@ -76,10 +79,10 @@ type browser struct {
 // newBrowser starts Chromium with the flags this machine's closed network
 // needs (no background networking, no QUIC, no component updates) and a
 // fresh profile, on a tab of 1360×900.
-func newBrowser(t *testing.T, base string) *browser {
+func newBrowser(t *testing.T, chromium, base string) *browser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.ExecPath(chromium),
 		chromedp.Headless,
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
@@ -183,6 +186,7 @@ const quoteLatency = 150 * time.Millisecond
 // button, goes running and, the provider fixed, completes while the page
 // watches. Screenshots of each step are saved as test artifacts.
 func TestDashboardInChromium(t *testing.T) {
+	chromium := chromiumPath(t)
 	var broken atomic.Bool
 	broken.Store(true)
 	h := harness.New(t, harness.Options{Symbols: 300, Unknown: 6,
@@ -209,7 +213,7 @@ func TestDashboardInChromium(t *testing.T) {
 			})
 		}})
 	h.StartWorker("w1")
-	b := newBrowser(t, "http://"+h.AdminAddr("w1"))
+	b := newBrowser(t, chromium, "http://"+h.AdminAddr("w1"))
 
 	done := h.StartDailySync(doneDate, 25, 2)
 	if r := h.WaitEnded(done.ID, 60*time.Second); r.Status != checkpoint.StatusCompleted {
@@ -283,8 +287,20 @@ func TestDashboardInChromium(t *testing.T) {
 	h.VerifyExactlyOnce(live.ID)
 	b.open(fmt.Sprintf("/runs/%d", live.ID), ".chart svg rect.barrect")
 	b.screenshot("dashboard-run-completed.png")
+	// Restarting from zero asks first; the test does not go on with it.
+	b.run("open the restart confirmation", 10*time.Second,
+		chromedp.Click(chromedp.CSS(`summary[data-action="restart-open"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-action="restart"]`)))
+	b.screenshot("dashboard-restart-confirm.png")
 	b.open("/", bar)
 	b.screenshot("dashboard-runs-ended.png")
+	// On a phone's width the table keeps its essential columns.
+	b.run("narrow the window", 10*time.Second, chromedp.EmulateViewport(414, 800))
+	b.open("/", bar)
+	if w := b.eval(`String(document.documentElement.scrollWidth)`); w != "414" {
+		t.Errorf("the list is %spx wide on a 414px screen, want no sideways scrolling", w)
+	}
+	b.screenshot("dashboard-runs-narrow.png")
 }
 
 // progress reads the done and total of a progress bar from the DOM.

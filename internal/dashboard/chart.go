@@ -50,10 +50,12 @@ type bar struct {
 }
 
 // tick is a labelled position on an axis: Pos is y on the value axis and x
-// on the time axis.
+// on the time axis. End is true for a label that ends at Pos rather than
+// centres on it: one at the plot's right edge, which would stick out.
 type tick struct {
 	Pos   float64
 	Label string
+	End   bool
 }
 
 // chartOf lays out the chart of th, whose items are of unit.
@@ -91,7 +93,8 @@ func chartOf(th checkpoint.Throughput, unit string) chart {
 	}
 	every := (n + maxXTicks - 1) / maxXTicks
 	for i := 0; i <= n; i += every {
-		c.XTicks = append(c.XTicks, tick{Pos: c.PlotX + float64(i)*slot, Label: "+" + durText(time.Duration(i)*th.Width)})
+		x := c.PlotX + float64(i)*slot
+		c.XTicks = append(c.XTicks, tick{Pos: x, Label: "+" + durText(time.Duration(i)*th.Width), End: x > c.Right-20})
 	}
 	return c
 }

@@ -87,6 +87,9 @@ func TestChartOf(t *testing.T) {
 	if len(c.XTicks) > maxXTicks+1 || c.Unit != "records/s" || !near(c.Bars[59].Y, c.PlotY) {
 		t.Errorf("chart of 60 buckets: %d time labels, unit %s, last bar %+v", len(c.XTicks), c.Unit, c.Bars[59])
 	}
+	if first, last := c.XTicks[0], c.XTicks[len(c.XTicks)-1]; first.End || !last.End || !near(last.Pos, c.Right) || last.Label != "+1h" {
+		t.Errorf("time axis from %+v to %+v, want the last label at the right edge, ending there", first, last)
+	}
 	if last := c.Bars[59]; last.X+last.W > c.PlotX+c.PlotW+1e-9 || last.X+last.W < c.PlotX+c.PlotW-5 {
 		t.Errorf("last of 60 bars ends at %v, want at the plot's right edge %v", last.X+last.W, c.PlotX+c.PlotW)
 	}

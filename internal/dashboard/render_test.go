@@ -118,7 +118,7 @@ func TestListPageRendersEveryStatus(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`<option value="daily-sync" selected>`, `data-live="/fragments/runs?job=daily-sync"`,
-		`class="flash flash-error"`, "&lt;b&gt;", `<td class="num">1.0/s</td>`, `href="/runs/2"`} {
+		`class="flash flash-error"`, "&lt;b&gt;", `<td class="num hide-sm">1.0/s</td>`, `href="/runs/2"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in the list page", want)
 		}

@@ -1,6 +1,7 @@
 // Package worker is the worker process of syncworker, wired from the
 // configuration: the asynq server that runs batch tasks with the daily-sync
-// job, the sweeper, and the admin HTTP listener that serves the runs API.
+// job, the sweeper, and the admin HTTP listener that serves the runs API and
+// the runs dashboard.
 // cmd/worker runs it; tests run it in-process.
 package worker
 
