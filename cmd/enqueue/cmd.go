@@ -41,7 +41,7 @@ then flags.`,
 	pf.BoolVar(&a.jsonOut, "json", false, "print the result as JSON on stdout")
 	pf.String("jobs", "", "ETL jobs file (overrides ETL_JOBS_FILE)")
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(a.dailySyncCmd(), a.etlCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.failuresCmd(), a.stocksCmd(), a.reportCmd())
+	root.AddCommand(a.dailySyncCmd(), a.etlCmd(), a.statusCmd(), a.retryCmd(), a.redriveCmd(), a.cancelCmd(), a.pauseCmd(), a.resumeCmd(), a.restartFromZeroCmd(), a.failuresCmd(), a.stocksCmd(), a.reportCmd())
 	return root
 }
 
@@ -90,6 +90,9 @@ func (a *app) finish(cmd *cobra.Command, run checkpoint.Run, w waitFlags) error 
 		return nil
 	case checkpoint.StatusTimedOut:
 		return &exitCodeError{code: exitRunning, err: fmt.Errorf("run %d timed out: %s", run.ID, run.LastError)}
+	case checkpoint.StatusPaused:
+		return &exitCodeError{code: exitRunning, err: fmt.Errorf("run %d is paused at %d/%d processed; go on with `enqueue resume %d`",
+			run.ID, run.Processed, run.Total, run.ID)}
 	case checkpoint.StatusFailed:
 		return fmt.Errorf("run %d failed: %s; resume it with `enqueue retry %d`", run.ID, run.LastError, run.ID)
 	default:
@@ -214,7 +217,7 @@ func (a *app) statusCmd() *cobra.Command {
 }
 
 func (a *app) retryCmd() *cobra.Command {
-	return a.restartCmd(&cobra.Command{
+	return a.restartCmd(a.openAll, &cobra.Command{
 		Use:   "retry RUN_ID",
 		Short: "Resume a failed or cancelled run from its checkpoints",
 	}, func(ctx context.Context, c *tasks.Control, id int64) (checkpoint.Run, string, error) {
@@ -224,7 +227,7 @@ func (a *app) retryCmd() *cobra.Command {
 }
 
 func (a *app) redriveCmd() *cobra.Command {
-	return a.restartCmd(&cobra.Command{
+	return a.restartCmd(a.openAll, &cobra.Command{
 		Use:   "redrive RUN_ID",
 		Short: "Run the failed symbols of a completed run again",
 		Long: `Run only the failed symbols of a completed run again (see ` + "`enqueue failures`" + `),
@@ -237,8 +240,10 @@ fail again stay failed with their new error.`,
 }
 
 // restartCmd completes cmd as a command that makes the run RUN_ID go on
-// through op, which also says what it did, and can wait for the run's end.
-func (a *app) restartCmd(cmd *cobra.Command, op func(context.Context, *tasks.Control, int64) (checkpoint.Run, string, error)) *cobra.Command {
+// through op, with the control that open gives, and can wait for the run's
+// end; op also says what it did.
+func (a *app) restartCmd(open func(*cobra.Command) (*tasks.Control, error), cmd *cobra.Command,
+	op func(context.Context, *tasks.Control, int64) (checkpoint.Run, string, error)) *cobra.Command {
 	var w waitFlags
 	cmd.Args = cobra.ExactArgs(1)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -249,7 +254,7 @@ func (a *app) restartCmd(cmd *cobra.Command, op func(context.Context, *tasks.Con
 		if err := w.check(cmd); err != nil {
 			return err
 		}
-		control, err := a.openAll(cmd)
+		control, err := open(cmd)
 		if err != nil {
 			return err
 		}
@@ -264,28 +269,87 @@ func (a *app) restartCmd(cmd *cobra.Command, op func(context.Context, *tasks.Con
 	return cmd
 }
 
+func (a *app) resumeCmd() *cobra.Command {
+	return a.restartCmd(a.openAll, &cobra.Command{
+		Use:   "resume RUN_ID",
+		Short: "Resume a paused run from its checkpoints",
+	}, func(ctx context.Context, c *tasks.Control, id int64) (checkpoint.Run, string, error) {
+		run, err := c.Resume(ctx, id)
+		return run, fmt.Sprintf("resumed as attempt %d from %d/%d processed", run.Attempt, run.Processed, run.Total), err
+	})
+}
+
+func (a *app) restartFromZeroCmd() *cobra.Command {
+	var fromZero bool
+	cmd := a.restartCmd(a.openETL, &cobra.Command{
+		Use:   "restart RUN_ID --from-zero",
+		Short: "Start an ended run over from zero, as a new run",
+		Long: `restart starts the job and run key of an ended run (completed, failed, cancelled
+or timed out) over from zero, as a new run (the next generation): its work is
+frozen anew (today's active symbols, or the source's pages now) and it keeps
+the old run's batch size, partitions, failure limit and time budget. The old
+run stays as it was. A run that is pending, running or paused must be cancelled
+first. To go on from the checkpoints instead, use retry or resume.`,
+	}, func(ctx context.Context, c *tasks.Control, id int64) (checkpoint.Run, string, error) {
+		run, err := c.Restart(ctx, id)
+		return run, fmt.Sprintf("run %d started over from zero as run %d (generation %d), %d to do",
+			id, run.ID, run.Generation, run.Total), err
+	})
+	cmd.Flags().BoolVar(&fromZero, "from-zero", false, "required: say that the run starts over, leaving its checkpoints behind")
+	// Checked before anything is connected to or changed: starting over is
+	// never a default.
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		if !fromZero {
+			return fmt.Errorf("restart starts run %s over from zero as a new run; say so with --from-zero "+
+				"(to go on from its checkpoints, use `enqueue retry` or `enqueue resume`)", args[0])
+		}
+		return nil
+	}
+	return cmd
+}
+
+func (a *app) pauseCmd() *cobra.Command {
+	return a.changeCmd(&cobra.Command{
+		Use:   "pause RUN_ID",
+		Short: "Pause a run at a batch boundary; resume it later",
+	}, func(ctx context.Context, c *tasks.Control, id int64) (checkpoint.Run, string, error) {
+		run, err := c.Pause(ctx, id)
+		return run, fmt.Sprintf("paused at %d/%d processed (a batch under way commits first); go on with `enqueue resume %d`",
+			run.Processed, run.Total, id), err
+	})
+}
+
 func (a *app) cancelCmd() *cobra.Command {
-	return &cobra.Command{
+	return a.changeCmd(&cobra.Command{
 		Use:   "cancel RUN_ID",
 		Short: "Cancel a run; what it committed stays, the rest is not done",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseRunID(args[0])
-			if err != nil {
-				return err
-			}
-			control, err := a.openAll(cmd)
-			if err != nil {
-				return err
-			}
-			run, err := control.Cancel(cmd.Context(), id)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stderr, "run %d: cancelled at %d/%d processed\n", run.ID, run.Processed, run.Total)
-			return a.printRun(run)
-		},
+	}, func(ctx context.Context, c *tasks.Control, id int64) (checkpoint.Run, string, error) {
+		run, err := c.Cancel(ctx, id)
+		return run, fmt.Sprintf("cancelled at %d/%d processed", run.Processed, run.Total), err
+	})
+}
+
+// changeCmd completes cmd as a command that changes the run RUN_ID through
+// op, which also says what it did, and prints the run.
+func (a *app) changeCmd(cmd *cobra.Command, op func(context.Context, *tasks.Control, int64) (checkpoint.Run, string, error)) *cobra.Command {
+	cmd.Args = cobra.ExactArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := parseRunID(args[0])
+		if err != nil {
+			return err
+		}
+		control, err := a.openAll(cmd)
+		if err != nil {
+			return err
+		}
+		run, what, err := op(cmd.Context(), control, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stderr, "run %d: %s\n", run.ID, what)
+		return a.printRun(run)
 	}
+	return cmd
 }
 
 func (a *app) failuresCmd() *cobra.Command {

@@ -308,6 +308,13 @@ func TestBadInputIsAnsweredClearly(t *testing.T) {
 		{"unknown run failures", []string{"failures", "999"}, "run 999: not found"},
 		{"unknown run retry", []string{"retry", "999"}, "run 999: not found"},
 		{"unknown run cancel", []string{"cancel", "999"}, "run 999: not found"},
+		{"unknown run pause", []string{"pause", "999"}, "run 999: not found"},
+		{"unknown run resume", []string{"resume", "999"}, "run 999: not found"},
+		{"unknown run restart", []string{"restart", "999", "--from-zero"}, "run 999: not found"},
+		{"restart without --from-zero", []string{"restart", id}, "say so with --from-zero"},
+		{"restart of a run under way", []string{"restart", id, "--from-zero"}, "cancel it before restarting it from zero"},
+		{"resume of a run that is not paused", []string{"resume", id}, "only a paused run can be resumed"},
+		{"pause with a bad run id", []string{"pause", "x"}, `invalid run id "x"`},
 		{"run id not a number", []string{"status", "abc"}, `invalid run id "abc"`},
 		{"run id zero", []string{"cancel", "0"}, `invalid run id "0"`},
 		{"negative run id", []string{"status", "-1"}, `invalid run id "-1": want a whole number of 1 or more`},
@@ -415,4 +422,37 @@ func TestDefaultDateIsTodayInTheMarketTimeZone(t *testing.T) {
 	if run.RunKey != before && run.RunKey != after {
 		t.Errorf("run key %s, want today in %s (%s)", run.RunKey, loc, after)
 	}
+}
+
+// Pause, resume and restart from zero, from the command line: a paused run
+// waits (and --wait says so with exit 2) until resumed, and a restart makes
+// a new run of the same day.
+func TestPauseResumeRestart(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 20, Unknown: 3})
+	var run checkpoint.Run
+	c.runJSON(&run, "daily-sync", "--date", date, "--batch-size", "5", "--partitions", "2")
+	id := strconv.FormatInt(run.ID, 10)
+	if r := c.run("", "pause", id); r.code != 0 || !strings.Contains(r.stderr, "paused at 0/23") || !strings.Contains(r.stderr, "enqueue resume "+id) {
+		t.Fatalf("pause = %+v", r)
+	}
+	if r := c.run("", "daily-sync", "--date", date, "--wait", "--timeout", "30s"); r.code != exitRunning || !strings.Contains(r.stderr, "is paused at 0/23") {
+		t.Errorf("daily-sync --wait on a paused run = %+v; want exit 2 at once, saying it is paused", r)
+	}
+	if r := c.run("", "retry", id); r.code != 1 || !strings.Contains(r.stderr, "resume it instead") {
+		t.Errorf("retry of a paused run = %+v", r)
+	}
+	c.h.StartWorker("w")
+	if r := c.run("", "resume", id, "--wait", "--progress-interval", "100ms"); r.code != 0 || !strings.Contains(r.stderr, "resumed as attempt 2 from 0/23") {
+		t.Fatalf("resume --wait = %+v", r)
+	}
+	if r := c.run("", "pause", id); r.code != 1 || !strings.Contains(r.stderr, "only a pending or running run can be paused") {
+		t.Errorf("pause of a completed run = %+v", r)
+	}
+	var again checkpoint.Run
+	r := c.runJSON(&again, "restart", id, "--from-zero", "--wait")
+	if r.code != 0 || again.ID == run.ID || again.Generation != 2 || again.Status != checkpoint.StatusCompleted ||
+		!strings.Contains(r.stderr, "started over from zero as run "+strconv.FormatInt(again.ID, 10)+" (generation 2), 23 to do") {
+		t.Fatalf("restart --from-zero --wait = %+v, run %+v", r, again)
+	}
+	c.h.VerifyExactlyOnce(again.ID)
 }

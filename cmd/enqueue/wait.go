@@ -14,7 +14,7 @@ import (
 // pollInterval is how often --wait reads the run.
 const pollInterval = 500 * time.Millisecond
 
-// follow reads the run until it ends, showing progress on stderr: a live bar
+// follow reads the run until it ends or is paused, showing progress on stderr: a live bar
 // on a terminal, else a line every w.interval. It returns the run as last
 // read; the error carries exit code 2 when w.timeout elapsed or the wait was
 // interrupted while the run goes on.
@@ -35,7 +35,8 @@ func (a *app) follow(ctx context.Context, run checkpoint.Run, w waitFlags) (chec
 	defer tick.Stop()
 	for {
 		show.update(run)
-		if run.Status.Ended() {
+		if run.Status.Ended() || run.Status == checkpoint.StatusPaused {
+			// A paused run waits for an operator, not for time.
 			show.done(run)
 			return run, nil
 		}

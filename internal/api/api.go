@@ -1,10 +1,10 @@
 // Package api serves the runs API over HTTP on the worker's admin listener:
-// it lists and shows runs with their checkpoints and batch ledger, retries,
-// cancels and redrives them, and starts ETL jobs. Every answer is JSON, and
-// every error is {"error": "..."} with a status code that says what kind of
-// error it is: 400 bad input, 404 unknown run, job or endpoint, 405 wrong
-// method, 409 not in this run's state, 413 body too large, 502 a source
-// that failed, 500 anything else.
+// it lists and shows runs with their checkpoints and batch ledger; retries,
+// cancels, redrives, pauses, resumes and restarts them; and starts ETL jobs.
+// Every answer is JSON, and every error is {"error": "..."} with a status
+// code that says what kind of error it is: 400 bad input, 404 unknown run,
+// job or endpoint, 405 wrong method, 409 not in this run's state, 413 body
+// too large, 502 a source that failed, 500 anything else.
 package api
 
 import (
@@ -35,21 +35,17 @@ type Control interface {
 	Retry(ctx context.Context, id int64) (checkpoint.Run, error)
 	Cancel(ctx context.Context, id int64) (checkpoint.Run, error)
 	Redrive(ctx context.Context, id int64) (checkpoint.Run, error)
+	Pause(ctx context.Context, id int64) (checkpoint.Run, error)
+	Resume(ctx context.Context, id int64) (checkpoint.Run, error)
+	Restart(ctx context.Context, id int64) (checkpoint.Run, error)
 	StartETL(ctx context.Context, job string, opts tasks.ETLOptions) (tasks.Started, error)
 	DryRunETL(ctx context.Context, job string, opts tasks.ETLOptions) (tasks.DryRun, error)
 }
 
-// Pinger tells whether the database answers; *pgxpool.Pool is one.
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
-
-// Options are what a Server serves from; Runs, Control and DB are required.
+// Options are what a Server serves from; Runs and Control are required.
 type Options struct {
 	Runs    Runs
 	Control Control
-	// DB answers the health check.
-	DB Pinger
 	// Logger receives the errors the server answers with a 5xx; nil
 	// discards them.
 	Logger *slog.Logger
@@ -59,23 +55,24 @@ type Options struct {
 type Server struct {
 	runs    Runs
 	control Control
-	db      Pinger
 	log     *slog.Logger
 	mux     *http.ServeMux
 }
 
 // New returns the Server of opts with every endpoint routed.
 func New(opts Options) *Server {
-	s := &Server{runs: opts.Runs, control: opts.Control, db: opts.DB, log: opts.Logger, mux: http.NewServeMux()}
+	s := &Server{runs: opts.Runs, control: opts.Control, log: opts.Logger, mux: http.NewServeMux()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.route("GET", "/healthz", s.health)
 	s.route("GET", "/api/runs", s.listRuns)
 	s.route("GET", "/api/runs/{id}", s.getRun)
-	s.route("POST", "/api/runs/{id}/retry", s.action(s.control.Retry))
-	s.route("POST", "/api/runs/{id}/cancel", s.action(s.control.Cancel))
-	s.route("POST", "/api/runs/{id}/redrive", s.action(s.control.Redrive))
+	s.route("POST", "/api/runs/{id}/retry", s.action(s.control.Retry, nil))
+	s.route("POST", "/api/runs/{id}/cancel", s.action(s.control.Cancel, nil))
+	s.route("POST", "/api/runs/{id}/redrive", s.action(s.control.Redrive, nil))
+	s.route("POST", "/api/runs/{id}/pause", s.action(s.control.Pause, nil))
+	s.route("POST", "/api/runs/{id}/resume", s.action(s.control.Resume, nil))
+	s.route("POST", "/api/runs/{id}/restart", s.action(s.control.Restart, requireFromZero))
 	s.route("POST", "/api/jobs/{name}/runs", s.startJob)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
@@ -98,20 +95,6 @@ func (s *Server) route(method, path string, h http.HandlerFunc) {
 		w.Header().Set("Allow", allow)
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed; use %s", r.Method, r.URL.Path, method))
 	})
-}
-
-// healthTimeout bounds the health check's ping of Postgres.
-const healthTimeout = 2 * time.Second
-
-func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
-	defer cancel()
-	if err := s.db.Ping(ctx); err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("postgres does not answer: %v", err))
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("ok\n"))
 }
 
 // listResponse is the answer of GET /api/runs.
@@ -167,16 +150,30 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, d)
 }
 
-// actionRequest is the optional body of a retry, cancel or redrive. The
-// earlier system's retry endpoint took {"dry_run": false}, so operators'
-// scripts may send it; none of these has a dry run.
+// actionRequest is the body of an action on a run, optional but for a
+// restart. The earlier system's retry endpoint took {"dry_run": false}, so
+// operators' scripts may send it; none of these has a dry run.
 type actionRequest struct {
 	DryRun bool `json:"dry_run"`
+	// FromZero must be true for a restart, which starts the run over as a
+	// new run, and is refused elsewhere.
+	FromZero bool `json:"from_zero"`
+}
+
+// requireFromZero checks the body of a restart: starting over is never a
+// default.
+func requireFromZero(req actionRequest) error {
+	if !req.FromZero {
+		return errors.New(`from_zero: a restart starts the run over from zero as a new run; send {"from_zero": true} ` +
+			"(to go on from its checkpoints, POST retry or resume)")
+	}
+	return nil
 }
 
 // action serves a POST that changes run {id} with do and answers with the
-// run as it is after.
-func (s *Server) action(do func(ctx context.Context, id int64) (checkpoint.Run, error)) http.HandlerFunc {
+// run as it is after (a restart: the new run). check, if not nil, checks
+// the body; without it, from_zero is refused.
+func (s *Server) action(do func(ctx context.Context, id int64) (checkpoint.Run, error), check func(actionRequest) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, ok := runID(w, r)
 		if !ok {
@@ -189,6 +186,16 @@ func (s *Server) action(do func(ctx context.Context, id int64) (checkpoint.Run, 
 		if req.DryRun {
 			writeError(w, http.StatusBadRequest, "dry_run: "+r.URL.Path+" has no dry run; GET /api/runs/{id} shows what a run has left")
 			return
+		}
+		if check == nil && req.FromZero {
+			writeError(w, http.StatusBadRequest, "from_zero: only POST /api/runs/{id}/restart starts a run over")
+			return
+		}
+		if check != nil {
+			if err := check(req); err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
 		}
 		run, err := do(r.Context(), id)
 		if s.notEnqueued(r, err) {

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/syncworker/syncworker/internal/api"
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/harness"
@@ -33,13 +31,13 @@ func setup(t *testing.T, opts harness.Options, control api.Control) *env {
 	if control == nil {
 		control = h.Control
 	}
-	srv := httptest.NewServer(api.New(api.Options{Runs: h.Store, Control: control, DB: h.DB.Pool, Logger: h.Logger("api")}))
+	srv := httptest.NewServer(api.New(api.Options{Runs: h.Store, Control: control, Logger: h.Logger("api")}))
 	t.Cleanup(srv.Close)
 	return &env{h: h, url: srv.URL}
 }
 
 // send sends a request and returns the answer with its body read. Every
-// answer but the health check's must be JSON.
+// answer must be JSON.
 func (e *env) send(t *testing.T, method, path, body string) (*http.Response, []byte) {
 	t.Helper()
 	var rd io.Reader
@@ -59,7 +57,7 @@ func (e *env) send(t *testing.T, method, path, body string) (*http.Response, []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ct := resp.Header.Get("Content-Type"); path != "/healthz" && method != http.MethodHead && ct != "application/json" {
+	if ct := resp.Header.Get("Content-Type"); method != http.MethodHead && ct != "application/json" {
 		t.Errorf("%s %s: Content-Type %q, want application/json; body %s", method, path, ct, b)
 	}
 	return resp, b
@@ -316,6 +314,19 @@ func TestRunActions(t *testing.T) {
 		{path(running.ID, "retry"), "", http.StatusConflict, "", "is running"},
 		{path(pending.ID, "redrive"), "", http.StatusConflict, "", "only a completed run"},
 		{path(failed.ID, "redrive"), "", http.StatusConflict, "", "is failed"},
+		{path(pending.ID, "pause"), "", http.StatusOK, checkpoint.StatusPaused, ""},
+		{path(pending.ID, "pause"), "{}", http.StatusOK, checkpoint.StatusPaused, ""}, // changes nothing
+		{path(pending.ID, "retry"), "", http.StatusConflict, "", "is paused; resume it instead"},
+		{path(pending.ID, "restart"), `{"from_zero": true}`, http.StatusConflict, "", "is paused; cancel it before restarting it from zero"},
+		{path(pending.ID, "resume"), "", http.StatusOK, checkpoint.StatusRunning, ""},
+		{path(pending.ID, "resume"), "", http.StatusConflict, "", "only a paused run can be resumed"},
+		{path(failed.ID, "pause"), "", http.StatusConflict, "", "only a pending or running run can be paused"},
+		{path(failed.ID, "restart"), "", http.StatusBadRequest, "", `send {"from_zero": true}`},
+		{path(failed.ID, "restart"), `{"from_zero": false}`, http.StatusBadRequest, "", `send {"from_zero": true}`},
+		{path(failed.ID, "retry"), `{"from_zero": true}`, http.StatusBadRequest, "", "only POST /api/runs/{id}/restart starts a run over"},
+		{path(999999, "pause"), "", http.StatusNotFound, "", "run 999999: not found"},
+		{path(999999, "resume"), "", http.StatusNotFound, "", "run 999999: not found"},
+		{path(999999, "restart"), `{"from_zero": true}`, http.StatusNotFound, "", "run 999999: not found"},
 		{path(running.ID, "cancel"), "", http.StatusOK, checkpoint.StatusCancelled, ""},
 		{path(running.ID, "cancel"), "", http.StatusOK, checkpoint.StatusCancelled, ""}, // changes nothing
 		{path(running.ID, "retry"), `{"dry_run": false}`, http.StatusOK, checkpoint.StatusRunning, ""},
@@ -345,6 +356,18 @@ func TestRunActions(t *testing.T) {
 	if r := e.h.WaitEnded(pending.ID, 60*time.Second); r.Status != checkpoint.StatusCompleted || r.Redrives != 1 || r.Failed != 2 {
 		t.Errorf("after the redrive the run is %+v, want it completed with its 2 unknown symbols failed again", r)
 	}
+
+	// A restart answers with the new run: the next generation of the day.
+	var next checkpoint.Run
+	e.call(t, http.MethodPost, path(pending.ID, "restart"), `{"from_zero": true}`, http.StatusOK, &next)
+	if next.ID == pending.ID || next.Generation != 2 || next.RunKey != pending.RunKey || next.Total != pending.Total {
+		t.Fatalf("restart answered %+v; want generation 2 of %s", next, pending.RunKey)
+	}
+	steps(t, []step{{path(pending.ID, "restart"), `{"from_zero": true}`, http.StatusConflict, "", "was followed by run"}})
+	if r := e.h.WaitEnded(next.ID, 60*time.Second); r.Status != checkpoint.StatusCompleted {
+		t.Errorf("the restarted run ended %s", r.Status)
+	}
+	e.h.VerifyExactlyOnce(next.ID)
 }
 
 // TestBadRequests: whatever is wrong with a request is a 4xx with a JSON
@@ -417,32 +440,10 @@ func TestBadRequests(t *testing.T) {
 
 func TestMethodNotAllowedSaysWhatIsAllowed(t *testing.T) {
 	e := setup(t, harness.Options{Symbols: 1}, nil)
-	for path, allow := range map[string]string{"/api/runs": "GET, HEAD", "/api/runs/1/retry": "POST", "/healthz": "GET, HEAD"} {
+	for path, allow := range map[string]string{"/api/runs": "GET, HEAD", "/api/runs/1/retry": "POST"} {
 		resp, _ := e.send(t, http.MethodPatch, path, "")
 		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != allow {
 			t.Errorf("PATCH %s = %d, Allow %q; want 405, Allow %q", path, resp.StatusCode, resp.Header.Get("Allow"), allow)
 		}
-	}
-}
-
-func TestHealth(t *testing.T) {
-	e := setup(t, harness.Options{Symbols: 1}, nil)
-	code, body := e.do(t, http.MethodGet, "/healthz", "")
-	if code != http.StatusOK || string(body) != "ok\n" {
-		t.Errorf("GET /healthz = %d %q, want 200 ok", code, body)
-	}
-
-	// A Postgres that does not answer: nothing listens on port 1.
-	dead, err := pgxpool.New(context.Background(), "postgres://postgres@127.0.0.1:1/none?connect_timeout=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dead.Close)
-	srv := httptest.NewServer(api.New(api.Options{Runs: e.h.Store, Control: e.h.Control, DB: dead, Logger: e.h.Logger("api")}))
-	t.Cleanup(srv.Close)
-	e.url = srv.URL
-	code, body = e.do(t, http.MethodGet, "/healthz", "")
-	if code != http.StatusServiceUnavailable || !strings.Contains(errorOf(t, body), "postgres does not answer") {
-		t.Errorf("GET /healthz without Postgres = %d %s, want 503 saying so", code, body)
 	}
 }

@@ -16,7 +16,7 @@ func TestTimeBudget(t *testing.T) {
 	ctx := context.Background()
 	newRun := func(key string) Run {
 		run, _, err := e.store.CreateRun(ctx, NewRun{Job: "pull", RunKey: key, Unit: UnitPages, Pages: 10, Total: 1000,
-			BatchSize: 100, Partitions: 2, Budget: 50 * time.Millisecond})
+			BatchSize: 100, Partitions: 2, Budget: 300 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestTimeBudget(t *testing.T) {
 	parts, _ := e.store.Partitions(ctx, a.ID)
 	if !res.RunTimedOut || run.Status != StatusTimedOut || run.Processed != 100 || parts[0].Cursor != 1 ||
 		parts[0].Status != PartitionTimedOut || parts[1].Status != PartitionTimedOut || parts[0].Leased ||
-		!strings.Contains(run.LastError, "time budget of 50ms used up in attempt 1 with 100 of 1000 records so far") {
+		!strings.Contains(run.LastError, "time budget of 300ms used up in attempt 1 with 100 of 1000 records so far") {
 		t.Fatalf("after a commit past the budget: %+v, run %+v, partitions %+v", res, run, parts)
 	}
 

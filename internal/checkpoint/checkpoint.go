@@ -21,7 +21,9 @@ type Status string
 // The states of a run. A run is created pending, is running once a worker
 // picks up one of its batches, and ends completed, failed, cancelled or
 // timed_out (an attempt used up its time budget); a failed, cancelled or
-// timed-out run may be retried, which makes it running again.
+// timed-out run may be retried, which makes it running again. An operator
+// may pause a pending or running run, which stops it at a batch boundary
+// until it is resumed (or cancelled).
 const (
 	StatusPending   Status = "pending"
 	StatusRunning   Status = "running"
@@ -64,6 +66,7 @@ type PartitionStatus string
 // The states of a partition.
 const (
 	PartitionRunning   PartitionStatus = "running"
+	PartitionPaused    PartitionStatus = "paused"
 	PartitionCompleted PartitionStatus = "completed"
 	PartitionFailed    PartitionStatus = "failed"
 	PartitionCancelled PartitionStatus = "cancelled"

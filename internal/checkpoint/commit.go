@@ -92,7 +92,11 @@ type Committed struct {
 	// budget by this commit, which stopped the run timed_out, resumable
 	// from the checkpoint it just advanced; LastError says so.
 	RunTimedOut bool
-	LastError   string
+	// RunPaused is true when the run was paused while the batch ran: the
+	// batch committed, and its partition is paused at the boundary it just
+	// reached instead of going on.
+	RunPaused bool
+	LastError string
 }
 
 // WriteFunc writes a batch's data within the commit's transaction.
@@ -179,6 +183,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		var run struct {
 			processed, total int64
 			budgetMS         *int64
+			status           Status
 		}
 		err := tx.QueryRow(ctx, `UPDATE runs SET
 				processed = processed + $2, succeeded = succeeded + $3, failed = failed + $4,
@@ -192,12 +197,12 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 						ELSE '{}'::text[] END)[1:$9] END,
 				status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
 				started_at = coalesce(started_at, now()), updated_at = now()
-			WHERE id = $1 AND status IN ('pending', 'running')
+			WHERE id = $1 AND status IN ('pending', 'running', 'paused')
 			RETURNING attempt_failed, max_failures, processed, total, budget_ms,
-				coalesce(clock_timestamp() - attempt_started_at >= budget_ms * interval '1 millisecond', false)`,
+				coalesce(clock_timestamp() - attempt_started_at >= budget_ms * interval '1 millisecond', false), status`,
 			b.RunID, processed, succeeded, failedDelta, b.Records, attemptFailed,
 			b.SourceTotal, b.Warnings, maxWarnings, b.From).Scan(&attemptFailures, &maxFailures,
-			&run.processed, &run.total, &run.budgetMS, &overBudget)
+			&run.processed, &run.total, &run.budgetMS, &overBudget, &run.status)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
 		}
@@ -206,15 +211,17 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		}
 
 		// The lease ends with a commit that hands the chain over or ends
-		// the partition; any other commit extends it.
+		// the partition; any other commit extends it. The run was paused
+		// while the batch ran (see Pause): the batch is in, and its
+		// partition pauses at the boundary it reached.
 		// A batch that is the last one ends the partition where it ends.
 		p, err := scanPartition(tx.QueryRow(ctx, `UPDATE run_partitions p SET
 				cursor = $6, seq = p.seq + 1, page_token = nullif($13, ''),
 				end_pos = CASE WHEN $12 THEN $6 ELSE p.end_pos END,
 				task_seq = CASE WHEN $7 THEN p.seq + 1 ELSE p.task_seq END, takeovers = 0,
-				status = CASE WHEN $6 = p.end_pos OR $12 THEN 'completed' ELSE p.status END,
-				lease_owner = CASE WHEN $7 OR $6 = p.end_pos OR $12 THEN NULL ELSE p.lease_owner END,
-				lease_expires_at = CASE WHEN $7 OR $6 = p.end_pos OR $12 THEN NULL
+				status = CASE WHEN $6 = p.end_pos OR $12 THEN 'completed' WHEN $14 THEN 'paused' ELSE p.status END,
+				lease_owner = CASE WHEN $7 OR $6 = p.end_pos OR $12 OR $14 THEN NULL ELSE p.lease_owner END,
+				lease_expires_at = CASE WHEN $7 OR $6 = p.end_pos OR $12 OR $14 THEN NULL
 					WHEN $10 <= 0 THEN p.lease_expires_at
 					ELSE clock_timestamp() + $10 * interval '1 millisecond' END,
 				last_progress_at = now(), updated_at = now()
@@ -223,7 +230,8 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				AND p.lease_epoch = $8 AND p.lease_owner = $9 AND p.redrive = $11
 			RETURNING `+partitionColumns,
 			b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.To, b.Handover,
-			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive, b.Last, b.PageToken))
+			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive, b.Last, b.PageToken,
+			run.status == StatusPaused))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
 				b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
@@ -268,7 +276,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 
 		if p.Status == PartitionCompleted {
 			tag, err := tx.Exec(ctx, `UPDATE runs SET status = 'completed', finished_at = now(), updated_at = now()
-				WHERE id = $1 AND status IN ('pending', 'running')
+				WHERE id = $1 AND status IN ('pending', 'running', 'paused')
 					AND NOT EXISTS (SELECT 1 FROM run_partitions WHERE run_id = $1 AND status <> 'completed')`,
 				b.RunID)
 			if err != nil {
@@ -292,11 +300,12 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			if err := stopRun(ctx, tx, b.RunID, StatusFailed, res.LastError); err != nil {
 				return err
 			}
-			if res.Partition.Status == PartitionRunning {
+			if res.Partition.Status == PartitionRunning || res.Partition.Status == PartitionPaused {
 				res.Partition.Status = PartitionFailed
 			}
 		}
-		if !res.RunCompleted && !res.RunFailed && overBudget {
+		paused := run.status == StatusPaused
+		if !res.RunCompleted && !res.RunFailed && !paused && overBudget {
 			// The checkpoint just advanced to a page boundary: stop here.
 			res.RunTimedOut = true
 			res.LastError = budgetUsedUp(b.RunID, b.Attempt, *run.budgetMS, run.processed, run.total)
@@ -307,6 +316,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				res.Partition.Status = PartitionTimedOut
 			}
 		}
+		res.RunPaused = paused && res.Partition.Status == PartitionPaused
 		return nil
 	})
 	if err != nil {

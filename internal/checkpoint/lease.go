@@ -74,7 +74,8 @@ func (s *Store) Release(ctx context.Context, ref TaskRef, owner string) error {
 	return nil
 }
 
-// TakeOver ends every lapsed lease of a running partition of an active run:
+// TakeOver ends every lapsed lease of a running partition of an active run
+// (and pauses such a partition of a paused run):
 // the chain moves to the next epoch, whose task the caller must enqueue (its
 // ID is new, so the dead holder's task, still active in asynq until its own
 // lease runs out, does not stand in the way). It returns those partitions.
@@ -87,7 +88,7 @@ func (s *Store) Release(ctx context.Context, ref TaskRef, owner string) error {
 func (s *Store) TakeOver(ctx context.Context, maxTakeovers int) (parts []Partition, failed int, err error) {
 	rows, err := s.pool.Query(ctx, `SELECT p.run_id, p.partition FROM run_partitions p
 		JOIN runs r ON r.id = p.run_id
-		WHERE r.status IN ('pending', 'running') AND p.status = 'running'
+		WHERE r.status IN ('pending', 'running', 'paused') AND p.status = 'running'
 			AND p.lease_expires_at <= clock_timestamp()
 		ORDER BY p.run_id, p.partition`)
 	if err != nil {
@@ -125,6 +126,12 @@ func (s *Store) takeOver(ctx context.Context, id int64, partition, maxTakeovers 
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		run, err := lockRun(ctx, tx, id)
 		if err != nil {
+			return err
+		}
+		if run.Status == StatusPaused {
+			// Its holder died before the batch that would have paused it
+			// committed: pause it where its checkpoint is.
+			_, err := pauseIdle(ctx, tx, id, &partition)
 			return err
 		}
 		if !run.Status.Active() {

@@ -416,26 +416,38 @@ func lockRun(ctx context.Context, tx pgx.Tx, id int64) (Run, error) {
 // returns the run and the partitions whose tasks the caller must enqueue.
 func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
 	return s.restart(ctx, id, false, func(r Run) error {
+		if r.Status == StatusPaused {
+			return fmt.Errorf("run %d is paused; resume it instead: %w", id, ErrState)
+		}
 		if !r.Status.Resumable() {
 			return fmt.Errorf("run %d is %s; only a failed, cancelled or timed-out run can be retried: %w", id, r.Status, ErrState)
 		}
-		// One run per job and run key goes on at a time: a newer
-		// generation took this one's place.
-		var newer int64
-		if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM runs
-			WHERE job = $1 AND run_key = $2 AND generation > $3`, r.Job, r.RunKey, r.Generation).Scan(&newer); err != nil {
-			return fmt.Errorf("retry run %d: %w", id, err)
-		}
-		if newer != 0 {
-			return fmt.Errorf("run %d of %s (%s) was followed by run %d of the same job and parameters; retry that one or start the job again: %w",
-				id, r.Job, r.RunKey, newer, ErrState)
-		}
-		return nil
-	}, `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
-			task_seq = seq, takeovers = 0, lease_owner = NULL, lease_expires_at = NULL,
-			last_error = NULL, updated_at = now()
-		WHERE p.run_id = $1 AND p.status <> 'completed'
-		RETURNING `+partitionColumns)
+		return s.latestGeneration(ctx, r)
+	}, resumePartitions)
+}
+
+// resumePartitions (for restart) makes every partition of run $1 that is
+// not completed run again from its checkpoint in attempt $2.
+const resumePartitions = `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
+		task_seq = seq, takeovers = 0, lease_owner = NULL, lease_expires_at = NULL,
+		last_error = NULL, updated_at = now()
+	WHERE p.run_id = $1 AND p.status <> 'completed'
+	RETURNING ` + partitionColumns
+
+// latestGeneration fails with ErrState when a newer generation of r's job
+// and run key exists: one run per job and run key goes on at a time, and
+// the newer one took r's place.
+func (s *Store) latestGeneration(ctx context.Context, r Run) error {
+	var newer int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM runs
+		WHERE job = $1 AND run_key = $2 AND generation > $3`, r.Job, r.RunKey, r.Generation).Scan(&newer); err != nil {
+		return fmt.Errorf("run %d: find newer generations: %w", r.ID, err)
+	}
+	if newer != 0 {
+		return fmt.Errorf("run %d of %s (%s) was followed by run %d of the same job and parameters; use that one or start the job again: %w",
+			r.ID, r.Job, r.RunKey, newer, ErrState)
+	}
+	return nil
 }
 
 // Redrive runs the failed items of a completed run again, as its next
@@ -597,18 +609,18 @@ func (s *Store) FailPartition(ctx context.Context, ref TaskRef, reason string) (
 }
 
 // stopRun stops run id with status (failed or timed_out) and reason within
-// tx, which holds the run's lock: its running partitions stop where they are
+// tx, which holds the run's lock: its running (or paused) partitions stop where they are
 // (in the same status, their leases given up), so that a retry resumes them
 // all.
 func stopRun(ctx context.Context, tx pgx.Tx, id int64, status Status, reason string) error {
 	if _, err := tx.Exec(ctx, `UPDATE run_partitions SET status = $2,
 			lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-		WHERE run_id = $1 AND status = 'running'`, id, status); err != nil {
+		WHERE run_id = $1 AND status IN ('running', 'paused')`, id, status); err != nil {
 		return fmt.Errorf("stop partitions of run %d: %w", id, err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE runs SET status = $2, last_error = $3,
 			finished_at = now(), updated_at = now()
-		WHERE id = $1 AND status IN ('pending', 'running')`, id, status, reason); err != nil {
+		WHERE id = $1 AND status IN ('pending', 'running', 'paused')`, id, status, reason); err != nil {
 		return fmt.Errorf("stop run %d: %w", id, err)
 	}
 	return nil

@@ -167,11 +167,54 @@ func (e ETL) DefaultTimeout() time.Duration {
 
 // HTTP configures the worker's admin listener.
 type HTTP struct {
-	// Addr is the address the worker serves its admin HTTP on (the runs
-	// API); empty turns it off. A worker that finds it taken (another
-	// worker on the same host) serves none and says so (HTTP_ADDR).
-	// Default: 127.0.0.1:8080.
+	// Addr is the address the worker serves its admin HTTP on (health,
+	// readiness, the runs API, asynqmon, metrics, the dashboard); empty
+	// turns it off. A worker that finds it taken (another worker on the
+	// same host) serves none and says so. An address beyond loopback
+	// needs AdminToken or AllowPublic (HTTP_ADDR). Default: 127.0.0.1:8080.
 	Addr string `mapstructure:"addr"`
+	// AdminToken is the secret every admin route but /healthz and /readyz
+	// requires when it is set: as a bearer token, the password of basic
+	// auth, or through the login form. Empty means no authentication and a
+	// read-only asynqmon. It is never logged nor put in an error; at least
+	// 16 characters (ADMIN_TOKEN). Default: empty.
+	AdminToken string `mapstructure:"admin_token"`
+	// AllowPublic lets Addr be beyond loopback without AdminToken, serving
+	// the admin HTTP to anyone who can reach it (HTTP_ALLOW_PUBLIC).
+	// Default: false.
+	AllowPublic bool `mapstructure:"allow_public"`
+}
+
+// minAdminToken is the shortest admin token accepted: the token is the
+// only thing between the network and the controls of every run.
+const minAdminToken = 16
+
+// CheckExposure returns an error when Addr serves beyond loopback without
+// a token and AllowPublic does not allow it. The error names the keys and
+// their variables, never the token.
+func (h HTTP) CheckExposure() error {
+	if h.Addr == "" || h.AdminToken != "" || h.AllowPublic || Loopback(h.Addr) {
+		return nil
+	}
+	return fmt.Errorf("http.addr (HTTP_ADDR) %q serves the admin HTTP beyond loopback without a token: "+
+		"set http.admin_token (ADMIN_TOKEN), bind a loopback address such as 127.0.0.1:8080, "+
+		"or set http.allow_public (HTTP_ALLOW_PUBLIC=true) to serve it open on purpose", h.Addr)
+}
+
+// Loopback reports whether the listen address addr (host:port) binds
+// loopback only: its host is localhost, 127.0.0.0/8 or ::1. An empty host
+// (":8080"), an unspecified address (0.0.0.0, ::) and any other name bind
+// beyond loopback.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Log configures the structured logger.
@@ -220,13 +263,26 @@ var defaults = []defaultValue{
 	{"etl.jobs_file", "configs/jobs.yaml"},
 	{"etl.default_timeout_seconds", 300},
 	{"http.addr", "127.0.0.1:8080"},
+	{"http.admin_token", ""},
+	{"http.allow_public", false},
 	{"log.level", "info"},
 	{"log.format", "text"},
 }
 
+// envNames holds the keys whose variable is not the rule's: the admin
+// token is ADMIN_TOKEN, the name operators know, not HTTP_ADMIN_TOKEN.
+var envNames = map[string]string{"http.admin_token": "ADMIN_TOKEN"}
+
+// secretKeys are the keys whose values are secrets, which no error repeats.
+var secretKeys = map[string]bool{"quotes.api_key": true, "http.admin_token": true}
+
 // EnvName returns the environment variable that sets key: the key in upper
-// case with dots as underscores (sync.batch_size is SYNC_BATCH_SIZE).
+// case with dots as underscores (sync.batch_size is SYNC_BATCH_SIZE), but
+// ADMIN_TOKEN for http.admin_token.
 func EnvName(key string) string {
+	if name, ok := envNames[key]; ok {
+		return name
+	}
 	return strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
@@ -379,6 +435,18 @@ func strictTypes(from, to reflect.Value) (any, error) {
 			}
 		}
 		return nil, fmt.Errorf("is %v: want a whole number", data)
+	case to.Kind() == reflect.Bool:
+		switch v := data.(type) {
+		case bool:
+			return v, nil
+		case string:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("is %q: want true or false", v)
+			}
+			return b, nil
+		}
+		return nil, fmt.Errorf("is %v: want true or false", data)
 	case to.Kind() == reflect.String && from.Kind() != reflect.String:
 		return nil, fmt.Errorf("is %v: want text (in YAML, quote it)", data)
 	case to.Kind() == reflect.Struct && from.Kind() != reflect.Map:
@@ -453,6 +521,9 @@ func (o origin) decodeError(err error) error {
 		case *mapstructure.DecodeError:
 			if inner := e.Unwrap(); errors.As(inner, new(*mapstructure.DecodeError)) {
 				walk(inner)
+			} else if secretKeys[e.Name()] {
+				// The value is a secret: the message must not repeat it.
+				errs = append(errs, o.errorf(e.Name(), "must be text (in YAML, quote it)"))
 			} else {
 				errs = append(errs, o.errorf(e.Name(), "%v", inner))
 			}
@@ -526,7 +597,7 @@ func (c Config) validate(o origin) error {
 	}
 
 	checkURL("quotes.base_url", c.Quotes.BaseURL, "http", "https")
-	if strings.ContainsFunc(c.Quotes.APIKey, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+	if !bearerSafe(c.Quotes.APIKey) {
 		// The key itself stays out of the message.
 		bad("quotes.api_key", "must not contain spaces or control characters: it is sent as a bearer token")
 	}
@@ -551,6 +622,17 @@ func (c Config) validate(o origin) error {
 	if c.HTTP.Addr != "" {
 		if _, port, err := net.SplitHostPort(c.HTTP.Addr); err != nil || port == "" {
 			bad("http.addr", "must be host:port (such as 127.0.0.1:8080 or :8080), or empty to serve no admin HTTP, got %q", c.HTTP.Addr)
+		} else if err := c.HTTP.CheckExposure(); err != nil {
+			errs = append(errs, fmt.Errorf("config: %w", err))
+		}
+	}
+	if t := c.HTTP.AdminToken; t != "" {
+		// The token itself stays out of every message.
+		if len(t) < minAdminToken {
+			bad("http.admin_token", "must be at least %d characters, or empty for no authentication", minAdminToken)
+		}
+		if !bearerSafe(t) {
+			bad("http.admin_token", "must not contain spaces or control characters: it is sent as a bearer token")
 		}
 	}
 
@@ -565,6 +647,12 @@ func (c Config) validate(o origin) error {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// bearerSafe reports whether s can be sent as a bearer token: no spaces
+// nor control characters.
+func bearerSafe(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
 }
 
 // Location returns the market time zone; Validate has checked that it loads,

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -181,7 +183,17 @@ func TestInvalid(t *testing.T) {
 		{name: "whole number past int64", file: "sync:\n  batch_size: 99999999999999999999\n", wantErr: []string{"sync.batch_size (SYNC_BATCH_SIZE) is 1e+20: too large"}},
 		{name: "duration without a unit", file: "sync:\n  task_slice: 10\n",
 			wantErr: []string{"config file $FILE: sync.task_slice (SYNC_TASK_SLICE) is 10: want a duration with its unit"}},
-		{name: "number for text", file: "quotes:\n  api_key: 123\n", wantErr: []string{"quotes.api_key (QUOTES_API_KEY) is 123: want text"}},
+		{name: "number for text", file: "sync:\n  partitions: 2\nlog:\n  level: 3\n", wantErr: []string{"log.level (LOG_LEVEL) is 3: want text"}},
+		{name: "number for a secret, not echoed", file: "quotes:\n  api_key: 98765\nhttp:\n  admin_token: 1234567890123456789\n",
+			wantErr: []string{"quotes.api_key (QUOTES_API_KEY) must be text", "http.admin_token (ADMIN_TOKEN) must be text"},
+			notWant: []string{"98765", "123456789"}},
+		{name: "bool not true or false", env: map[string]string{"HTTP_ALLOW_PUBLIC": "maybe"},
+			wantErr: []string{`http.allow_public (HTTP_ALLOW_PUBLIC) is "maybe": want true or false`}},
+		{name: "number for a bool", file: "http:\n  allow_public: 1\n", wantErr: []string{"http.allow_public (HTTP_ALLOW_PUBLIC) is 1: want true or false"}},
+		{name: "short admin token, not echoed", env: map[string]string{"ADMIN_TOKEN": "short-s3cret"},
+			wantErr: []string{"http.admin_token (ADMIN_TOKEN) must be at least 16 characters"}, notWant: []string{"s3cret"}},
+		{name: "admin token with a space, not echoed", env: map[string]string{"ADMIN_TOKEN": "a-long-s3cret with-a-space"},
+			wantErr: []string{"http.admin_token (ADMIN_TOKEN) must not contain spaces"}, notWant: []string{"s3cret"}},
 		{name: "section for text", file: "database_url:\n  host: x\n", wantErr: []string{"database_url (DATABASE_URL) is map[host:x]: want text"}},
 		{name: "value for a section", file: "sync: 5\n", wantErr: []string{"config file $FILE: sync is 5: want a section of keys"}},
 		{name: "duplicate key", file: "sync:\n  batch_size: 1\n  batch_size: 2\n", wantErr: []string{"$FILE", `"batch_size" already defined`}},
@@ -259,6 +271,58 @@ func TestAcceptedForms(t *testing.T) {
 	}
 }
 
+// An admin listener beyond loopback needs a token or an explicit
+// allow_public; loopback needs neither.
+func TestAdminExposure(t *testing.T) {
+	const token = "0123456789abcdef-token"
+	tests := []struct {
+		addr, token string
+		allowPublic bool
+		wantErr     bool
+	}{
+		{addr: "127.0.0.1:8080"},
+		{addr: "127.9.8.7:8080"},
+		{addr: "[::1]:8080"},
+		{addr: "localhost:8080"},
+		{addr: "LocalHost:0"},
+		{addr: ""},
+		{addr: ":8080", wantErr: true},
+		{addr: "0.0.0.0:8080", wantErr: true},
+		{addr: "[::]:8080", wantErr: true},
+		{addr: "10.0.0.5:8080", wantErr: true},
+		{addr: "admin.internal:8080", wantErr: true},
+		{addr: "0.0.0.0:8080", allowPublic: true},
+		{addr: ":8080", token: token},
+		{addr: "10.0.0.5:8080", token: token, allowPublic: true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s token=%t public=%t", tt.addr, tt.token != "", tt.allowPublic), func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv("HTTP_ADDR", tt.addr)
+			t.Setenv("ADMIN_TOKEN", tt.token)
+			t.Setenv("HTTP_ALLOW_PUBLIC", strconv.FormatBool(tt.allowPublic))
+			cfg, err := Load(Options{File: os.DevNull})
+			if !tt.wantErr {
+				if err != nil {
+					t.Fatalf("Load = %v, want no error", err)
+				}
+				if cfg.HTTP.Addr != tt.addr || cfg.HTTP.AdminToken != tt.token || cfg.HTTP.AllowPublic != tt.allowPublic {
+					t.Errorf("Load = %+v, want addr %q, the token and allow_public %t", cfg.HTTP, tt.addr, tt.allowPublic)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Load succeeded, want the public bind refused")
+			}
+			for _, want := range []string{"http.addr (HTTP_ADDR) " + strconv.Quote(tt.addr), "beyond loopback", "http.admin_token (ADMIN_TOKEN)", "http.allow_public (HTTP_ALLOW_PUBLIC=true)"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+}
+
 func TestFlagNamedInError(t *testing.T) {
 	clearEnv(t)
 	flags := pflag.NewFlagSet("test", pflag.ContinueOnError)
@@ -286,6 +350,8 @@ func TestEnvironRoundTrips(t *testing.T) {
 	want.Sync.BatchSize = 123
 	want.Sync.TaskSlice = 1500 * time.Millisecond
 	want.Quotes.APIKey = "k"
+	want.HTTP.AdminToken = "0123456789abcdef-token"
+	want.HTTP.AllowPublic = true
 	// Empty, which viper takes for unset: the admin HTTP must stay off.
 	want.HTTP.Addr = ""
 	env := want.Environ()

@@ -13,24 +13,7 @@ import (
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/dashboard"
 	"github.com/syncworker/syncworker/internal/harness"
-	"github.com/syncworker/syncworker/internal/tasks"
 )
-
-// control is the harness's control with pause, resume and restart refused,
-// until *tasks.Control has them.
-type control struct{ *tasks.Control }
-
-func (control) Pause(_ context.Context, id int64) (checkpoint.Run, error) {
-	return checkpoint.Run{}, fmt.Errorf("run %d: no pause here: %w", id, checkpoint.ErrState)
-}
-
-func (control) Resume(_ context.Context, id int64) (checkpoint.Run, error) {
-	return checkpoint.Run{}, fmt.Errorf("run %d: no resume here: %w", id, checkpoint.ErrState)
-}
-
-func (control) Restart(_ context.Context, id int64) (checkpoint.Run, error) {
-	return checkpoint.Run{}, fmt.Errorf("run %d: no restart here: %w", id, checkpoint.ErrState)
-}
 
 // env is the dashboard of a harness's installation (no worker runs), and a
 // browser-like client that keeps cookies and does not follow redirects.
@@ -43,7 +26,7 @@ type env struct {
 func setup(t *testing.T) *env {
 	t.Helper()
 	h := harness.New(t, harness.Options{Symbols: 5, Unknown: 1})
-	srv := httptest.NewServer(dashboard.New(dashboard.Options{Runs: h.Store, Control: control{h.Control}, Logger: h.Logger("dashboard")}))
+	srv := httptest.NewServer(dashboard.New(dashboard.Options{Runs: h.Store, Control: h.Control, Logger: h.Logger("dashboard")}))
 	t.Cleanup(srv.Close)
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -212,5 +195,76 @@ func TestListFiltersAndLiveParts(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) || len(body) < 500 {
 			t.Errorf("GET %s = %d %s (%d bytes)", path, resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
 		}
+	}
+}
+
+// postAndFollow posts action to run id's page, checks the 303, and returns
+// the page it leads to.
+func (e *env) postAndFollow(t *testing.T, id int64, action string) (location, body string) {
+	t.Helper()
+	resp, _ := e.do(t, http.MethodPost, fmt.Sprintf("/runs/%d/%s", id, action))
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("POST /runs/%d/%s = %d, want 303", id, action, resp.StatusCode)
+	}
+	location = resp.Header.Get("Location")
+	_, body = e.do(t, http.MethodGet, location)
+	return location, body
+}
+
+// The buttons take a run through pause, resume, cancel and a restart from
+// zero, which opens the new run; each page offers what its state allows.
+func TestPauseResumeCancelRestart(t *testing.T) {
+	e := setup(t)
+	run := e.h.StartDailySync("2026-03-02", 2, 2)
+	page := fmt.Sprintf("/runs/%d", run.ID)
+	offers := func(body string, want ...string) {
+		t.Helper()
+		var got []string
+		for _, a := range []string{"retry", "cancel", "pause", "resume", "restart"} {
+			if strings.Contains(body, `action="`+page+"/"+a+`"`) {
+				got = append(got, a)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("the page offers %v, want %v", got, want)
+		}
+	}
+	steps := []struct {
+		action string
+		status checkpoint.Status
+		flash  string
+		offers []string
+	}{
+		{"pause", checkpoint.StatusPaused, "paused at its next batch boundary", []string{"cancel", "resume"}},
+		{"resume", checkpoint.StatusRunning, "resumed from its checkpoints", []string{"cancel", "pause"}},
+		{"cancel", checkpoint.StatusCancelled, "cancelled; it is cancelled now", []string{"retry", "restart"}},
+	}
+	for _, st := range steps {
+		loc, body := e.postAndFollow(t, run.ID, st.action)
+		if loc != page || !strings.Contains(body, `class="flash flash-ok"`) || !strings.Contains(body, st.flash) {
+			t.Errorf("%s: back to %s with %q expected; got %s:\n%s", st.action, page, st.flash, loc, body)
+		}
+		if s := e.status(t, run.ID); s != st.status {
+			t.Errorf("after %s the run is %s, want %s", st.action, s, st.status)
+		}
+		offers(body, st.offers...)
+	}
+
+	loc, body := e.postAndFollow(t, run.ID, "restart")
+	runs, err := e.h.Store.ListRuns(context.Background(), checkpoint.RunFilter{})
+	if err != nil || len(runs) != 2 {
+		t.Fatalf("after restart: %d runs, %v; want 2", len(runs), err)
+	}
+	fresh := runs[0]
+	want := fmt.Sprintf("Run %d restarted from zero as run %d.", run.ID, fresh.ID)
+	if loc != fmt.Sprintf("/runs/%d", fresh.ID) || !strings.Contains(body, want) || fresh.Generation != 2 || fresh.Processed != 0 {
+		t.Errorf("restart led to %s (new run %+v), want the new run's page saying %q:\n%s", loc, fresh, want, body)
+	}
+	if s := e.status(t, run.ID); s != checkpoint.StatusCancelled {
+		t.Errorf("the restarted run is %s now, want it left cancelled", s)
+	}
+	// A restart of a run that a newer generation followed is refused.
+	if _, body := e.postAndFollow(t, run.ID, "restart"); !strings.Contains(body, `class="flash flash-error"`) {
+		t.Errorf("a second restart of run %d was not refused:\n%s", run.ID, body)
 	}
 }

@@ -297,28 +297,6 @@ func (h *Harness) WaitServed(ok int64, timeout time.Duration) {
 	}
 }
 
-// servingLine matches the log line of a worker that serves the admin HTTP,
-// with the address it bound.
-var servingLine = regexp.MustCompile(`msg="admin HTTP serving the runs API" worker=(\S+) component=http addr=(\S+)`)
-
-// AdminAddr waits until worker name logs the address its admin HTTP
-// listens on (a harness's workers listen on port 0), and returns it.
-func (h *Harness) AdminAddr(name string) string {
-	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		for _, m := range servingLine.FindAllStringSubmatch(h.Log.String(), -1) {
-			if m[1] == name {
-				return m[2]
-			}
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("worker %s logged no admin HTTP address in 30s", name)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // WaitWorkers waits until n worker servers are registered in Redis, so that
 // a test that needs several workers does not start before they are there.
 func (h *Harness) WaitWorkers(n int, timeout time.Duration) {
@@ -331,6 +309,28 @@ func (h *Harness) WaitWorkers(n int, timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			h.t.Fatalf("%d worker servers registered after %s, want %d (%v)", len(servers), timeout, n, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// servingLine matches the log line of a worker that serves its admin HTTP,
+// with the worker's name and the address it bound.
+var servingLine = regexp.MustCompile(`msg="admin HTTP serving the runs API" worker=(\S+) component=http addr=(\S+)`)
+
+// AdminAddr waits until worker name logs the address it serves its admin
+// HTTP on (the harness's workers take a free port), and returns it.
+func (h *Harness) AdminAddr(name string) string {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, m := range servingLine.FindAllStringSubmatch(h.Log.String(), -1) {
+			if m[1] == name {
+				return m[2]
+			}
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("worker %s logged no admin HTTP address in 30s", name)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -80,7 +80,12 @@ func (c *Control) StartDailySync(ctx context.Context, opts DailySyncOptions) (ru
 	case !errors.Is(err, checkpoint.ErrNotFound):
 		return checkpoint.Run{}, false, err
 	}
+	return c.createDailySync(ctx, day, 1, opts)
+}
 
+// createDailySync creates generation gen of the daily sync of day over the
+// active symbols, and enqueues its tasks.
+func (c *Control) createDailySync(ctx context.Context, day string, gen int, opts DailySyncOptions) (run checkpoint.Run, created bool, err error) {
 	symbols, err := stocks.ActiveSymbols(ctx, c.pool)
 	if err != nil {
 		return checkpoint.Run{}, false, err
@@ -89,7 +94,7 @@ func (c *Control) StartDailySync(ctx context.Context, opts DailySyncOptions) (ru
 		return checkpoint.Run{}, false, fmt.Errorf("the stocks table has no active symbol; import some with `enqueue stocks import FILE`: %w", ErrInput)
 	}
 	run, created, err = c.store.CreateRun(ctx, checkpoint.NewRun{
-		Job: JobDailySync, RunKey: day, Params: DailyParams{Date: day},
+		Job: JobDailySync, RunKey: day, Generation: gen, Params: DailyParams{Date: day},
 		BatchSize: opts.BatchSize, Partitions: opts.Partitions, Keys: symbols,
 		MaxFailedItems: opts.MaxFailedItems, MaxFailedPercent: opts.MaxFailedPercent,
 	})
@@ -159,9 +164,61 @@ func (c *Control) Cancel(ctx context.Context, id int64) (checkpoint.Run, error) 
 	if err != nil {
 		return checkpoint.Run{}, err
 	}
+	c.deleteTasks(parts)
+	return run, nil
+}
+
+// deleteTasks deletes the queued tasks of parts' chains, which would find
+// nothing to do. Best effort: a task that is gone or active is fine as it is.
+func (c *Control) deleteTasks(parts []checkpoint.Partition) {
 	for _, p := range parts {
-		// Best effort: a task that is gone or active is fine as it is.
 		_ = c.inspector.DeleteTask(Queue, ChainPayload(p).TaskID())
 	}
+}
+
+// Pause pauses a pending or running run at a batch boundary and deletes the
+// queued tasks of the partitions that paused at once; a batch under way
+// commits, and its partition pauses then.
+func (c *Control) Pause(ctx context.Context, id int64) (checkpoint.Run, error) {
+	run, parts, err := c.store.Pause(ctx, id)
+	if err != nil {
+		return checkpoint.Run{}, err
+	}
+	c.deleteTasks(parts)
 	return run, nil
+}
+
+// Resume makes a paused run running again from its checkpoints, as its next
+// attempt, and enqueues the tasks of its partitions.
+func (c *Control) Resume(ctx context.Context, id int64) (checkpoint.Run, error) {
+	run, parts, err := c.store.Resume(ctx, id)
+	if err != nil {
+		return checkpoint.Run{}, err
+	}
+	return run, c.enqueue(ctx, id, parts)
+}
+
+// Restart starts an ended run over from zero, as a new run: the next
+// generation of its job and run key, with its work frozen anew (today's
+// active symbols, or the source's pages now) and the old run's batch size,
+// partitions, failure limit and time budget. The old run stays as it was,
+// for the record. It returns the new run. A run that has not ended (cancel
+// it first) or that a newer generation followed fails with ErrState.
+func (c *Control) Restart(ctx context.Context, id int64) (checkpoint.Run, error) {
+	old, err := c.store.Restartable(ctx, id)
+	if err != nil {
+		return checkpoint.Run{}, err
+	}
+	if old.Unit == checkpoint.UnitPages {
+		return c.restartETL(ctx, old)
+	}
+	if old.Job != JobDailySync {
+		return checkpoint.Run{}, fmt.Errorf("run %d has job %q, which cannot be restarted: %w", id, old.Job, ErrUnknownJob)
+	}
+	opts := DailySyncOptions{BatchSize: old.BatchSize, Partitions: old.Partitions}
+	if old.MaxFailures != nil {
+		opts.MaxFailedItems = *old.MaxFailures
+	}
+	run, _, err := c.createDailySync(ctx, old.RunKey, old.Generation+1, opts)
+	return run, err
 }

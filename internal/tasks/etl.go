@@ -209,34 +209,29 @@ func splittable(job etl.Job) bool {
 }
 
 // StartETL starts a run of the ETL job named job, or finds the run that its
-// parameters already have: an active one is returned (its chains enqueued
-// again), a failed or timed-out one is resumed; after a completed or
-// cancelled one a new run (the next generation) is created. A new run's
-// first page is fetched and checked first, so that a wrong definition or an
-// unreachable source is an error here and no run. Unknown jobs fail with
-// ErrUnknownJob, bad parameters with ErrInput, and a source that cannot be
-// read with its classified error (see package fault).
+// parameters already have: an active or paused one is returned (an active
+// one's chains enqueued again), a failed or timed-out one is resumed; after
+// a completed or cancelled one a new run (the next generation) is created. A
+// new run's first page is fetched and checked first, so that a wrong
+// definition or an unreachable source is an error here and no run. Unknown
+// jobs fail with ErrUnknownJob, bad parameters with ErrInput, and a source
+// that cannot be read with its classified error (see package fault).
 func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (Started, error) {
 	src, params, err := c.etl.prepare(job, opts)
 	if err != nil {
 		return Started{}, err
 	}
-	def := src.Job()
-	if opts.Budget < 0 || opts.Partitions < 0 || opts.Partitions > etl.MaxPartitions {
-		return Started{}, fmt.Errorf("budget must be 0 or more and partitions 0 to %d, got %s and %d: %w",
-			etl.MaxPartitions, opts.Budget, opts.Partitions, ErrInput)
+	if err := checkETLOptions(src.Job(), opts); err != nil {
+		return Started{}, err
 	}
-	if opts.Partitions > 1 && !splittable(def) {
-		return Started{}, fmt.Errorf("job %s cannot be split into %d partitions: only a source that gives a total (total_path) and numbers its pages can be: %w",
-			job, opts.Partitions, ErrInput)
-	}
-	key := runKey(params)
-
 	gen := 1
-	last, err := c.store.GetByKey(ctx, job, key)
+	last, err := c.store.GetByKey(ctx, job, runKey(params))
 	switch {
 	case err == nil && last.Status.Active():
 		return Started{Run: last, How: Found}, c.enqueueRunning(ctx, last.ID)
+	case err == nil && last.Status == checkpoint.StatusPaused:
+		// Paused by an operator, who resumes it: a start does not.
+		return Started{Run: last, How: Found}, nil
 	case err == nil && (last.Status == checkpoint.StatusFailed || last.Status == checkpoint.StatusTimedOut):
 		run, err := c.Retry(ctx, last.ID)
 		if errors.Is(err, checkpoint.ErrState) {
@@ -250,18 +245,37 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 	case !errors.Is(err, checkpoint.ErrNotFound):
 		return Started{}, err
 	}
+	return c.createETL(ctx, src, params, gen, opts)
+}
 
+// checkETLOptions checks the options of a new run of job.
+func checkETLOptions(def etl.Job, opts ETLOptions) error {
+	if opts.Budget < 0 || opts.Partitions < 0 || opts.Partitions > etl.MaxPartitions {
+		return fmt.Errorf("budget must be 0 or more and partitions 0 to %d, got %s and %d: %w",
+			etl.MaxPartitions, opts.Budget, opts.Partitions, ErrInput)
+	}
+	if opts.Partitions > 1 && !splittable(def) {
+		return fmt.Errorf("job %s cannot be split into %d partitions: only a source that gives a total (total_path) and numbers its pages can be: %w",
+			def.Name, opts.Partitions, ErrInput)
+	}
+	return nil
+}
+
+// createETL creates generation gen of the run of src's job with params,
+// after fetching and checking its first page, and enqueues its tasks.
+func (c *Control) createETL(ctx context.Context, src *etl.Source, params map[string]string, gen int, opts ETLOptions) (Started, error) {
+	def := src.Job()
 	size := def.Pagination.PageSize
 	first, err := fetchPatiently(ctx, src, params, size, etl.At{})
 	if err != nil {
-		return Started{}, fmt.Errorf("job %s: the first page does not check out, no run was started: %w", job, err)
+		return Started{}, fmt.Errorf("job %s: the first page does not check out, no run was started: %w", def.Name, err)
 	}
 	if err := checkPageSize(ctx, src, params, size, first); err != nil {
 		return Started{}, err
 	}
 	budget := cmp.Or(opts.Budget, def.Timeout, c.etl.defaultBudget)
 	spec := checkpoint.NewRun{
-		Job: job, RunKey: key, Generation: gen, Params: params, Unit: checkpoint.UnitPages,
+		Job: def.Name, RunKey: runKey(params), Generation: gen, Params: params, Unit: checkpoint.UnitPages,
 		BatchSize: size, Partitions: cmp.Or(opts.Partitions, def.Partitions), Budget: budget, Open: true,
 	}
 	if splittable(def) {
@@ -284,6 +298,27 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 		err = c.enqueueRunning(ctx, run.ID)
 	}
 	return Started{Run: run, How: how}, err
+}
+
+// restartETL starts run over from zero as the next generation of its job
+// and parameters, with its time budget and partitions.
+func (c *Control) restartETL(ctx context.Context, run checkpoint.Run) (checkpoint.Run, error) {
+	var opts ETLOptions
+	if err := json.Unmarshal(run.Params, &opts.Params); err != nil {
+		return checkpoint.Run{}, fmt.Errorf("run %d: read its params: %w", run.ID, err)
+	}
+	src, params, err := c.etl.prepare(run.Job, opts)
+	if err != nil {
+		return checkpoint.Run{}, fmt.Errorf("run %d: %w", run.ID, err)
+	}
+	if run.BudgetMS != nil {
+		opts.Budget = time.Duration(*run.BudgetMS) * time.Millisecond
+	}
+	if splittable(src.Job()) {
+		opts.Partitions = run.Partitions
+	}
+	started, err := c.createETL(ctx, src, params, run.Generation+1, opts)
+	return started.Run, err
 }
 
 // checkPageSize refuses a job whose source answers fewer records than the

@@ -318,6 +318,10 @@ func (h *Handler) batches(work context.Context, d delivery, run checkpoint.Run, 
 		if res.RunFailed {
 			h.log.Warn("run failed", "run", run.ID, "job", run.Job, "run_key", run.RunKey, "reason", res.LastError)
 		}
+		if res.RunPaused {
+			h.log.Info("run paused; its partition stops at this batch boundary", "run", run.ID, "job", run.Job,
+				"partition", part.Index, "cursor", to)
+		}
 		if res.RunTimedOut {
 			h.log.Warn("run used up its time budget; stopped it timed_out", "run", run.ID, "job", run.Job,
 				"run_key", run.RunKey, "reason", res.LastError)

@@ -10,22 +10,30 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
-	"github.com/syncworker/syncworker/internal/api"
-	"github.com/syncworker/syncworker/internal/checkpoint"
-	"github.com/syncworker/syncworker/internal/dashboard"
-	"github.com/syncworker/syncworker/internal/tasks"
+	"github.com/syncworker/syncworker/internal/admin"
+	"github.com/syncworker/syncworker/internal/config"
 )
 
-// listenAdmin opens the admin listener on addr. An empty addr means no
-// admin HTTP, and so does an address another process holds: several
+// listenAdmin opens the admin listener on cfg.Addr. An empty address means
+// no admin HTTP, and so does an address another process holds: several
 // workers on one host share the configuration, the first one serves the
 // API, and the others warn and go on without it (every worker serves the
-// same data). Any other error stops start-up.
-func listenAdmin(ctx context.Context, addr string, log *slog.Logger) (net.Listener, error) {
+// same data). An address beyond loopback without a token stops start-up
+// unless cfg.AllowPublic (config validation refuses it too; this holds for
+// a configuration that was not validated), and so does any other error.
+func listenAdmin(ctx context.Context, cfg config.HTTP, log *slog.Logger) (net.Listener, error) {
+	addr := cfg.Addr
 	if addr == "" {
 		return nil, nil
+	}
+	if err := cfg.CheckExposure(); err != nil {
+		return nil, err
+	}
+	if cfg.AdminToken == "" && !config.Loopback(addr) {
+		log.Warn("admin HTTP serves beyond loopback without a token (http.allow_public): anyone who reaches it may use the runs API", "addr", addr)
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
@@ -74,33 +82,38 @@ func serveAdmin(ctx context.Context, ln net.Listener, h http.Handler, timeout ti
 	<-stopped
 }
 
-// adminHandler routes the admin listener: the runs API under /api/ and
-// /healthz, the runs dashboard at /. Cross-origin POSTs are refused, so that
-// another site open in an operator's browser cannot press the dashboard's
-// buttons.
-func adminHandler(store *checkpoint.Store, control *tasks.Control, pool *pgxpool.Pool, log *slog.Logger) http.Handler {
-	runsAPI := api.New(api.Options{Runs: store, Control: control, DB: pool, Logger: log.With("component", "api")})
-	mux := http.NewServeMux()
-	mux.Handle("/api/", runsAPI)
-	mux.Handle("/healthz", runsAPI)
-	mux.Handle("/", dashboard.New(dashboard.Options{Runs: store, Control: pendingControl{control},
-		Logger: log.With("component", "dashboard")}))
-	return http.NewCrossOriginProtection().Handler(mux)
+// adminDeps are what the admin handler serves from; a nil handler is a
+// route not served (the worker has no metrics yet).
+type adminDeps struct {
+	api, metrics, dashboard http.Handler
+	db                      pinger
+	rdb                     redis.UniversalClient
+	log                     *slog.Logger
 }
 
-// pendingControl gives the dashboard the controls *tasks.Control does not
-// have yet (pause, resume and restart are being added to it); until then
-// they are refused as not applying to the run.
-type pendingControl struct{ *tasks.Control }
-
-func (pendingControl) Pause(_ context.Context, id int64) (checkpoint.Run, error) {
-	return checkpoint.Run{}, fmt.Errorf("run %d: pausing is not in this build yet: %w", id, checkpoint.ErrState)
+// pinger tells whether a database answers; *pgxpool.Pool is one.
+type pinger interface {
+	Ping(ctx context.Context) error
 }
 
-func (pendingControl) Resume(_ context.Context, id int64) (checkpoint.Run, error) {
-	return checkpoint.Run{}, fmt.Errorf("run %d: resuming is not in this build yet: %w", id, checkpoint.ErrState)
-}
-
-func (pendingControl) Restart(_ context.Context, id int64) (checkpoint.Run, error) {
-	return checkpoint.Run{}, fmt.Errorf("run %d: restarting from zero is not in this build yet: %w", id, checkpoint.ErrState)
+// adminHandler composes the admin HTTP of a worker: the runs API, asynqmon
+// on the worker's Redis, and readiness of Postgres and Redis, behind
+// http.admin_token when it is set.
+func adminHandler(cfg config.Config, d adminDeps) (*admin.Handler, error) {
+	queues, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis_url: %s: %w", redact(cfg.RedisURL), err)
+	}
+	return admin.New(admin.Options{
+		API:       d.api,
+		Metrics:   d.metrics,
+		Dashboard: d.dashboard,
+		Queues:    queues,
+		Ready: []admin.Check{
+			{Name: "postgres", Ping: d.db.Ping},
+			{Name: "redis", Ping: func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }},
+		},
+		Token:  cfg.HTTP.AdminToken,
+		Logger: d.log,
+	}), nil
 }

@@ -3,35 +3,31 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
+	"github.com/syncworker/syncworker/internal/tasks"
 	"github.com/syncworker/syncworker/internal/worker"
 )
 
 // getRuns lists the runs on the runs API at addr.
 func getRuns(t *testing.T, addr string) []checkpoint.Run {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/api/runs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, body := get(t, "http://"+addr+"/api/runs", false)
 	var list struct {
 		Runs []checkpoint.Run `json:"runs"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &list) != nil {
-		t.Fatalf("GET http://%s/api/runs = %d %s, want 200 with the runs", addr, resp.StatusCode, body)
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &list) != nil {
+		t.Fatalf("GET http://%s/api/runs = %d %s, want 200 with the runs", addr, code, body)
 	}
 	return list.Runs
 }
@@ -94,6 +90,7 @@ func TestBadAdminAddressStopsStartup(t *testing.T) {
 		t.Run(addr, func(t *testing.T) {
 			cfg := h.Config
 			cfg.HTTP.Addr = addr
+			cfg.HTTP.AdminToken = adminToken // so that the address beyond loopback gets as far as listening
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			err := worker.Run(ctx, cfg, worker.Options{Name: "bad", Logger: h.Logger("bad")})
@@ -107,5 +104,133 @@ func TestBadAdminAddressStopsStartup(t *testing.T) {
 	}
 	if servers, err := h.Inspector.Servers(); err != nil || len(servers) != 0 {
 		t.Errorf("%d asynq servers registered (%v), want none: the worker must not start", len(servers), err)
+	}
+}
+
+// adminToken is the admin token of the tests that set one.
+const adminToken = "worker-test-admin-token-0123"
+
+// get sends GET url with the admin token when bearer is set, and returns
+// the status code and the body.
+func get(t *testing.T, url string, bearer bool) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bearer {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// A worker with an admin token serves health and readiness to anyone, and
+// the runs API and asynqmon (on the worker's own Redis) only with the token.
+func TestWorkerAdminNeedsTheToken(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 20,
+		Configure: func(c *config.Config) { c.HTTP.AdminToken = adminToken }})
+	run := h.StartDailySync(date, 5, 2)
+	h.StartWorker("w")
+	base := "http://" + h.AdminAddr("w")
+	h.WaitEnded(run.ID, 60*time.Second)
+
+	tests := []struct {
+		path             string
+		bearer           bool
+		wantCode         int
+		wantBodyContains string
+	}{
+		{"/healthz", false, http.StatusOK, "ok"},
+		{"/readyz", false, http.StatusOK, `"status":"ready"`},
+		{"/api/runs", false, http.StatusUnauthorized, "authentication required"},
+		{"/api/runs", true, http.StatusOK, fmt.Sprintf(`"id":%d`, run.ID)},
+		{"/monitoring/", false, http.StatusUnauthorized, "authentication required"},
+		{"/monitoring/", true, http.StatusOK, `window.FLAG_READ_ONLY="false"`},
+		{"/monitoring/api/queues", false, http.StatusUnauthorized, "authentication required"},
+		{"/monitoring/api/queues", true, http.StatusOK, `"queue":"` + tasks.Queue + `"`},
+	}
+	for _, tt := range tests {
+		code, body := get(t, base+tt.path, tt.bearer)
+		if code != tt.wantCode || !strings.Contains(body, tt.wantBodyContains) {
+			t.Errorf("GET %s (token %t) = %d %s, want %d with %s", tt.path, tt.bearer, code, body, tt.wantCode, tt.wantBodyContains)
+		}
+	}
+	if strings.Contains(h.Log.String(), adminToken) {
+		t.Errorf("the worker logged the admin token:\n%s", h.Log.String())
+	}
+}
+
+// An admin address beyond loopback without a token stops start-up with an
+// error that says how to fix it, unless http.allow_public; with a token it
+// serves, behind the token.
+func TestPublicAdminBind(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 1})
+	for _, addr := range []string{"0.0.0.0:0", ":0"} {
+		t.Run("refused "+addr, func(t *testing.T) {
+			cfg := h.Config
+			cfg.HTTP.Addr = addr
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := worker.Run(ctx, cfg, worker.Options{Name: "public", Logger: h.Logger("public")})
+			for _, want := range []string{"http.addr (HTTP_ADDR) " + strconv.Quote(addr), "beyond loopback", "ADMIN_TOKEN", "HTTP_ALLOW_PUBLIC=true"} {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("worker.Run with http.addr %s and no token = %v, want an error saying %q", addr, err, want)
+				}
+			}
+			if ctx.Err() != nil {
+				t.Errorf("worker.Run with http.addr %s ran until its context ended", addr)
+			}
+		})
+	}
+	if servers, err := h.Inspector.Servers(); err != nil || len(servers) != 0 {
+		t.Fatalf("%d asynq servers registered (%v), want none: a refused worker must not start", len(servers), err)
+	}
+
+	tests := []struct {
+		name        string
+		token       string
+		allowPublic bool
+		wantRuns    int // GET /api/runs without the token
+	}{
+		{"allow_public", "", true, http.StatusOK},
+		{"token", adminToken, false, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.Config.HTTP.Addr = "0.0.0.0:0"
+			h.Config.HTTP.AdminToken = tt.token
+			h.Config.HTTP.AllowPublic = tt.allowPublic
+			w := h.StartWorker(tt.name)
+			_, port, err := net.SplitHostPort(h.AdminAddr(tt.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := "http://127.0.0.1:" + port
+			if code, _ := get(t, base+"/healthz", false); code != http.StatusOK {
+				t.Errorf("GET /healthz = %d, want 200", code)
+			}
+			if code, body := get(t, base+"/api/runs", false); code != tt.wantRuns {
+				t.Errorf("GET /api/runs without the token = %d %s, want %d", code, body, tt.wantRuns)
+			}
+			if code, body := get(t, base+"/api/runs", true); code != http.StatusOK {
+				t.Errorf("GET /api/runs with the token = %d %s, want 200", code, body)
+			}
+			if err := w.Stop(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	const warning = `level=WARN msg="admin HTTP serves beyond loopback without a token (http.allow_public): anyone who reaches it may use the runs API" worker=allow_public`
+	if got := strings.Count(h.Log.String(), warning); got != 1 {
+		t.Errorf("%d warnings of an open public bind, want 1 (the allow_public worker's); log:\n%s", got, h.Log.String())
 	}
 }

@@ -1,7 +1,7 @@
 // Package worker is the worker process of syncworker, wired from the
 // configuration: the asynq server that runs batch tasks with the daily-sync
-// job, the sweeper, and the admin HTTP listener that serves the runs API and
-// the runs dashboard.
+// job, the sweeper, the scheduler, and the admin HTTP listener that serves
+// the runs API and the runs dashboard.
 // cmd/worker runs it; tests run it in-process.
 package worker
 
@@ -19,8 +19,11 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncworker/syncworker/internal/admin"
+	"github.com/syncworker/syncworker/internal/api"
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/dashboard"
 	"github.com/syncworker/syncworker/internal/db"
 	"github.com/syncworker/syncworker/internal/etl"
 	"github.com/syncworker/syncworker/internal/fault"
@@ -84,12 +87,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 
 	// Listen before anything serves, so that a bad address stops start-up.
-	admin, err := listenAdmin(ctx, cfg.HTTP.Addr, log)
+	adminLn, err := listenAdmin(ctx, cfg.HTTP, log)
 	if err != nil {
 		return err
 	}
-	if admin != nil {
-		defer admin.Close() // for a start-up that fails below; serveAdmin closes it otherwise
+	if adminLn != nil {
+		defer adminLn.Close() // for a start-up that fails below; serveAdmin closes it otherwise
 	}
 
 	store := checkpoint.New(pool)
@@ -107,6 +110,24 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Stopping: stopping,
 	})
 
+	var adminH *admin.Handler
+	if adminLn != nil {
+		control := tasks.NewControl(pool, store, enqueuer, inspector).WithETL(etlJobs)
+		adminH, err = adminHandler(cfg, adminDeps{
+			api:       api.New(api.Options{Runs: store, Control: control, Logger: log.With("component", "api")}),
+			dashboard: dashboard.New(dashboard.Options{Runs: store, Control: control, Logger: log.With("component", "dashboard")}),
+			db:        pool, rdb: rdb, log: log.With("component", "http"),
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := adminH.Close(); err != nil {
+				log.Warn("admin HTTP: closing asynqmon's Redis connections", "error", err)
+			}
+		}()
+	}
+
 	srv := asynq.NewServerFromRedisClient(rdb, tasks.ServerConfig(cfg.Worker, cfg.Sync,
 		asynq.ErrorHandlerFunc(logTaskError(log)), asynqLogger{log: log.With("component", "asynq")}))
 	if err := srv.Start(route(handler)); err != nil {
@@ -121,9 +142,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	})
 	var wg sync.WaitGroup
 	wg.Go(func() { sw.Run(ctx) })
-	if admin != nil {
-		h := adminHandler(store, tasks.NewControl(pool, store, enqueuer, inspector).WithETL(etlJobs), pool, log)
-		wg.Go(func() { serveAdmin(ctx, admin, h, cfg.Worker.ShutdownTimeout, log.With("component", "http")) })
+	if adminLn != nil {
+		wg.Go(func() { serveAdmin(ctx, adminLn, adminH, cfg.Worker.ShutdownTimeout, log.With("component", "http")) })
 	}
 
 	log.Info("worker started", "name", name, "concurrency", cfg.Worker.Concurrency, "queue", tasks.Queue,

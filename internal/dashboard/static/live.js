@@ -25,6 +25,8 @@
     if (busy()) { schedule(); return; }
     fetch(el.getAttribute("data-live"), { cache: "no-store", headers: { "Accept": "text/html" } })
       .then(function (res) {
+        // A redirect is the admin HTTP asking for a login: show it.
+        if (res.redirected) { location.reload(); throw new Error("redirected"); }
         if (!res.ok) throw new Error("HTTP " + res.status);
         return res.text();
       })
