@@ -2,9 +2,9 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"

@@ -83,7 +83,7 @@ func serveAdmin(ctx context.Context, ln net.Listener, h http.Handler, timeout ti
 }
 
 // adminDeps are what the admin handler serves from; a nil handler is a
-// route not served (the worker has no metrics nor dashboard yet).
+// route not served (the worker has no metrics yet).
 type adminDeps struct {
 	api, metrics, dashboard http.Handler
 	db                      pinger

@@ -1,7 +1,7 @@
 // Package worker is the worker process of syncworker, wired from the
 // configuration: the asynq server that runs batch tasks with the daily-sync
 // job, the sweeper, the scheduler, and the admin HTTP listener that serves
-// the runs API.
+// the runs API and the runs dashboard.
 // cmd/worker runs it; tests run it in-process.
 package worker
 
@@ -23,6 +23,7 @@ import (
 	"github.com/syncworker/syncworker/internal/api"
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/dashboard"
 	"github.com/syncworker/syncworker/internal/db"
 	"github.com/syncworker/syncworker/internal/etl"
 	"github.com/syncworker/syncworker/internal/fault"
@@ -134,10 +135,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 	var adminH *admin.Handler
 	if adminLn != nil {
+		control := tasks.NewControl(pool, store, enqueuer, inspector).WithETL(etlJobs)
 		adminH, err = adminHandler(cfg, adminDeps{
-			api:     api.New(api.Options{Runs: store, Control: control, Logger: log.With("component", "api")}),
-			metrics: m.Handler(),
-			db:      pool, rdb: rdb, log: log.With("component", "http"),
+			api:       api.New(api.Options{Runs: store, Control: control, Logger: log.With("component", "api")}),
+			metrics:   m.Handler(),
+			dashboard: dashboard.New(dashboard.Options{Runs: store, Control: control, Logger: log.With("component", "dashboard")}),
+			db:        pool, rdb: rdb, log: log.With("component", "http"),
 		})
 		if err != nil {
 			return err
