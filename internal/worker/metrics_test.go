@@ -157,3 +157,49 @@ func TestMetricsCountAnETLPull(t *testing.T) {
 		st.ServerErrors-before.ServerErrors, run.Records, sum(s, "syncworker_rate_limit_waits_total", job...),
 		sum(s, "syncworker_rate_limit_wait_seconds_total", job...))
 }
+
+// The figures every worker would export alike (asynq's queues, the runs by
+// status) come from one process only, the scheduler's leader, and move with
+// the lead when it stops.
+func TestQueueMetricsComeFromTheLeaderOnly(t *testing.T) {
+	h := harness.New(t, harness.Options{Configure: func(c *config.Config) { c.Schedule.PollInterval = 200 * time.Millisecond }})
+	workers := map[string]*harness.Worker{"w1": h.StartWorker("w1"), "w2": h.StartWorker("w2")}
+	addrs := map[string]string{"w1": h.AdminAddr("w1"), "w2": h.AdminAddr("w2")}
+	// exporter scrapes the running workers until exactly one exports the
+	// cluster's figures, and returns it.
+	exporter := func(running ...string) string {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			var with []string
+			for _, name := range running {
+				s := harness.Scrape(t, "http://"+addrs[name]+"/metrics")
+				_, queues := s.Sum("asynq_queue_size")
+				_, runs := s.Sum("syncworker_runs")
+				if (queues > 0) != (runs > 0) {
+					t.Fatalf("worker %s exports %d asynq queue series and %d runs series; want both or neither", name, queues, runs)
+				}
+				if queues > 0 {
+					with = append(with, name)
+				}
+			}
+			if len(with) == 1 {
+				return with[0]
+			}
+			if len(with) > 1 || time.Now().After(deadline) {
+				t.Fatalf("workers exporting the cluster's figures: %v; want exactly one", with)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	h.StartDailySync(date, 10, 1)
+	first := exporter("w1", "w2")
+	other := map[string]string{"w1": "w2", "w2": "w1"}[first]
+	if err := workers[first].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if next := exporter(other); next != other {
+		t.Fatalf("after %s stopped, %s exports; want %s", first, next, other)
+	}
+	t.Logf("%s exported the cluster's figures, then %s when it stopped", first, other)
+}
