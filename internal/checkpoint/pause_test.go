@@ -153,3 +153,23 @@ func TestRestartable(t *testing.T) {
 		t.Fatalf("Restartable of an unknown run = %v; want ErrNotFound", err)
 	}
 }
+
+// A restart from zero makes the next generation the job and run key's one
+// run; a redrive of the older generation would run beside it, writing the
+// same day's rows twice over.
+func TestRedriveOfARunANewerGenerationFollowedIsRefused(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	old := e.create(t, "k", 6, 2, 1) // items 0 and 3 fail
+	e.complete(t, old)
+	next, created, err := e.store.CreateRun(ctx, NewRun{Job: "test", RunKey: "k", Generation: 2, BatchSize: 2, Partitions: 1, Keys: keys(6)})
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	if _, _, err := e.store.Redrive(ctx, old.ID); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "followed by run") {
+		t.Fatalf("Redrive of run %d after run %d (its next generation) = %v; want ErrState", old.ID, next.ID, err)
+	}
+	if got, _ := e.store.Get(ctx, old.ID); got.Status != StatusCompleted {
+		t.Fatalf("the older generation is %s after the refused redrive; want completed", got.Status)
+	}
+}
