@@ -173,3 +173,27 @@ func TestRedriveOfARunANewerGenerationFollowedIsRefused(t *testing.T) {
 		t.Fatalf("the older generation is %s after the refused redrive; want completed", got.Status)
 	}
 }
+
+// A batch under way when its run is paused fails (a 5xx): the handler
+// releases the lease and asynq retries the task later, which finds the run
+// paused and does nothing. The partition must end up paused too.
+func TestPausedRunWhoseBatchFailsPausesItsPartition(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 10, 5, 1)
+	p := e.lease(t, run.ID, 0)
+	if _, _, err := e.store.Pause(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Release(ctx, p.Ref(), testOwner); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.store.TakeOver(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.partition(t, run.ID, 0); got.Status != PartitionPaused {
+		t.Fatalf("partition of the paused run after its batch failed = %s leased %v; want paused", got.Status, got.Leased)
+	} else if got.Cursor != p.Cursor || got.Seq != p.Seq {
+		t.Fatalf("paused partition at cursor %d seq %d; want its checkpoint, %d %d", got.Cursor, got.Seq, p.Cursor, p.Seq)
+	}
+}
