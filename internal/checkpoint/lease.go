@@ -64,11 +64,28 @@ func (s *Store) Renew(ctx context.Context, ref TaskRef, owner string, ttl time.D
 
 // Release gives up owner's lease of a partition, so that the next delivery of
 // the chain's task need not wait for it to lapse. Releasing a lease owner no
-// longer holds changes nothing.
+// longer holds changes nothing. When the run was paused while the lease was
+// held, the batch under way did not commit (it failed): the partition
+// pauses here, where its checkpoint is, as no commit will pause it.
 func (s *Store) Release(ctx context.Context, ref TaskRef, owner string) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE run_partitions SET lease_owner = NULL, lease_expires_at = NULL
-		WHERE run_id = $1 AND partition = $2 AND lease_epoch = $3 AND lease_owner = $4`,
-		ref.RunID, ref.Partition, ref.Epoch, owner); err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The run is locked first, as every change of a run and its
+		// partitions does, so that a Pause sees this release or is seen by it.
+		run, err := lockRun(ctx, tx, ref.RunID)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE run_partitions SET lease_owner = NULL, lease_expires_at = NULL
+			WHERE run_id = $1 AND partition = $2 AND lease_epoch = $3 AND lease_owner = $4`,
+			ref.RunID, ref.Partition, ref.Epoch, owner); err != nil {
+			return err
+		}
+		if run.Status == StatusPaused {
+			_, err = pauseIdle(ctx, tx, ref.RunID, &ref.Partition)
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("release lease of run %d partition %d: %w", ref.RunID, ref.Partition, err)
 	}
 	return nil

@@ -153,3 +153,47 @@ func TestRestartable(t *testing.T) {
 		t.Fatalf("Restartable of an unknown run = %v; want ErrNotFound", err)
 	}
 }
+
+// A restart from zero makes the next generation the job and run key's one
+// run; a redrive of the older generation would run beside it, writing the
+// same day's rows twice over.
+func TestRedriveOfARunANewerGenerationFollowedIsRefused(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	old := e.create(t, "k", 6, 2, 1) // items 0 and 3 fail
+	e.complete(t, old)
+	next, created, err := e.store.CreateRun(ctx, NewRun{Job: "test", RunKey: "k", Generation: 2, BatchSize: 2, Partitions: 1, Keys: keys(6)})
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	if _, _, err := e.store.Redrive(ctx, old.ID); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "followed by run") {
+		t.Fatalf("Redrive of run %d after run %d (its next generation) = %v; want ErrState", old.ID, next.ID, err)
+	}
+	if got, _ := e.store.Get(ctx, old.ID); got.Status != StatusCompleted {
+		t.Fatalf("the older generation is %s after the refused redrive; want completed", got.Status)
+	}
+}
+
+// A batch under way when its run is paused fails (a 5xx): the handler
+// releases the lease and asynq retries the task later, which finds the run
+// paused and does nothing. The partition must end up paused too.
+func TestPausedRunWhoseBatchFailsPausesItsPartition(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 10, 5, 1)
+	p := e.lease(t, run.ID, 0)
+	if _, _, err := e.store.Pause(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Release(ctx, p.Ref(), testOwner); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.store.TakeOver(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.partition(t, run.ID, 0); got.Status != PartitionPaused {
+		t.Fatalf("partition of the paused run after its batch failed = %s leased %v; want paused", got.Status, got.Leased)
+	} else if got.Cursor != p.Cursor || got.Seq != p.Seq {
+		t.Fatalf("paused partition at cursor %d seq %d; want its checkpoint, %d %d", got.Cursor, got.Seq, p.Cursor, p.Seq)
+	}
+}

@@ -455,7 +455,8 @@ func (s *Store) latestGeneration(ctx context.Context, r Run) error {
 // range starts over from its start in that pass, running only those items,
 // and their new outcomes replace the old. It returns the run and the
 // partitions whose tasks the caller must enqueue. A run that is not
-// completed, or has no failed item, fails with ErrState.
+// completed, has no failed item, or was followed by a newer generation (a
+// restart from zero) fails with ErrState.
 func (s *Store) Redrive(ctx context.Context, id int64) (Run, []Partition, error) {
 	return s.restart(ctx, id, true, func(r Run) error {
 		if r.Unit != UnitItems {
@@ -468,7 +469,7 @@ func (s *Store) Redrive(ctx context.Context, id int64) (Run, []Partition, error)
 		if r.Failed == 0 {
 			return fmt.Errorf("run %d has no failed item to redrive: %w", id, ErrState)
 		}
-		return nil
+		return s.latestGeneration(ctx, r)
 	}, `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
 			cursor = p.start_pos, task_seq = p.seq, takeovers = 0, lease_owner = NULL, lease_expires_at = NULL,
 			last_error = NULL, updated_at = now()
