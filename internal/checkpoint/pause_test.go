@@ -3,8 +3,10 @@ package checkpoint
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -195,5 +197,38 @@ func TestPausedRunWhoseBatchFailsPausesItsPartition(t *testing.T) {
 		t.Fatalf("partition of the paused run after its batch failed = %s leased %v; want paused", got.Status, got.Leased)
 	} else if got.Cursor != p.Cursor || got.Seq != p.Seq {
 		t.Fatalf("paused partition at cursor %d seq %d; want its checkpoint, %d %d", got.Cursor, got.Seq, p.Cursor, p.Seq)
+	}
+}
+
+// A run that takes the place of an ended one (a restart from zero, a pull
+// again) and a retry of the ended one race: exactly one of them wins, so one
+// run per job and run key goes on at a time.
+func TestNewGenerationAndRetryOfTheOldOneExcludeEachOther(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	for i := range 20 {
+		key := fmt.Sprintf("k%d", i)
+		old := e.create(t, key, 4, 2, 1)
+		if _, _, err := e.store.Cancel(ctx, old.ID); err != nil {
+			t.Fatal(err)
+		}
+		var retryErr, createErr error
+		var created bool
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _, retryErr = e.store.Retry(ctx, old.ID) })
+		wg.Go(func() {
+			_, created, createErr = e.store.CreateRun(ctx, NewRun{Job: "test", RunKey: key, Generation: 2, Supersedes: old.ID,
+				BatchSize: 2, Partitions: 1, Keys: keys(4)})
+		})
+		wg.Wait()
+		retried := retryErr == nil
+		if retried == created || (!retried && !errors.Is(retryErr, ErrState)) || (!created && !errors.Is(createErr, ErrState)) {
+			t.Fatalf("round %d: retry %v, new generation created %v (%v); want exactly one to win, the other refused with ErrState",
+				i, retryErr, created, createErr)
+		}
+		active := e.count(t, `SELECT count(*) FROM runs WHERE job = 'test' AND run_key = $1 AND status IN ('pending', 'running')`, key)
+		if active != 1 {
+			t.Fatalf("round %d: %d active runs of the key; want 1", i, active)
+		}
 	}
 }

@@ -66,6 +66,11 @@ type NewRun struct {
 	RunKey string
 	// Generation is the run's generation of (Job, RunKey); 0 means 1.
 	Generation int
+	// Supersedes is the run this one takes the place of (the previous
+	// generation, restarted from zero or pulled again), 0 for none. It is
+	// locked while the run is created and must have ended, so that a retry,
+	// resume or redrive of it cannot go on beside the new run.
+	Supersedes int64
 	// Params are the job's parameters, stored as JSON.
 	Params any
 	// BatchSize is the number of items per batch (the page size of a run
@@ -192,6 +197,15 @@ func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bo
 	}
 
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if spec.Supersedes != 0 {
+			old, err := lockRun(ctx, tx, spec.Supersedes)
+			if err != nil {
+				return err
+			}
+			if !old.Status.Ended() {
+				return fmt.Errorf("run %d is %s again; a new run cannot take its place: %w", old.ID, old.Status, ErrState)
+			}
+		}
 		var id int64
 		err := tx.QueryRow(ctx, `
 			INSERT INTO runs (job, run_key, generation, params, unit, batch_size, total, max_failures, budget_ms)

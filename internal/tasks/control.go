@@ -80,12 +80,13 @@ func (c *Control) StartDailySync(ctx context.Context, opts DailySyncOptions) (ru
 	case !errors.Is(err, checkpoint.ErrNotFound):
 		return checkpoint.Run{}, false, err
 	}
-	return c.createDailySync(ctx, day, 1, opts)
+	return c.createDailySync(ctx, day, 1, 0, opts)
 }
 
 // createDailySync creates generation gen of the daily sync of day over the
-// active symbols, and enqueues its tasks.
-func (c *Control) createDailySync(ctx context.Context, day string, gen int, opts DailySyncOptions) (run checkpoint.Run, created bool, err error) {
+// active symbols, in the place of run supersedes (0: none), and enqueues its
+// tasks.
+func (c *Control) createDailySync(ctx context.Context, day string, gen int, supersedes int64, opts DailySyncOptions) (run checkpoint.Run, created bool, err error) {
 	symbols, err := stocks.ActiveSymbols(ctx, c.pool)
 	if err != nil {
 		return checkpoint.Run{}, false, err
@@ -94,7 +95,7 @@ func (c *Control) createDailySync(ctx context.Context, day string, gen int, opts
 		return checkpoint.Run{}, false, fmt.Errorf("the stocks table has no active symbol; import some with `enqueue stocks import FILE`: %w", ErrInput)
 	}
 	run, created, err = c.store.CreateRun(ctx, checkpoint.NewRun{
-		Job: JobDailySync, RunKey: day, Generation: gen, Params: DailyParams{Date: day},
+		Job: JobDailySync, RunKey: day, Generation: gen, Supersedes: supersedes, Params: DailyParams{Date: day},
 		BatchSize: opts.BatchSize, Partitions: opts.Partitions, Keys: symbols,
 		MaxFailedItems: opts.MaxFailedItems, MaxFailedPercent: opts.MaxFailedPercent,
 	})
@@ -219,6 +220,6 @@ func (c *Control) Restart(ctx context.Context, id int64) (checkpoint.Run, error)
 	if old.MaxFailures != nil {
 		opts.MaxFailedItems = *old.MaxFailures
 	}
-	run, _, err := c.createDailySync(ctx, old.RunKey, old.Generation+1, opts)
+	run, _, err := c.createDailySync(ctx, old.RunKey, old.Generation+1, old.ID, opts)
 	return run, err
 }

@@ -236,7 +236,7 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 	if err := checkETLOptions(src.Job(), opts); err != nil {
 		return Started{}, err
 	}
-	gen := 1
+	gen, supersedes := 1, int64(0)
 	last, err := c.store.GetByKey(ctx, job, runKey(params))
 	switch {
 	case err == nil && last.Status.Active():
@@ -253,11 +253,11 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 		}
 		return Started{Run: run, How: Resumed}, err
 	case err == nil:
-		gen = last.Generation + 1
+		gen, supersedes = last.Generation+1, last.ID
 	case !errors.Is(err, checkpoint.ErrNotFound):
 		return Started{}, err
 	}
-	return c.createETL(ctx, src, params, gen, opts)
+	return c.createETL(ctx, src, params, gen, supersedes, opts)
 }
 
 // checkETLOptions checks the options of a new run of job.
@@ -273,9 +273,10 @@ func checkETLOptions(def etl.Job, opts ETLOptions) error {
 	return nil
 }
 
-// createETL creates generation gen of the run of src's job with params,
-// after fetching and checking its first page, and enqueues its tasks.
-func (c *Control) createETL(ctx context.Context, src *etl.Source, params map[string]string, gen int, opts ETLOptions) (Started, error) {
+// createETL creates generation gen of the run of src's job with params, in
+// the place of run supersedes (0: none), after fetching and checking its
+// first page, and enqueues its tasks.
+func (c *Control) createETL(ctx context.Context, src *etl.Source, params map[string]string, gen int, supersedes int64, opts ETLOptions) (Started, error) {
 	def := src.Job()
 	size := def.Pagination.PageSize
 	first, err := fetchPatiently(ctx, src, params, size, etl.At{})
@@ -287,7 +288,7 @@ func (c *Control) createETL(ctx context.Context, src *etl.Source, params map[str
 	}
 	budget := cmp.Or(opts.Budget, def.Timeout, c.etl.defaultBudget)
 	spec := checkpoint.NewRun{
-		Job: def.Name, RunKey: runKey(params), Generation: gen, Params: params, Unit: checkpoint.UnitPages,
+		Job: def.Name, RunKey: runKey(params), Generation: gen, Supersedes: supersedes, Params: params, Unit: checkpoint.UnitPages,
 		BatchSize: size, Partitions: cmp.Or(opts.Partitions, def.Partitions), Budget: budget, Open: true,
 	}
 	if splittable(def) {
@@ -329,7 +330,7 @@ func (c *Control) restartETL(ctx context.Context, run checkpoint.Run) (checkpoin
 	if splittable(src.Job()) {
 		opts.Partitions = run.Partitions
 	}
-	started, err := c.createETL(ctx, src, params, run.Generation+1, opts)
+	started, err := c.createETL(ctx, src, params, run.Generation+1, run.ID, opts)
 	return started.Run, err
 }
 
