@@ -422,7 +422,8 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 	default:
 		setFlash(w, flash{Kind: flashOK, Message: a.done(id, run)})
 	}
-	if err == nil && name == "restart" {
+	if name == "restart" && run.ID != 0 && (err == nil || errors.Is(err, tasks.ErrNotEnqueued)) {
+		// The new run exists, whether or not all its tasks are queued yet.
 		back = fmt.Sprintf("/runs/%d", run.ID)
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
