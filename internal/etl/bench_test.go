@@ -18,6 +18,16 @@ const benchJob = `jobs:
     key: id
 `
 
+// mustBenchJob returns benchJob's job.
+func mustBenchJob(b *testing.B) Job {
+	b.Helper()
+	jobs, err := Parse([]byte(benchJob), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	return jobs[0]
+}
+
 // benchPage returns the body of a page of n simulator records, as the
 // simulator serves it.
 func benchPage(b *testing.B, n int) []byte {
@@ -36,11 +46,7 @@ func benchPage(b *testing.B, n int) []byte {
 // BenchmarkSourceParse checks a page of 500 records against the job's
 // definition, as every ETL batch does.
 func BenchmarkSourceParse(b *testing.B) {
-	jobs, err := Parse([]byte(benchJob), func(string) (string, bool) { return "", false })
-	if err != nil {
-		b.Fatal(err)
-	}
-	src := NewSource(jobs[0], nil, nil)
+	src := NewSource(mustBenchJob(b), nil, nil)
 	body := benchPage(b, 500)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
