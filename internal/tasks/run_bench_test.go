@@ -1,0 +1,81 @@
+package tasks_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/harness"
+	"github.com/syncworker/syncworker/internal/simulator"
+	"github.com/syncworker/syncworker/internal/tasks"
+)
+
+// benchRecords is the size of the benchmarks' ETL runs and benchSymbols
+// that of their daily syncs.
+const (
+	benchRecords = 50_000
+	benchSymbols = 5_000
+)
+
+// benchHarness returns a harness with the worker defaults a deployment has
+// (task slice, concurrency) rather than the tests' short ones, against the
+// simulator at zero latency.
+func benchHarness(b *testing.B, opts harness.Options) *harness.Harness {
+	b.Helper()
+	opts.Configure = func(c *config.Config) {
+		def := config.Default()
+		c.Sync.TaskSlice = def.Sync.TaskSlice
+		c.Worker.Concurrency = def.Worker.Concurrency
+		c.Log.Level = "error"
+	}
+	return harness.New(b, opts)
+}
+
+// BenchmarkETLRun pulls an ETL job of 50,000 records in pages of 500 on one
+// in-process worker, end to end: queue, source, checkpoint, sink. Each op is
+// one run on a fresh installation (set up off the clock). Profile it with
+//
+//	go test -run '^$' -bench ETLRun -benchtime 1x -cpuprofile cpu.out ./internal/tasks
+func BenchmarkETLRun(b *testing.B) {
+	job := `
+jobs:
+  - name: patients
+    url: SIM_URL/v1/records
+    pagination: {style: offset, skip_param: skip, take_param: take, page_size: 500}
+    items_path: items
+    total_path: total
+    key: id
+    timeout: 1h
+`
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		h := benchHarness(b, harness.Options{Jobs: job, Sim: simulator.Config{Records: benchRecords}})
+		h.StartWorker("w1")
+		b.StartTimer()
+		started := h.StartETL("patients", tasks.ETLOptions{})
+		run := h.WaitEnded(started.Run.ID, 5*time.Minute)
+		if run.Records != benchRecords {
+			b.Fatalf("run %+v", run)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchRecords)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkDailySync syncs 5,000 symbols in batches of 500 on one
+// in-process worker, end to end. Each op is one run on a fresh installation.
+func BenchmarkDailySync(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		h := benchHarness(b, harness.Options{Symbols: benchSymbols})
+		h.StartWorker("w1")
+		b.StartTimer()
+		run := h.StartDailySync("2026-11-20", 500, 1)
+		run = h.WaitEnded(run.ID, 5*time.Minute)
+		if run.Succeeded != benchSymbols {
+			b.Fatalf("run %+v", run)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchSymbols)/b.Elapsed().Seconds(), "rows/s")
+}
