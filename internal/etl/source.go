@@ -283,10 +283,10 @@ func (s *Source) Parse(body []byte, header http.Header) (Page, error) {
 	if err != nil {
 		return Page{}, fmt.Errorf("items_path %q: %w", s.job.ItemsPath, err)
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil || raw[0] != '[' {
+	if raw[0] != '[' {
 		return Page{}, fmt.Errorf("items_path %q is %s, want an array of records", s.job.ItemsPath, kind(raw))
 	}
+	items := elements(raw)
 	page.Records = make([]Record, 0, len(items))
 	for i, item := range items {
 		rec, err := s.record(item)
@@ -359,28 +359,51 @@ func (s *Source) record(item json.RawMessage) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("key %q %w", s.job.Key, err)
 	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, item); err != nil {
+	payload, err := compact(item)
+	if err != nil {
 		return Record{}, err
 	}
-	if bytes.Contains(compact.Bytes(), []byte(`\u0000`)) {
+	if bytes.Contains(payload, []byte(`\u0000`)) {
 		return Record{}, errors.New(`holds a \u0000 character, which Postgres cannot store`)
 	}
-	return Record{Key: key, Payload: compact.Bytes()}, nil
+	return Record{Key: key, Payload: payload}, nil
+}
+
+// compact returns the valid JSON value v without insignificant white space:
+// v itself when it has none (as a JSON encoder writes it), else a compacted
+// copy.
+func compact(v []byte) ([]byte, error) {
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			i = skipString(v, i) - 1
+		case ' ', '\t', '\n', '\r':
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, v); err != nil {
+				return nil, err
+			}
+			return buf.Bytes(), nil
+		}
+	}
+	return v, nil
 }
 
 // errMissing means a path is not in a document.
 var errMissing = errors.New("missing from the response")
 
-// lookup returns the value at the dotted path in the JSON document doc.
+// lookup returns the value at the dotted path in the JSON document doc,
+// which must be valid JSON (Parse checks the body; a record is part of it).
+// A member that repeats counts by its last value, as decoding into a map
+// would have it. It scans doc in place, without decoding it: a page's
+// records are looked up one by one, and decoding each into a map was most of
+// the cost of a page (see BenchmarkSourceParse).
 func lookup(doc json.RawMessage, path string) (json.RawMessage, error) {
 	cur := doc
 	for seg := range strings.SplitSeq(path, ".") {
-		var obj map[string]json.RawMessage
-		if len(cur) == 0 || cur[0] != '{' || json.Unmarshal(cur, &obj) != nil {
+		if len(cur) == 0 || cur[0] != '{' {
 			return nil, fmt.Errorf("%w (%q is inside %s, not an object)", errMissing, seg, kind(cur))
 		}
-		v, ok := obj[seg]
+		v, ok := member(cur, seg)
 		if !ok {
 			return nil, errMissing
 		}
@@ -389,12 +412,134 @@ func lookup(doc json.RawMessage, path string) (json.RawMessage, error) {
 	return cur, nil
 }
 
+// member returns the value of the last member called name of obj, a valid
+// JSON object, and whether it has one.
+func member(obj []byte, name string) (json.RawMessage, bool) {
+	var found json.RawMessage
+	ok := false
+	i := skipSpace(obj, 1)
+	for i < len(obj) && obj[i] == '"' {
+		end := skipString(obj, i)
+		key := obj[i:end]
+		i = skipSpace(obj, end)
+		if i >= len(obj) || obj[i] != ':' {
+			break // not valid JSON: nothing more to find
+		}
+		i = skipSpace(obj, i+1)
+		vend := skipValue(obj, i)
+		if keyIs(key, name) {
+			found, ok = obj[i:vend:vend], true
+		}
+		i = skipSpace(obj, vend)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+	return found, ok
+}
+
+// elements returns the elements of arr, a valid JSON array.
+func elements(arr []byte) []json.RawMessage {
+	var out []json.RawMessage
+	i := skipSpace(arr, 1)
+	for i < len(arr) && arr[i] != ']' {
+		end := skipValue(arr, i)
+		if end == i {
+			break // not valid JSON
+		}
+		out = append(out, arr[i:end:end])
+		i = skipSpace(arr, end)
+		if i < len(arr) && arr[i] == ',' {
+			i = skipSpace(arr, i+1)
+		}
+	}
+	return out
+}
+
+// keyIs says whether the member name key (a JSON string with its quotes)
+// is name. A name with escapes or beyond ASCII is decoded as encoding/json
+// decodes it (invalid UTF-8 becomes U+FFFD).
+func keyIs(key []byte, name string) bool {
+	inner := key[1 : len(key)-1]
+	plain := true
+	for _, c := range inner {
+		if c == '\\' || c >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return string(inner) == name
+	}
+	var s string
+	return json.Unmarshal(key, &s) == nil && s == name
+}
+
+// skipSpace returns the index of the first byte of b from i on that is not
+// JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the JSON string that starts at b[i].
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index after the JSON value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); {
+			switch b[j] {
+			case '"':
+				j = skipString(b, j)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+			j++
+		}
+		return len(b)
+	default: // a number, true, false or null
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+			j++
+		}
+		return j
+	}
+}
+
 // keyText returns a record key as text: a non-empty string, or an integer.
 func keyText(raw json.RawMessage) (string, error) {
 	switch {
 	case len(raw) > 0 && raw[0] == '"':
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 {
+			s = string(inner) // nothing to decode; the checks below hold for it too
+		} else if err := json.Unmarshal(raw, &s); err != nil {
 			return "", fmt.Errorf("is not a valid string: %w", err)
 		}
 		if s == "" || len(s) > 1024 {
