@@ -1,6 +1,7 @@
 package tasks_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -58,6 +59,9 @@ jobs:
 		if run.Records != benchRecords {
 			b.Fatalf("run %+v", run)
 		}
+		b.StopTimer()
+		reportLedger(b, h, run.ID)
+		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.N*benchRecords)/b.Elapsed().Seconds(), "rows/s")
 }
@@ -76,6 +80,34 @@ func BenchmarkDailySync(b *testing.B) {
 		if run.Succeeded != benchSymbols {
 			b.Fatalf("run %+v", run)
 		}
+		b.StopTimer()
+		reportLedger(b, h, run.ID)
+		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.N*benchSymbols)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// reportLedger reports from run id's ledger the median time of a batch,
+// from its start to its commit (batch_ms), and the median time between a
+// batch's commit and the start of the next of its partition (gap_ms): the
+// share of a batch that is its own work and the share that is the chain's.
+func reportLedger(b *testing.B, h *harness.Harness, id int64) {
+	b.Helper()
+	ledger := h.Ledger(id)
+	var batch, gap []float64
+	for i, l := range ledger {
+		batch = append(batch, float64(l.Committed.Sub(l.Started).Microseconds())/1000)
+		if i > 0 && ledger[i-1].Partition == l.Partition {
+			gap = append(gap, float64(l.Started.Sub(ledger[i-1].Committed).Microseconds())/1000)
+		}
+	}
+	median := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	b.ReportMetric(median(batch), "batch_ms")
+	b.ReportMetric(median(gap), "gap_ms")
 }
