@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/simulator"
@@ -14,8 +15,8 @@ import (
 // benchRecords is the size of the benchmarks' ETL runs and benchSymbols
 // that of their daily syncs.
 const (
-	benchRecords = 50_000
-	benchSymbols = 5_000
+	benchRecords int64 = 50_000
+	benchSymbols int64 = 5_000
 )
 
 // benchHarness returns a harness with the worker defaults a deployment has
@@ -32,59 +33,45 @@ func benchHarness(b *testing.B, opts harness.Options) *harness.Harness {
 	return harness.New(b, opts)
 }
 
-// BenchmarkETLRun pulls an ETL job of 50,000 records in pages of 500 on one
-// in-process worker, end to end: queue, source, checkpoint, sink. Each op is
-// one run on a fresh installation (set up off the clock). Profile it with
+// BenchmarkETLRun pulls an ETL job of 50,000 records in pages of 500 (the
+// patients job, in one partition) on one in-process worker, end to end:
+// queue, source, checkpoint, sink. Each op is one run on a fresh
+// installation, set up off the clock. Profile it with
 //
 //	go test -run '^$' -bench ETLRun -benchtime 1x -cpuprofile cpu.out ./internal/tasks
 func BenchmarkETLRun(b *testing.B) {
-	job := `
-jobs:
-  - name: patients
-    url: SIM_URL/v1/records
-    pagination: {style: offset, skip_param: skip, take_param: take, page_size: 500}
-    items_path: items
-    total_path: total
-    key: id
-    timeout: 1h
-`
-	b.ReportAllocs()
-	for b.Loop() {
-		b.StopTimer()
-		h := benchHarness(b, harness.Options{Jobs: job, Sim: simulator.Config{Records: benchRecords}})
-		h.StartWorker("w1")
-		b.StartTimer()
-		started := h.StartETL("patients", tasks.ETLOptions{})
-		run := h.WaitEnded(started.Run.ID, 5*time.Minute)
-		if run.Records != benchRecords {
-			b.Fatalf("run %+v", run)
-		}
-		b.StopTimer()
-		reportLedger(b, h, run.ID)
-		b.StartTimer()
-	}
-	b.ReportMetric(float64(b.N*benchRecords)/b.Elapsed().Seconds(), "rows/s")
+	benchRuns(b, benchRecords, harness.Options{Jobs: patientsJob, Sim: simulator.Config{Records: int(benchRecords)}},
+		func(h *harness.Harness) int64 {
+			return h.StartETL("patients", tasks.ETLOptions{Partitions: 1}).Run.ID
+		})
 }
 
 // BenchmarkDailySync syncs 5,000 symbols in batches of 500 on one
 // in-process worker, end to end. Each op is one run on a fresh installation.
 func BenchmarkDailySync(b *testing.B) {
+	benchRuns(b, benchSymbols, harness.Options{Symbols: int(benchSymbols)}, func(h *harness.Harness) int64 {
+		return h.StartDailySync("2026-11-20", 500, 1).ID
+	})
+}
+
+// benchRuns times runs that start, each on a fresh installation of opts with
+// one worker, and must land rows rows each.
+func benchRuns(b *testing.B, rows int64, opts harness.Options, start func(*harness.Harness) int64) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		h := benchHarness(b, harness.Options{Symbols: benchSymbols})
+		h := benchHarness(b, opts)
 		h.StartWorker("w1")
 		b.StartTimer()
-		run := h.StartDailySync("2026-11-20", 500, 1)
-		run = h.WaitEnded(run.ID, 5*time.Minute)
-		if run.Succeeded != benchSymbols {
-			b.Fatalf("run %+v", run)
-		}
+		run := h.WaitEnded(start(h), 5*time.Minute)
 		b.StopTimer()
+		if run.Succeeded != rows || run.Status != checkpoint.StatusCompleted {
+			b.Fatalf("run %+v, want %d rows landed", run, rows)
+		}
 		reportLedger(b, h, run.ID)
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(b.N*benchSymbols)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(int64(b.N)*rows)/b.Elapsed().Seconds(), "rows/s")
 }
 
 // reportLedger reports from run id's ledger the median time of a batch,
