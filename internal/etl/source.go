@@ -283,7 +283,7 @@ func (s *Source) Parse(body []byte, header http.Header) (Page, error) {
 	if err != nil {
 		return Page{}, fmt.Errorf("items_path %q: %w", s.job.ItemsPath, err)
 	}
-	if raw[0] != '[' {
+	if len(raw) == 0 || raw[0] != '[' {
 		return Page{}, fmt.Errorf("items_path %q is %s, want an array of records", s.job.ItemsPath, kind(raw))
 	}
 	items := elements(raw)
@@ -460,6 +460,9 @@ func elements(arr []byte) []json.RawMessage {
 // is name. A name with escapes or beyond ASCII is decoded as encoding/json
 // decodes it (invalid UTF-8 becomes U+FFFD).
 func keyIs(key []byte, name string) bool {
+	if len(key) < 2 {
+		return false // not valid JSON
+	}
 	inner := key[1 : len(key)-1]
 	plain := true
 	for _, c := range inner {
