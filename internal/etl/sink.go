@@ -60,9 +60,10 @@ func Upsert(ctx context.Context, db execer, job Job, runID int64, recs []Record)
 		return 0, nil
 	}
 	keys := make([]string, len(recs))
-	payloads := make([]string, len(recs))
+	// The payloads go as they are, bytes to text, without a copy each.
+	payloads := make([][]byte, len(recs))
 	for i, r := range recs {
-		keys[i], payloads[i] = r.Key, string(r.Payload)
+		keys[i], payloads[i] = r.Key, r.Payload
 	}
 	var tag pgconn.CommandTag
 	var err error
