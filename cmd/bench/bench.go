@@ -34,6 +34,10 @@ type Results struct {
 	BaselineNew, BaselineUpdate, Checkpointed float64
 	// ETL and Sync are the end-to-end rows/s on 1 and 2 workers.
 	ETL, Sync [2]float64
+	// ETLBatchMS and ETLGapMS are the batch durations and gaps of the ETL
+	// run on 1 worker; ETLFirst the time to its first batch.
+	ETLBatchMS, ETLGapMS []float64
+	ETLFirst             time.Duration
 	// GapsMS are the per-batch overheads of the overhead run, BatchMS its
 	// batches' own durations.
 	GapsMS, BatchMS []float64
@@ -41,8 +45,10 @@ type Results struct {
 	// 429s, on 1 and 3 workers.
 	RateUtil [2]float64
 	Rate429  [2]int64
-	// Scale is the partitioned sync's symbols/s on 1, 2 and 4 workers.
-	Scale [3]float64
+	// Scale is the partitioned sync's symbols/s on 1, 2 and 4 workers;
+	// ScaleFirst the time from each run's start to its first batch.
+	Scale      [3]float64
+	ScaleFirst [3]time.Duration
 	// RSSMB is the largest peak RSS of a worker at the default concurrency.
 	RSSMB float64
 	Wall  time.Duration
@@ -111,6 +117,9 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		}
 		res.ETL[i] = Rate(out.units, out.wall)
 		rss = append(rss, out.rss...)
+		if w == 1 {
+			res.ETLBatchMS, res.ETLGapMS, res.ETLFirst = durationsMS(out.ledger), Millis(Gaps(out.ledger)), out.firstBatch
+		}
 		res.Rows = append(res.Rows, Row{Scenario: "2 ETL page job, 0 ms source", Workers: w, Units: out.units, Wall: out.wall,
 			Rate: res.ETL[i], VsBaseline: res.ETL[i] / res.BaselineNew, Note: fmt.Sprintf("page %d, 4 partitions", o.Batch)})
 	}
@@ -131,10 +140,7 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		return nil, err
 	}
 	rss = append(rss, out.rss...)
-	res.GapsMS = Millis(Gaps(out.ledger))
-	for _, l := range out.ledger {
-		res.BatchMS = append(res.BatchMS, float64(l.Duration)/float64(time.Millisecond))
-	}
+	res.GapsMS, res.BatchMS = Millis(Gaps(out.ledger)), durationsMS(out.ledger)
 	res.Rows = append(res.Rows, Row{Scenario: "3 per-batch overhead run", Workers: 1, Units: out.units, Wall: out.wall,
 		Rate: Rate(out.units, out.wall), VsBaseline: math.NaN(),
 		Note: fmt.Sprintf("%d pages of 100; gap p50 %.2f ms p99 %.2f ms; batch p50 %.0f ms", len(out.ledger),
@@ -165,10 +171,10 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		if err != nil {
 			return nil, err
 		}
-		res.Scale[i] = Rate(out.units, out.wall)
+		res.Scale[i], res.ScaleFirst[i] = Rate(out.units, out.wall), out.firstBatch
 		res.Rows = append(res.Rows, Row{Scenario: "5 partitioned sync, 50 ms source", Workers: w, Units: out.units, Wall: out.wall,
 			Rate: res.Scale[i], VsBaseline: math.NaN(),
-			Note: fmt.Sprintf("4 partitions, worker concurrency 1; speed-up %.2f", res.Scale[i]/res.Scale[0])})
+			Note: fmt.Sprintf("4 partitions, worker concurrency 1; speed-up %.2f; first batch after %d ms", res.Scale[i]/res.Scale[0], out.firstBatch.Milliseconds())})
 	}
 
 	// 6. Peak RSS at the default concurrency (every run but the scaling one).

@@ -57,6 +57,15 @@ func Gaps(batches []LedgerBatch) []time.Duration {
 	return out
 }
 
+// durationsMS returns the batches' own durations in milliseconds.
+func durationsMS(batches []LedgerBatch) []float64 {
+	out := make([]float64, len(batches))
+	for i, b := range batches {
+		out[i] = float64(b.Duration) / float64(time.Millisecond)
+	}
+	return out
+}
+
 // Millis converts durations to milliseconds.
 func Millis(ds []time.Duration) []float64 {
 	out := make([]float64, len(ds))
@@ -116,7 +125,7 @@ type Row struct {
 // WriteTable writes rows as an aligned text table.
 func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	fmt.Fprintln(tw, "scenario\tworkers\tunits\twall s\tunits/s\tvs baseline\t")
+	fmt.Fprintln(tw, "scenario\tworkers\tunits\twall s\tunits/s\tvs baseline\tnotes")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.0f\t%s\t%s\n", r.Scenario, workersCell(r.Workers), r.Units,
 			r.Wall.Seconds(), r.Rate, ratioCell(r.VsBaseline), r.Note)
@@ -191,9 +200,9 @@ func (t Target) Verdict() string {
 		return "met"
 	}
 	gap := math.Abs(t.Measured - t.Limit)
-	pct := math.NaN()
-	if t.Limit != 0 {
-		pct = 100 * gap / math.Abs(t.Limit)
+	if t.Limit == 0 {
+		return fmt.Sprintf("missed by %s%s", formatFigure(gap), t.Unit)
 	}
+	pct := 100 * gap / math.Abs(t.Limit)
 	return fmt.Sprintf("missed by %s%s (%s%%)", formatFigure(gap), t.Unit, formatFigure(math.Round(pct*10)/10))
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -58,6 +59,8 @@ type outcome struct {
 	// rss is the peak resident set of each worker, in bytes.
 	rss    []int64
 	ledger []LedgerBatch
+	// firstBatch is the time from the run's start to its first batch's start.
+	firstBatch time.Duration
 }
 
 // system runs specs against real worker and simulator processes.
@@ -218,6 +221,10 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 	}
 	if out.ledger, err = s.ledger(ctx, run.ID); err != nil {
 		return out, err
+	}
+	if len(out.ledger) > 0 {
+		first := slices.MinFunc(out.ledger, func(a, b LedgerBatch) int { return a.StartedAt.Compare(b.StartedAt) })
+		out.firstBatch = first.StartedAt.Sub(start)
 	}
 	s.log.Info("run ended", "scenario", sp.name, "run", run.ID, "wall", out.wall.Round(time.Millisecond),
 		"per_s", int(Rate(out.units, out.wall)), "requests", out.sim.Requests, "throttled", out.sim.Throttled)
