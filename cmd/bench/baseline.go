@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
 )
@@ -77,20 +78,30 @@ func openPool(ctx context.Context, dbURL string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// baseline times the upsert of n rows in transactions of batch rows on one
-// connection: version 0 of day inserts them, any later version updates them.
-func baseline(ctx context.Context, pool *pgxpool.Pool, n, batch int, day time.Time, version int) (time.Duration, error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("baseline: %w", err)
-	}
-	defer conn.Release()
+// baseline times the upsert of n rows in transactions of batch rows on
+// conns connections at once, each taking every conns-th batch: version 0 of
+// day inserts them, any later version updates them.
+func baseline(ctx context.Context, pool *pgxpool.Pool, n, batch, conns int, day time.Time, version int) (time.Duration, error) {
+	g, ctx := errgroup.WithContext(ctx)
 	start := time.Now()
-	for from := 0; from < n; from += batch {
-		rows := priceRows(from, min(from+batch, n), day, version)
-		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return upsertBatch(ctx, tx, 0, rows) }); err != nil {
-			return 0, fmt.Errorf("baseline: %w", err)
-		}
+	for c := range conns {
+		g.Go(func() error {
+			conn, err := pool.Acquire(ctx)
+			if err != nil {
+				return fmt.Errorf("baseline: %w", err)
+			}
+			defer conn.Release()
+			for from := c * batch; from < n; from += conns * batch {
+				rows := priceRows(from, min(from+batch, n), day, version)
+				if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return upsertBatch(ctx, tx, 0, rows) }); err != nil {
+					return fmt.Errorf("baseline: %w", err)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
 	}
 	return time.Since(start), nil
 }

@@ -32,12 +32,16 @@ type Results struct {
 	// BaselineNew and BaselineUpdate are the baseline's rows/s;
 	// Checkpointed the same new rows inside the checkpoint's commit.
 	BaselineNew, BaselineUpdate, Checkpointed float64
+	// BaselineParallel is the new rows' rows/s on 4 connections at once.
+	BaselineParallel float64
 	// ETL and Sync are the end-to-end rows/s on 1 and 2 workers.
 	ETL, Sync [2]float64
 	// ETLBatchMS and ETLGapMS are the batch durations and gaps of the ETL
 	// run on 1 worker; ETLFirst the time to its first batch.
 	ETLBatchMS, ETLGapMS []float64
 	ETLFirst             time.Duration
+	// ETLBusy is the machine's CPU busy share during the ETL runs.
+	ETLBusy [2]float64
 	// GapsMS are the per-batch overheads of the overhead run, BatchMS its
 	// batches' own durations.
 	GapsMS, BatchMS []float64
@@ -84,11 +88,17 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 
 	// 1. The baseline, and the same inside the checkpoint's commit.
 	day := syncDate.AddDate(0, 0, -1)
-	dNew, err := baseline(ctx, pool, o.Records, o.Batch, day, 0)
+	dNew, err := baseline(ctx, pool, o.Records, o.Batch, 1, day, 0)
 	if err != nil {
 		return nil, err
 	}
-	dUpd, err := baseline(ctx, pool, o.Records, o.Batch, day, 1)
+	dUpd, err := baseline(ctx, pool, o.Records, o.Batch, 1, day, 1)
+	if err != nil {
+		return nil, err
+	}
+	// The same new rows on 4 connections at once, as the 4 partitions of
+	// the end-to-end runs write.
+	dPar, err := baseline(ctx, pool, o.Records, o.Batch, 4, day.AddDate(0, 0, -2), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +108,12 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 	}
 	n := int64(o.Records)
 	res.BaselineNew, res.BaselineUpdate, res.Checkpointed = Rate(n, dNew), Rate(n, dUpd), Rate(n, dCkpt)
+	res.BaselineParallel = Rate(n, dPar)
 	res.Rows = append(res.Rows,
 		Row{Scenario: "1 baseline COPY upsert, new rows", Units: n, Wall: dNew, Rate: res.BaselineNew, VsBaseline: 1},
 		Row{Scenario: "1 baseline COPY upsert, updates", Units: n, Wall: dUpd, Rate: res.BaselineUpdate, VsBaseline: res.BaselineUpdate / res.BaselineNew},
+		Row{Scenario: "1 baseline, new rows, 4 connections", Units: n, Wall: dPar, Rate: res.BaselineParallel,
+			VsBaseline: res.BaselineParallel / res.BaselineNew, Note: "as 4 partitions write"},
 		Row{Scenario: "1 same inside checkpoint.Commit", Units: n, Wall: dCkpt, Rate: res.Checkpointed, VsBaseline: res.Checkpointed / res.BaselineNew,
 			Note: "one run of pages, one partition, no queue"})
 	b.log.Info("baseline", "new_per_s", int(res.BaselineNew), "update_per_s", int(res.BaselineUpdate), "checkpointed_per_s", int(res.Checkpointed))
@@ -117,11 +130,12 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		}
 		res.ETL[i] = Rate(out.units, out.wall)
 		rss = append(rss, out.rss...)
+		res.ETLBusy[i] = out.busy
 		if w == 1 {
 			res.ETLBatchMS, res.ETLGapMS, res.ETLFirst = durationsMS(out.ledger), Millis(Gaps(out.ledger)), out.firstBatch
 		}
 		res.Rows = append(res.Rows, Row{Scenario: "2 ETL page job, 0 ms source", Workers: w, Units: out.units, Wall: out.wall,
-			Rate: res.ETL[i], VsBaseline: res.ETL[i] / res.BaselineNew, Note: fmt.Sprintf("page %d, 4 partitions", o.Batch)})
+			Rate: res.ETL[i], VsBaseline: res.ETL[i] / res.BaselineNew, Note: fmt.Sprintf("page %d, 4 partitions; %s", o.Batch, out.cpuNote())})
 	}
 	for i, w := range []int{1, 2} {
 		out, err := sys.execute(ctx, spec{name: fmt.Sprintf("sync-%dw", w), workers: w, symbols: o.Symbols, partitions: 4})
@@ -131,7 +145,7 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		res.Sync[i] = Rate(out.units, out.wall)
 		rss = append(rss, out.rss...)
 		res.Rows = append(res.Rows, Row{Scenario: "2 daily sync, 0 ms source", Workers: w, Units: out.units, Wall: out.wall,
-			Rate: res.Sync[i], VsBaseline: res.Sync[i] / res.BaselineNew, Note: fmt.Sprintf("batch %d, 4 partitions, 1 request/symbol", o.Batch)})
+			Rate: res.Sync[i], VsBaseline: res.Sync[i] / res.BaselineNew, Note: fmt.Sprintf("batch %d, 4 partitions, 1 request/symbol; %s", o.Batch, out.cpuNote())})
 	}
 
 	// 3. Per-batch overhead: small pages, one partition, one worker, defaults.
@@ -144,7 +158,7 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 	res.Rows = append(res.Rows, Row{Scenario: "3 per-batch overhead run", Workers: 1, Units: out.units, Wall: out.wall,
 		Rate: Rate(out.units, out.wall), VsBaseline: math.NaN(),
 		Note: fmt.Sprintf("%d pages of 100; gap p50 %.2f ms p99 %.2f ms; batch p50 %.0f ms", len(out.ledger),
-			Percentile(res.GapsMS, 50), Percentile(res.GapsMS, 99), Percentile(res.BatchMS, 50))})
+			Percentile(res.GapsMS, 50), Percentile(res.GapsMS, 99), Percentile(res.BatchMS, 50)) + "; " + out.cpuNote()})
 
 	// 4. Rate-limited sync: the limit on the workers and the simulator.
 	for i, w := range []int{1, 3} {
@@ -174,7 +188,7 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		res.Scale[i], res.ScaleFirst[i] = Rate(out.units, out.wall), out.firstBatch
 		res.Rows = append(res.Rows, Row{Scenario: "5 partitioned sync, 50 ms source", Workers: w, Units: out.units, Wall: out.wall,
 			Rate: res.Scale[i], VsBaseline: math.NaN(),
-			Note: fmt.Sprintf("4 partitions, worker concurrency 1; speed-up %.2f; first batch after %d ms", res.Scale[i]/res.Scale[0], out.firstBatch.Milliseconds())})
+			Note: fmt.Sprintf("4 partitions, worker concurrency 1; speed-up %.2f; first batch after %d ms; %s", res.Scale[i]/res.Scale[0], out.firstBatch.Milliseconds(), out.cpuNote())})
 	}
 
 	// 6. Peak RSS at the default concurrency (every run but the scaling one).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -154,4 +155,69 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
+const clockTicks = 100
+
+// cpuTime returns the CPU time (user + system) the process has used.
+func (p *proc) cpuTime() (time.Duration, error) {
+	path := fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%s: too few fields", path)
+	}
+	// utime and stime are fields 14 and 15, f[11] and f[12] here.
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// cpuSample is the machine's CPU ticks: busy and in all.
+type cpuSample struct{ busy, total int64 }
+
+// sampleCPU reads the machine's CPU ticks from /proc/stat.
+func sampleCPU() (cpuSample, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuSample{}, fmt.Errorf("read /proc/stat: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return cpuSample{}, errors.New("/proc/stat: no cpu line")
+	}
+	var c cpuSample
+	for i, s := range f[1:] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return cpuSample{}, fmt.Errorf("/proc/stat: %w", err)
+		}
+		c.total += n
+		if i != 3 && i != 4 { // idle and iowait
+			c.busy += n
+		}
+	}
+	return c, nil
+}
+
+// busyShare returns the share of the machine's CPU time that was busy
+// between a and b (0..1).
+func busyShare(a, b cpuSample) float64 {
+	if b.total <= a.total {
+		return math.NaN()
+	}
+	return float64(b.busy-a.busy) / float64(b.total-a.total)
 }

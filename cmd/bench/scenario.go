@@ -59,6 +59,11 @@ type outcome struct {
 	// rss is the peak resident set of each worker, in bytes.
 	rss    []int64
 	ledger []LedgerBatch
+	// busy is the machine's CPU busy share during the run (0..1, all
+	// cores, other sessions included); workerCPU and simCPU the CPU time
+	// the workers and the simulator used in all.
+	busy              float64
+	workerCPU, simCPU time.Duration
 	// firstBatch is the time from the run's start to its first batch's start.
 	firstBatch time.Duration
 }
@@ -181,6 +186,18 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 	}
 	control := tasks.NewControl(s.pool, s.store, tasks.NewEnqueuer(s.rdb, cfg.Sync.MaxRetry, cfg.Sync.TaskTimeout),
 		asynq.NewInspectorFromRedisClient(s.rdb)).WithETL(etlJobs)
+	cpu0, err := sampleCPU()
+	if err != nil {
+		return out, err
+	}
+	workerCPU0, err := cpuTimes(workers)
+	if err != nil {
+		return out, err
+	}
+	simCPU0, err := sim.cpuTime()
+	if err != nil {
+		return out, err
+	}
 	start := time.Now()
 	var run checkpoint.Run
 	if sp.job != "" {
@@ -202,6 +219,19 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 	if out.run, err = s.waitEnded(ctx, run.ID, workers); err != nil {
 		return out, fmt.Errorf("%s: %w (logs in %s)", sp.name, err, dir)
 	}
+	cpu1, err := sampleCPU()
+	if err != nil {
+		return out, err
+	}
+	out.busy = busyShare(cpu0, cpu1)
+	if out.workerCPU, err = cpuTimes(workers); err != nil {
+		return out, err
+	}
+	out.workerCPU -= workerCPU0
+	if out.simCPU, err = sim.cpuTime(); err != nil {
+		return out, err
+	}
+	out.simCPU -= simCPU0
 	out.wall = time.Since(start)
 	if f := out.run.FinishedAt; f != nil && f.After(start) {
 		out.wall = f.Sub(start)
@@ -229,6 +259,24 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 	s.log.Info("run ended", "scenario", sp.name, "run", run.ID, "wall", out.wall.Round(time.Millisecond),
 		"per_s", int(Rate(out.units, out.wall)), "requests", out.sim.Requests, "throttled", out.sim.Throttled)
 	return out, nil
+}
+
+// cpuTimes returns the CPU time the processes used in all.
+func cpuTimes(ps []*proc) (time.Duration, error) {
+	var sum time.Duration
+	for _, p := range ps {
+		d, err := p.cpuTime()
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+// cpuNote describes the CPU use of a run for the table.
+func (o outcome) cpuNote() string {
+	return fmt.Sprintf("CPU busy %.0f%%, workers %.1f s, sim %.1f s", 100*o.busy, o.workerCPU.Seconds(), o.simCPU.Seconds())
 }
 
 // waitServers waits until every worker registered its asynq server.
