@@ -32,6 +32,9 @@ type Results struct {
 	// BaselineNew and BaselineUpdate are the baseline's rows/s;
 	// Checkpointed the same new rows inside the checkpoint's commit.
 	BaselineNew, BaselineUpdate, Checkpointed float64
+	// PairedBare is the rows/s of the bare batches paired with the
+	// checkpointed ones (see checkpointed).
+	PairedBare float64
 	// BaselineParallel is the new rows' rows/s on 4 connections at once.
 	BaselineParallel float64
 	// ETL and Sync are the end-to-end rows/s on 1 and 2 workers.
@@ -53,6 +56,11 @@ type Results struct {
 	// ScaleFirst the time from each run's start to its first batch.
 	Scale      [3]float64
 	ScaleFirst [3]time.Duration
+	// IdleBusy is the machine's CPU busy share during the latency-bound
+	// sync on 1 worker, whose own processes used IdleOwnCPU in IdleWall:
+	// how busy the rest of the machine was.
+	IdleBusy             float64
+	IdleOwnCPU, IdleWall time.Duration
 	// RSSMB is the largest peak RSS of a worker at the default concurrency.
 	RSSMB float64
 	Wall  time.Duration
@@ -102,20 +110,20 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 	if err != nil {
 		return nil, err
 	}
-	dCkpt, err := checkpointed(ctx, pool, o.Records, o.Batch, day.AddDate(0, 0, -1))
+	dCkpt, dBare, err := checkpointed(ctx, pool, o.Records, o.Batch, day.AddDate(0, 0, -3))
 	if err != nil {
 		return nil, err
 	}
 	n := int64(o.Records)
 	res.BaselineNew, res.BaselineUpdate, res.Checkpointed = Rate(n, dNew), Rate(n, dUpd), Rate(n, dCkpt)
-	res.BaselineParallel = Rate(n, dPar)
+	res.BaselineParallel, res.PairedBare = Rate(n, dPar), Rate(n, dBare)
 	res.Rows = append(res.Rows,
 		Row{Scenario: "1 baseline COPY upsert, new rows", Units: n, Wall: dNew, Rate: res.BaselineNew, VsBaseline: 1},
 		Row{Scenario: "1 baseline COPY upsert, updates", Units: n, Wall: dUpd, Rate: res.BaselineUpdate, VsBaseline: res.BaselineUpdate / res.BaselineNew},
 		Row{Scenario: "1 baseline, new rows, 4 connections", Units: n, Wall: dPar, Rate: res.BaselineParallel,
 			VsBaseline: res.BaselineParallel / res.BaselineNew, Note: "as 4 partitions write"},
 		Row{Scenario: "1 same inside checkpoint.Commit", Units: n, Wall: dCkpt, Rate: res.Checkpointed, VsBaseline: res.Checkpointed / res.BaselineNew,
-			Note: "one run of pages, one partition, no queue"})
+			Note: fmt.Sprintf("one run of pages, one partition, no queue; paired bare batches %.0f rows/s", res.PairedBare)})
 	b.log.Info("baseline", "new_per_s", int(res.BaselineNew), "update_per_s", int(res.BaselineUpdate), "checkpointed_per_s", int(res.Checkpointed))
 
 	sys := &system{pool: pool, rdb: rdb, store: checkpoint.New(pool), dbURL: dbURL, redisURL: redisURL,
@@ -186,6 +194,9 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 			return nil, err
 		}
 		res.Scale[i], res.ScaleFirst[i] = Rate(out.units, out.wall), out.firstBatch
+		if w == 1 {
+			res.IdleBusy, res.IdleOwnCPU, res.IdleWall = out.busy, out.workerCPU+out.simCPU, out.wall
+		}
 		res.Rows = append(res.Rows, Row{Scenario: "5 partitioned sync, 50 ms source", Workers: w, Units: out.units, Wall: out.wall,
 			Rate: res.Scale[i], VsBaseline: math.NaN(),
 			Note: fmt.Sprintf("4 partitions, worker concurrency 1; speed-up %.2f; first batch after %d ms; %s", res.Scale[i]/res.Scale[0], out.firstBatch.Milliseconds(), out.cpuNote())})
