@@ -151,20 +151,19 @@ func (r *Results) analysis(w io.Writer) {
 	fmt.Fprintf(w, "- **The shared machine**: the load average was %s at the start and %s at the end on %d cores. During the "+
 		"latency-bound sync on 1 worker, whose workers and simulator used %.1f s of CPU in %.1f s (%.0f%% of one core), the "+
 		"machine's CPU was %.0f%% busy: that is Postgres, Redis and the other sessions. Every figure here was measured under that "+
-		"load, and the ratios between runs made at different moments carry its changes.\n",
+		"load, and the ratios between runs made at different moments carry its changes: run it again to see the spread.\n",
 		r.Machine.LoadStart, r.Machine.LoadEnd, r.Machine.Cores, r.IdleOwnCPU.Seconds(), r.IdleWall.Seconds(),
 		100*r.IdleOwnCPU.Seconds()/r.IdleWall.Seconds(), 100*r.IdleBusy)
 	fmt.Fprintf(w, "- **End to end vs the baseline** (%s): the baseline writes a batch of %d rows in %.1f ms. "+
 		"In the ETL run on 1 worker (4 partitions at once) a batch took p50 %.1f ms (p99 %.1f ms) from its start to its ledger row "+
 		"(the page's fetch from the simulator, its JSON decoding, the write of `etl_records` and the checkpoint's SQL), "+
 		"with p50 %.2f ms (p99 %.2f ms) between batches of a partition, and the first batch started %d ms after the run was started. "+
-		"The checkpoint's own SQL costs %.1f%% (below), so the rest of the batch time goes to fetching, decoding and writing the page; "+
-		"how it splits between them is not yet profiled (pprof of a worker during this run is the next step; the micro-benchmarks and "+
-		"profiling are on the `micro` branch). The baseline is one connection writing one batch after another, as the issue defines it; "+
+		"The checkpoint's own SQL costs %.1f%% (below); the rest of a batch's time is the page's fetch, decoding and write and any "+
+		"wait for the CPU with 4 partitions at once on a busy machine, and how it splits is not yet profiled (a pprof of a worker during "+
+		"this run is the next step; the micro-benchmarks and profiling are on the `micro` branch). The baseline is one connection writing one batch after another, as the issue defines it; "+
 		"the ETL run's 4 partitions write at once, and the same baseline on 4 connections reached %.0f rows/s, against which the ETL run "+
 		"on 1 worker is %.2f. The machine's CPU was %.0f%% busy during the ETL run on 1 worker and %.0f%% on 2 (all cores, other "+
-		"sessions included), where 2 workers reached %.2f of the baseline: with the CPU near saturation a second worker process "+
-		"adds work (its own Redis polling, connections) rather than capacity; which part is not yet profiled.\n",
+		"sessions included); 2 workers reached %.2f of the baseline. Where the CPU went during these runs is not yet profiled.\n",
 		Target{Measured: r.ETL[0] / r.BaselineNew, Limit: 0.8, AtLeast: true}.Verdict(), r.Options.Batch, perBatchBaseline,
 		Percentile(r.ETLBatchMS, 50), Percentile(r.ETLBatchMS, 99), Percentile(r.ETLGapMS, 50), Percentile(r.ETLGapMS, 99),
 		r.ETLFirst.Milliseconds(), r.ckptCostPct(), r.BaselineParallel, r.ETL[0]/r.BaselineParallel,
@@ -173,20 +172,19 @@ func (r *Results) analysis(w io.Writer) {
 		"at worker.task_check_interval 1s; a 1 s idle poll leaking into the pace would show as gaps near 1000 ms, and the largest gap was %.1f ms.\n",
 		Target{Measured: Percentile(r.GapsMS, 50), Limit: 2}.Verdict(), Percentile(r.GapsMS, 50), Percentile(r.GapsMS, 99), Percentile(r.GapsMS, 100))
 	fmt.Fprintf(w, "- **Checkpointing** (%s): the same COPY upsert inside `checkpoint.Store.Commit` ran at %.0f rows/s against %.0f "+
-		"for the bare batches paired with it, %.1f%%.\n",
+		"for the bare batches paired with it, %.1f%%. Which of the commit's statements (run counters, the partition's "+
+		"compare-and-set, the ledger row) costs most is not yet profiled; pg_stat_statements during this measurement is the next step.\n",
 		Target{Measured: r.ckptCostPct(), Limit: 5}.Verdict(), r.Checkpointed, r.PairedBare, r.ckptCostPct())
 	fmt.Fprintf(w, "- **Rate limit** (utilization %s; 429s %s): %.3f on 1 worker and %.3f on 3, with %d and %d 429s from the simulator's "+
 		"token bucket (burst = its limit). Utilization counts the simulator's requests over the wall time from the run's start, "+
 		"so the run's start-up counts against it, and the simulator's initial burst of up to one second's requests can push it above 1 "+
-		"on a short run. Why any request is refused is not yet investigated: the workers' limiter (internal/ratelimit, in Redis) and "+
-		"the simulator's token bucket may disagree on the pace at the start or at second boundaries; a limiter that keeps a small "+
-		"margin under the provider's rate would be one way to reach zero, untested.\n",
+		"on a short run. Why any request is refused is not yet investigated; logging the time of each 429 within the run "+
+		"(start, steady state) is the next step.\n",
 		Target{Measured: min(r.RateUtil[0], r.RateUtil[1]), Limit: 0.95, AtLeast: true}.Verdict(),
 		Target{Measured: float64(r.Rate429[0] + r.Rate429[1]), Limit: 0}.Verdict(), r.RateUtil[0], r.RateUtil[1], r.Rate429[0], r.Rate429[1])
 	fmt.Fprintf(w, "- **Scaling** (%s): speed-up %.2f on 2 workers and %.2f on 4 (ideal 2 and 4). The first batch started %d, %d and %d ms "+
-		"after the run was started on 1, 2 and 4 workers; the run's start (freezing the universe, enqueueing the partitions) and the tail "+
-		"(the last partition finishing alone) do not shrink with workers, and weigh more the shorter the run. "+
-		"A larger universe (`--scale-symbols`) measures closer to the steady state; beyond that, not yet profiled.\n",
+		"after the run was started on 1, 2 and 4 workers: time that does not shrink with workers and weighs more the shorter the run. "+
+		"A larger universe (`--scale-symbols`) measures closer to the steady state; where the rest of the gap to the ideal goes is not yet profiled.\n",
 		Target{Measured: r.Scale[1] / r.Scale[0], Limit: 1.8, AtLeast: true}.Verdict(), r.Scale[1]/r.Scale[0], r.Scale[2]/r.Scale[0],
 		r.ScaleFirst[0].Milliseconds(), r.ScaleFirst[1].Milliseconds(), r.ScaleFirst[2].Milliseconds())
 	fmt.Fprintf(w, "- **Worker RSS** (%s): the largest VmHWM of a worker at the default concurrency was %.1f MB.\n",
