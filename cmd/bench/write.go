@@ -99,12 +99,12 @@ func (r *Results) write(stdout io.Writer, mdPath, pngPath string) error {
 
 // markdown writes BENCHMARKS.md.
 func (r *Results) markdown(w io.Writer, pngPath, mdPath string) {
-	size := "full (`make bench`)"
+	size := "at full size (`make bench`)"
 	if r.Quick {
-		size = "quick (`make bench-quick`)"
+		size = "at quick size (`make bench-quick`)"
 	}
 	m := r.Machine
-	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `cmd/bench` (%s) on %s, in %s. Regenerate with `make bench`; "+
+	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `cmd/bench` %s on %s, in %s. Regenerate with `make bench`; "+
 		"figures are for reading, never asserted in tests.\n\n", size, time.Now().UTC().Format("2006-01-02 15:04 MST"), r.Wall.Round(time.Second))
 	fmt.Fprintf(w, "## Machine\n\n| | |\n|---|---|\n| CPU | %s |\n| cores | %d |\n| RAM | %s |\n| Go | %s |\n| Postgres | %s |\n| Redis | %s |\n"+
 		"| load average (1, 5, 15 min) at start | %s |\n| load average at end | %s |\n\n",
