@@ -1,6 +1,6 @@
 # Every target is a thin call of scripts/dev (see the top of that file for the knobs).
 # Extra go test arguments: make test ARGS='-run TestX ./internal/...'
-.PHONY: demo test services build ci chaos
+.PHONY: demo test services build ci chaos bench bench-quick
 
 demo:
 	scripts/dev demo
@@ -21,3 +21,11 @@ ci:
 # make chaos ARGS='--symbols 2000 --records 5000 --faults 1m'
 chaos:
 	scripts/dev chaos $(ARGS)
+
+# The benchmark (issue 6): full size within 10 minutes on 2 cores, quick within 2;
+# writes BENCHMARKS.md and docs/bench.png. make bench ARGS='--records 100000'
+bench:
+	scripts/dev bench $(ARGS)
+
+bench-quick:
+	scripts/dev bench --quick $(ARGS)

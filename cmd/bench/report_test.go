@@ -1,0 +1,165 @@
+package main
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]float64, 100)
+	for i := range hundred {
+		hundred[i] = float64(100 - i) // 100..1, unsorted
+	}
+	tests := []struct {
+		name string
+		xs   []float64
+		p    float64
+		want float64
+	}{
+		{"one value", []float64{7}, 50, 7},
+		{"median of odd", []float64{3, 1, 2}, 50, 2},
+		{"median of even is the lower", []float64{4, 1, 3, 2}, 50, 2},
+		{"p99 of 1..100", hundred, 99, 99},
+		{"p100 is the max", hundred, 100, 100},
+		{"p0 is the min", hundred, 0, 1},
+		{"p1 of 1..100", hundred, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := slices.Clone(tt.xs)
+			if got := Percentile(tt.xs, tt.p); got != tt.want {
+				t.Errorf("Percentile(%v, %v) = %v, want %v", tt.xs, tt.p, got, tt.want)
+			}
+			if !slices.Equal(before, tt.xs) {
+				t.Errorf("Percentile reordered its input: %v", tt.xs)
+			}
+		})
+	}
+	if got := Percentile(nil, 50); !math.IsNaN(got) {
+		t.Errorf("Percentile(nil) = %v, want NaN", got)
+	}
+}
+
+func TestGaps(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	batches := []LedgerBatch{
+		// partition 1, out of order: gaps 2 ms and 0 (negative clamps)
+		{Partition: 1, Seq: 2, StartedAt: at(30), CommittedAt: at(40)},
+		{Partition: 1, Seq: 0, StartedAt: at(0), CommittedAt: at(10)},
+		{Partition: 1, Seq: 1, StartedAt: at(12), CommittedAt: at(31)},
+		// partition 0: one gap of 5 ms
+		{Partition: 0, Seq: 0, StartedAt: at(0), CommittedAt: at(20)},
+		{Partition: 0, Seq: 1, StartedAt: at(25), CommittedAt: at(50)},
+		// partition 2: a single batch, no gap
+		{Partition: 2, Seq: 0, StartedAt: at(0), CommittedAt: at(1)},
+	}
+	got := Millis(Gaps(batches))
+	want := []float64{5, 2, 0}
+	if !slices.Equal(got, want) {
+		t.Errorf("Gaps = %v ms, want %v", got, want)
+	}
+	if got := Gaps(nil); len(got) != 0 {
+		t.Errorf("Gaps(nil) = %v, want none", got)
+	}
+}
+
+func TestSummaryLine(t *testing.T) {
+	tests := []struct {
+		name string
+		kvs  []KV
+		want string
+	}{
+		{"none", nil, "bench:"},
+		{"rounded, zeros trimmed", []KV{{"e2e_vs_copy", 0.8312}, {"ratelimit_429", 0}, {"rss_mb", 31.5}, {"scale_2w", 1.9999}},
+			"bench: e2e_vs_copy=0.831 ratelimit_429=0 rss_mb=31.5 scale_2w=2"},
+		{"negative", []KV{{"ckpt_cost_pct", -0.37}}, "bench: ckpt_cost_pct=-0.37"},
+		{"not measured", []KV{{"a", math.NaN()}, {"b", math.Inf(1)}}, "bench: a=na b=na"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := SummaryLine(tt.kvs); got != tt.want {
+				t.Errorf("SummaryLine = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	rows := []Row{
+		{Scenario: "baseline", Units: 1000, Wall: 2 * time.Second, Rate: 500, VsBaseline: 1},
+		{Scenario: "end to end", Workers: 2, Units: 1000, Wall: 4 * time.Second, Rate: 250, VsBaseline: math.NaN(), Note: "x"},
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("table has %d lines, want 3:\n%s", len(lines), b.String())
+	}
+	// Columns align: every line has its separators at the same offsets.
+	seps := func(s string) []int {
+		var out []int
+		for i, r := range s {
+			if r == '|' {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	for _, l := range lines[1:] {
+		if !slices.Equal(seps(l)[:6], seps(lines[0])[:6]) {
+			t.Errorf("misaligned columns:\n%s", b.String())
+		}
+	}
+	for _, want := range []string{"baseline", "|        -|", "2.00", "500", "1.00", "end to end", "            -|x"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+
+	var md strings.Builder
+	WriteMarkdownTable(&md, rows)
+	if want := "| end to end | 2 | 1000 | 4.00 | 250 | - | x |"; !strings.Contains(md.String(), want) {
+		t.Errorf("markdown table lacks %q:\n%s", want, md.String())
+	}
+}
+
+func TestTargetVerdict(t *testing.T) {
+	tests := []struct {
+		name   string
+		target Target
+		met    bool
+		want   string
+	}{
+		{"at least, met", Target{Measured: 0.83, Limit: 0.8, AtLeast: true}, true, "met"},
+		{"at least, missed", Target{Measured: 0.6, Limit: 0.8, AtLeast: true}, false, "missed by 0.2 (25%)"},
+		{"at most, met on the bound", Target{Measured: 2, Limit: 2, Unit: " ms"}, true, "met"},
+		{"at most, missed", Target{Measured: 3, Limit: 2, Unit: " ms"}, false, "missed by 1 ms (50%)"},
+		{"bound zero", Target{Measured: 7, Limit: 0}, false, "missed by 7"},
+		{"not measured", Target{Measured: math.NaN(), Limit: 1}, false, "not measured"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.target.Met(); got != tt.met {
+				t.Errorf("Met = %v, want %v", got, tt.met)
+			}
+			if got := tt.target.Verdict(); got != tt.want {
+				t.Errorf("Verdict = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRate(t *testing.T) {
+	if got := Rate(500, 2*time.Second); got != 250 {
+		t.Errorf("Rate = %v, want 250", got)
+	}
+	if got := Rate(500, 0); !math.IsNaN(got) {
+		t.Errorf("Rate over no time = %v, want NaN", got)
+	}
+}
