@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/syncworker/syncworker/internal/config"
 )
 
 // ckptCostPct is what checkpointing costs, in % of the baseline's
@@ -112,10 +114,11 @@ func (r *Results) markdown(w io.Writer, pngPath, mdPath string) {
 	fmt.Fprintln(w, "The machine is shared with other sessions: a load average above the core count at start or end means the figures are depressed by other work.")
 	fmt.Fprintln(w)
 	o := r.Options
+	defaults := config.Default()
 	fmt.Fprintf(w, "## Figures\n\nN = %d rows, batch %d. \"units\" are rows, records or symbols (one quote request each); "+
 		"wall is from the run's start (the enqueue) to its `finished_at` in Postgres; workers are real `bin/worker` processes "+
-		"at the default configuration (worker concurrency 10, task_check_interval 1s, task slice 10s) except where noted; "+
-		"the source is `bin/sourcesim`.\n\n", o.Records, o.Batch)
+		"at the default configuration (worker concurrency %d, task_check_interval %s, task slice %s) except where noted; "+
+		"the source is `bin/sourcesim`.\n\n", o.Records, o.Batch, defaults.Worker.Concurrency, defaults.Worker.TaskCheckInterval, defaults.Sync.TaskSlice)
 	WriteMarkdownTable(w, r.Rows)
 	if pngPath != "" {
 		rel, err := filepath.Rel(filepath.Dir(mdPath), pngPath)
@@ -146,6 +149,7 @@ func (r *Results) markdown(w io.Writer, pngPath, mdPath string) {
 // known and not known of the cause. It states only what this run measured;
 // causes it cannot see are said to be not yet profiled.
 func (r *Results) analysis(w io.Writer) {
+	defaults := config.Default()
 	perBatchBaseline := float64(r.Options.Batch) / r.BaselineNew * 1000
 	fmt.Fprintf(w, "\n## Why, and what would close it\n\n")
 	fmt.Fprintf(w, "- **The shared machine**: the load average was %s at the start and %s at the end on %d cores. During the "+
@@ -159,8 +163,9 @@ func (r *Results) analysis(w io.Writer) {
 		"(the page's fetch from the simulator, its JSON decoding, the write of `etl_records` and the checkpoint's SQL), "+
 		"with p50 %.2f ms (p99 %.2f ms) between batches of a partition, and the first batch started %d ms after the run was started. "+
 		"The checkpoint's own SQL costs %.1f%% (below); the rest of a batch's time is the page's fetch, decoding and write and any "+
-		"wait for the CPU with 4 partitions at once on a busy machine, and how it splits is not yet profiled (a pprof of a worker during "+
-		"this run is the next step; the micro-benchmarks and profiling are on the `micro` branch). The baseline is one connection writing one batch after another, as the issue defines it; "+
+		"wait for the CPU with 4 partitions at once. A pprof of an in-process ETL run (docs/benchmarks-micro.md) found the page's "+
+		"JSON decoding the biggest cost of ours (now 7x cheaper); after it, Go is busy only 18-42%% of the wall and the rest is "+
+		"Postgres and waiting. A pprof of a worker process during this very run is not made. The baseline is one connection writing one batch after another, as the issue defines it; "+
 		"the ETL run's 4 partitions write at once, and the same baseline on 4 connections reached %.0f rows/s, against which the ETL run "+
 		"on 1 worker is %.2f. The machine's CPU was %.0f%% busy during the ETL run on 1 worker and %.0f%% on 2 (all cores, other "+
 		"sessions included); 2 workers reached %.2f of the baseline. Where the CPU went during these runs is not yet profiled.\n",
@@ -169,8 +174,9 @@ func (r *Results) analysis(w io.Writer) {
 		r.ETLFirst.Milliseconds(), r.ckptCostPct(), r.BaselineParallel, r.ETL[0]/r.BaselineParallel,
 		100*r.ETLBusy[0], 100*r.ETLBusy[1], r.ETL[1]/r.BaselineNew)
 	fmt.Fprintf(w, "- **Per-batch overhead** (%s): p50 %.2f ms, p99 %.2f ms between batches of one partition on one worker "+
-		"at worker.task_check_interval 1s; a 1 s idle poll leaking into the pace would show as gaps near 1000 ms, and the largest gap was %.1f ms.\n",
-		Target{Measured: Percentile(r.GapsMS, 50), Limit: 2}.Verdict(), Percentile(r.GapsMS, 50), Percentile(r.GapsMS, 99), Percentile(r.GapsMS, 100))
+		"at worker.task_check_interval %s; an idle poll leaking into the pace would show as gaps near it, and the largest gap was %.1f ms.\n",
+		Target{Measured: Percentile(r.GapsMS, 50), Limit: 2}.Verdict(), Percentile(r.GapsMS, 50), Percentile(r.GapsMS, 99),
+		defaults.Worker.TaskCheckInterval, Percentile(r.GapsMS, 100))
 	fmt.Fprintf(w, "- **Checkpointing** (%s): the same COPY upsert inside `checkpoint.Store.Commit` ran at %.0f rows/s against %.0f "+
 		"for the bare batches paired with it, %.1f%%. Which of the commit's statements (run counters, the partition's "+
 		"compare-and-set, the ledger row) costs most is not yet profiled; pg_stat_statements during this measurement is the next step.\n",
@@ -178,8 +184,8 @@ func (r *Results) analysis(w io.Writer) {
 	fmt.Fprintf(w, "- **Rate limit** (utilization %s; 429s %s): %.3f on 1 worker and %.3f on 3, with %d and %d 429s from the simulator's "+
 		"token bucket (burst = its limit). Utilization counts the simulator's requests over the wall time from the run's start, "+
 		"so the run's start-up counts against it, and the simulator's initial burst of up to one second's requests can push it above 1 "+
-		"on a short run. Why any request is refused is not yet investigated; logging the time of each 429 within the run "+
-		"(start, steady state) is the next step.\n",
+		"on a short run. The workers' shared limiter (GCRA in Redis) allows a burst of a tenth of a second's requests: with a "+
+		"full second's burst it drew 6-7 429s a run at the start.\n",
 		Target{Measured: min(r.RateUtil[0], r.RateUtil[1]), Limit: 0.95, AtLeast: true}.Verdict(),
 		Target{Measured: float64(r.Rate429[0] + r.Rate429[1]), Limit: 0}.Verdict(), r.RateUtil[0], r.RateUtil[1], r.Rate429[0], r.Rate429[1])
 	fmt.Fprintf(w, "- **Scaling** (%s): speed-up %.2f on 2 workers and %.2f on 4 (ideal 2 and 4). The first batch started %d, %d and %d ms "+

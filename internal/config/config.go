@@ -130,7 +130,10 @@ type Worker struct {
 	// (WORKER_CONCURRENCY). Default: 10.
 	Concurrency int `mapstructure:"concurrency"`
 	// TaskCheckInterval is how long an idle worker waits before it polls
-	// Redis again for a task (WORKER_TASK_CHECK_INTERVAL). Default: 1s.
+	// Redis again for a task, and so how late a run's first task or a
+	// chain's successor may start (WORKER_TASK_CHECK_INTERVAL). Default:
+	// 100ms (asynq's 1s delayed every run's start by up to a second, for an
+	// idle cost of 1.1 % of a core instead of 0.47 %).
 	TaskCheckInterval time.Duration `mapstructure:"task_check_interval"`
 	// DelayedTaskCheckInterval is how often a worker moves tasks whose retry
 	// delay is over back onto the queue; it bounds how soon a retried batch
@@ -351,7 +354,7 @@ var defaults = []defaultValue{
 	{"quotes.max_attempts", 3},
 	{"quotes.max_retry_after", "5s"},
 	{"worker.concurrency", 10},
-	{"worker.task_check_interval", "1s"},
+	{"worker.task_check_interval", "100ms"},
 	{"worker.delayed_task_check_interval", "1s"},
 	{"worker.shutdown_timeout", "10s"},
 	{"sweeper.interval", "15s"},
