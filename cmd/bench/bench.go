@@ -70,7 +70,7 @@ type Results struct {
 func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string, redisDB int) (*Results, error) {
 	began := time.Now()
 	o := b.o
-	dbURL, err := recreateDatabase(ctx, serverURL, dbName, b.workerBin)
+	dbURL, err := recreateDatabase(ctx, serverURL, dbName)
 	if err != nil {
 		return nil, err
 	}

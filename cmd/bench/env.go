@@ -5,55 +5,33 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncworker/syncworker/internal/db"
 	"github.com/syncworker/syncworker/internal/testenv"
 )
 
 // recreateDatabase drops the benchmark's database on the server of
-// serverURL, creates and migrates it again with `workerBin migrate
-// --create-database`, and returns its URL.
-func recreateDatabase(ctx context.Context, serverURL, name, workerBin string) (string, error) {
+// serverURL, creates and migrates it again, and returns its URL.
+func recreateDatabase(ctx context.Context, serverURL, name string) (string, error) {
 	if !strings.Contains(name, "bench") {
 		return "", fmt.Errorf("--database %q: it is dropped and created again, so its name must contain 'bench'", name)
 	}
-	cfg, err := pgx.ParseConfig(serverURL)
+	u, err := db.RecreateDatabase(ctx, serverURL, name)
 	if err != nil {
 		return "", fmt.Errorf("--database-url: %w", err)
 	}
-	cfg.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return "", fmt.Errorf("connect to postgres at %s:%d: %w", cfg.Host, cfg.Port, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return "", fmt.Errorf("drop database %s: %w", name, err)
-	}
-	u, err := url.Parse(serverURL)
-	if err != nil {
-		return "", fmt.Errorf("--database-url: %w", err)
-	}
-	u.Path = "/" + name
-	cmd := exec.CommandContext(ctx, workerBin, "migrate", "--create-database", "up")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+u.String(), "SYNCWORKER_CONFIG="+os.DevNull)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%s migrate --create-database up: %w\n%s", workerBin, err, out)
-	}
-	return u.String(), nil
+	return u, nil
 }
 
 // claimRedis claims Redis database db of the server of serverURL in the
-// tests' allocation (testenv.ClaimRedis) and flushes it; it returns its URL
-// and release, which flushes it again and frees it.
+// tests' allocation and flushes it (testenv.ClaimRedisFlushed); it returns
+// its URL and release, which flushes it again and frees it.
 func claimRedis(ctx context.Context, serverURL string, db int) (string, func(), error) {
 	if db < 1 {
 		return "", nil, fmt.Errorf("--redis-db must be 1 or more (database 0 holds the allocation locks), got %d", db)
@@ -67,27 +45,11 @@ func claimRedis(ctx context.Context, serverURL string, db int) (string, func(), 
 	if err != nil {
 		return "", nil, fmt.Errorf("--redis-url: %w", err)
 	}
-	free, ok, err := testenv.ClaimRedis(ctx, opt, "bench/"+strconv.Itoa(os.Getpid()))
+	release, err := testenv.ClaimRedisFlushed(ctx, opt, "bench/"+strconv.Itoa(os.Getpid()))
 	if err != nil {
 		return "", nil, err
 	}
-	if !ok {
-		return "", nil, fmt.Errorf("redis database %d is in use (%s holds it); pick another --redis-db",
-			db, testenv.RedisHolder(ctx, opt, db))
-	}
-	client := redis.NewClient(opt)
-	if err := client.FlushDB(ctx).Err(); err != nil {
-		client.Close()
-		free()
-		return "", nil, fmt.Errorf("flush redis database %d: %w", db, err)
-	}
-	return u.String(), func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		client.FlushDB(ctx)
-		client.Close()
-		free()
-	}, nil
+	return u.String(), release, nil
 }
 
 // Machine describes where the benchmark ran.

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -246,7 +244,7 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 		}
 		out.rss = append(out.rss, rss)
 	}
-	if out.sim, err = simStats(ctx, base); err != nil {
+	if out.sim, err = simulator.FetchStats(ctx, base); err != nil {
 		return out, err
 	}
 	if out.ledger, err = s.ledger(ctx, run.ID); err != nil {
@@ -348,22 +346,4 @@ func (s *system) ledger(ctx context.Context, id int64) ([]LedgerBatch, error) {
 		return nil, fmt.Errorf("read the ledger of run %d: %w", id, err)
 	}
 	return out, nil
-}
-
-// simStats returns the simulator's counters.
-func simStats(ctx context.Context, base string) (simulator.Stats, error) {
-	var st simulator.Stats
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/stats", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("get %s/stats: %w", base, err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return st, fmt.Errorf("decode %s/stats: %w", base, err)
-	}
-	return st, nil
 }

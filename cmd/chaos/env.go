@@ -7,9 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/syncworker/syncworker/internal/db"
@@ -49,31 +47,11 @@ func (e environment) prepare(ctx context.Context, o *Options) (release func(), e
 // recreateDatabase drops the scenario's database, creates it, migrates it
 // and returns its URL.
 func (e environment) recreateDatabase(ctx context.Context) (string, error) {
-	cfg, err := pgx.ParseConfig(e.dbURL)
+	u, err := db.RecreateDatabase(ctx, e.dbURL, e.dbName)
 	if err != nil {
 		return "", fmt.Errorf("--database-url: %w", err)
 	}
-	cfg.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return "", fmt.Errorf("connect to postgres at %s:%d: %w", cfg.Host, cfg.Port, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{e.dbName}.Sanitize()+" WITH (FORCE)"); err != nil {
-		return "", fmt.Errorf("drop database %s: %w", e.dbName, err)
-	}
-	u, err := url.Parse(e.dbURL)
-	if err != nil {
-		return "", fmt.Errorf("--database-url: %w", err)
-	}
-	u.Path = "/" + e.dbName
-	if err := db.CreateDatabase(ctx, u.String()); err != nil {
-		return "", err
-	}
-	if _, err := db.Migrate(ctx, u.String(), 0); err != nil {
-		return "", err
-	}
-	return u.String(), nil
+	return u, nil
 }
 
 // claimRedis claims the Redis database of dbURL in the tests' allocation
@@ -84,25 +62,5 @@ func (e environment) claimRedis(ctx context.Context, dbURL string) (func(), erro
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
 	}
-	free, ok, err := testenv.ClaimRedis(ctx, opt, "chaos/"+strconv.Itoa(os.Getpid()))
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("redis database %d is in use (%s holds it); pick another --redis-db",
-			opt.DB, testenv.RedisHolder(ctx, opt, opt.DB))
-	}
-	client := redis.NewClient(opt)
-	if err := client.FlushDB(ctx).Err(); err != nil {
-		client.Close()
-		free()
-		return nil, fmt.Errorf("flush redis database %d: %w", opt.DB, err)
-	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		client.FlushDB(ctx)
-		client.Close()
-		free()
-	}, nil
+	return testenv.ClaimRedisFlushed(ctx, opt, "chaos/"+strconv.Itoa(os.Getpid()))
 }

@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -420,7 +418,7 @@ func (s *scenario) run(ctx context.Context) (Result, error) {
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	s.stopWorkers()
-	s.figures.Sim, err = simStats(cleanup, s.simURL)
+	s.figures.Sim, err = simulator.FetchStats(cleanup, s.simURL)
 	if err != nil {
 		s.problem("simulator stats: %v", err)
 	}
@@ -577,27 +575,6 @@ func (s *scenario) problem(format string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.figures.Problems = append(s.figures.Problems, fmt.Sprintf(format, args...))
-}
-
-// simStats returns the simulator's counters.
-func simStats(ctx context.Context, base string) (simulator.Stats, error) {
-	var st simulator.Stats
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/stats", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("get %s/stats: %w", base, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("get %s/stats: %s", base, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return st, fmt.Errorf("decode %s/stats: %w", base, err)
-	}
-	return st, nil
 }
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }

@@ -217,6 +217,38 @@ func CreateDatabase(ctx context.Context, url string) error {
 	return nil
 }
 
+// RecreateDatabase drops database name on the server of serverURL (ending
+// its sessions), creates it again and migrates it to the latest version; it
+// returns its URL. It is for the tools that run on a database of their own
+// (cmd/chaos, cmd/bench), never for a database that holds data to keep.
+func RecreateDatabase(ctx context.Context, serverURL, name string) (string, error) {
+	cfg, err := pgx.ParseConfig(serverURL)
+	if err != nil {
+		return "", fmt.Errorf("parse database url: %w", err)
+	}
+	cfg.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return "", fmt.Errorf("connect to postgres at %s:%d: %w", cfg.Host, cfg.Port, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return "", fmt.Errorf("drop database %s: %w", name, err)
+	}
+	u, err := neturl.Parse(serverURL)
+	if err != nil {
+		return "", errors.New("parse database url: invalid url")
+	}
+	u.Path = "/" + name
+	if err := CreateDatabase(ctx, u.String()); err != nil {
+		return "", err
+	}
+	if _, err := Migrate(ctx, u.String(), 0); err != nil {
+		return "", err
+	}
+	return u.String(), nil
+}
+
 // OpenSQL returns a database/sql handle on url, for tools that need one.
 func OpenSQL(url string) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(url)

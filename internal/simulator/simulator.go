@@ -483,3 +483,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	w.Write(append(body, '\n'))
 }
+
+// FetchStats returns the counters of the simulator served at base, read
+// from its /stats endpoint: what the tools that drive one (cmd/chaos,
+// cmd/bench) compare their figures with.
+func FetchStats(ctx context.Context, base string) (Stats, error) {
+	var st Stats
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/stats", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("get %s/stats: %w", base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("get %s/stats: %s", base, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("decode %s/stats: %w", base, err)
+	}
+	return st, nil
+}

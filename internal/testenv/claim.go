@@ -69,3 +69,31 @@ func RedisHolder(ctx context.Context, opt *redis.Options, db int) string {
 	holder, _ := admin.Get(ctx, RedisLockPrefix+strconv.Itoa(db)).Result()
 	return holder
 }
+
+// ClaimRedisFlushed claims Redis database opt.DB under token, like
+// ClaimRedis, and flushes it, for a tool that runs on a database of its own
+// (cmd/chaos, cmd/bench). A database another holds is an error naming the
+// holder. release flushes the database again and frees it.
+func ClaimRedisFlushed(ctx context.Context, opt *redis.Options, token string) (release func(), err error) {
+	free, ok, err := ClaimRedis(ctx, opt, token)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("redis database %d is in use (%s holds it); pick another --redis-db",
+			opt.DB, RedisHolder(ctx, opt, opt.DB))
+	}
+	client := redis.NewClient(opt)
+	if err := client.FlushDB(ctx).Err(); err != nil {
+		client.Close()
+		free()
+		return nil, fmt.Errorf("flush redis database %d: %w", opt.DB, err)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		client.FlushDB(ctx)
+		client.Close()
+		free()
+	}, nil
+}
