@@ -1,9 +1,9 @@
 // Package admin is the worker's admin HTTP handler. It composes, on one
 // listener, the liveness and readiness checks (/healthz, /readyz), the runs
 // API (/api/), the embedded asynqmon UI (/monitoring/), the Prometheus
-// metrics (/metrics) and the runs dashboard (/), and puts every route but
-// the two checks behind the admin token when one is configured (see
-// auth.go). Cross-origin unsafe requests from browsers are refused, so a
+// metrics (/metrics), Go's profiles (/debug/pprof/) and the runs dashboard
+// (/), and puts every route but the two checks behind the admin token when
+// one is configured (see auth.go). Cross-origin unsafe requests from browsers are refused, so a
 // logged-in browser cannot be made to change anything by another site.
 package admin
 
@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,8 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives failed readiness checks and logins; nil discards them.
 	Logger *slog.Logger
+	// Pprof serves Go's runtime profiles under /debug/pprof/.
+	Pprof bool
 }
 
 // Handler is the admin HTTP handler; Close it when done, to close
@@ -100,6 +103,15 @@ func New(opts Options) *Handler {
 	}
 	if opts.Metrics != nil {
 		protected.Handle("/metrics", opts.Metrics)
+	}
+	if opts.Pprof {
+		// Registered one by one, not through the package's init on
+		// http.DefaultServeMux, which this handler does not serve.
+		protected.HandleFunc("/debug/pprof/", pprof.Index)
+		protected.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		protected.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		protected.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		protected.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	home := "/"
 	if opts.Dashboard != nil {

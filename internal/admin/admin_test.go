@@ -96,6 +96,7 @@ func serve(t *testing.T, h *harness.Harness, tok string, configure func(*admin.O
 		Token:     tok,
 		Now:       c.Now,
 		Logger:    h.Logger("admin"),
+		Pprof:     true,
 	}
 	if configure != nil {
 		configure(&opts)
@@ -177,7 +178,7 @@ type route struct {
 }
 
 // protectedRoutes are every route that needs the token: the runs API,
-// asynqmon's UI and API, the metrics and the dashboard. run is a cancelled
+// asynqmon's UI and API, the metrics, the dashboard and the profiles. run is a cancelled
 // run, so that its retry is a real change.
 func protectedRoutes(run checkpoint.Run) []route {
 	id := itoa(run.ID)
@@ -191,6 +192,9 @@ func protectedRoutes(run checkpoint.Run) []route {
 		{http.MethodGet, "/metrics", http.StatusOK},
 		{http.MethodGet, "/", http.StatusOK},
 		{http.MethodGet, "/runs/" + id, http.StatusOK}, // a page of the dashboard
+		{http.MethodGet, "/debug/pprof/", http.StatusOK},
+		{http.MethodGet, "/debug/pprof/heap?debug=1", http.StatusOK},
+		{http.MethodGet, "/debug/pprof/cmdline", http.StatusOK},
 	}
 }
 
@@ -598,6 +602,31 @@ func TestChecksTakeOnlyGet(t *testing.T) {
 		}
 		if resp, body := e.do(t, http.MethodPost, path, nil, ""); resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
 			t.Errorf("POST %s = %d %s, Allow %q; want 405, Allow GET, HEAD", path, resp.StatusCode, body, resp.Header.Get("Allow"))
+		}
+	}
+}
+
+// The profiles are Go's: the index lists them and a CPU profile of a
+// second comes back as a profile. Without Pprof the paths are the
+// dashboard's, which has no such page.
+func TestPprof(t *testing.T) {
+	e := setup(t, token, nil)
+	auth := header("Authorization", "Bearer "+token)
+	resp, body := e.do(t, http.MethodGet, "/debug/pprof/", auth, "")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "goroutine") || !strings.Contains(body, "heap") {
+		t.Errorf("GET /debug/pprof/ = %d %.200s, want the index of profiles", resp.StatusCode, body)
+	}
+	resp, body = e.do(t, http.MethodGet, "/debug/pprof/profile?seconds=1", auth, "")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/octet-stream" || len(body) == 0 ||
+		!strings.HasPrefix(body, "\x1f\x8b") {
+		t.Errorf("GET /debug/pprof/profile?seconds=1 = %d %q, %d bytes, want a gzipped profile",
+			resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+
+	off := serve(t, e.h, token, func(o *admin.Options) { o.Pprof = false })
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline"} {
+		if resp, body := off.do(t, http.MethodGet, path, auth, ""); body != "dashboard "+path {
+			t.Errorf("GET %s without Pprof = %d %.100s, want the dashboard's answer", path, resp.StatusCode, body)
 		}
 	}
 }

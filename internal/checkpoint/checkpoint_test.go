@@ -348,6 +348,51 @@ func TestConcurrentDuplicateCommitsCommitOnce(t *testing.T) {
 	}
 }
 
+// The partitions of a run write their data at once: a commit locks the
+// run's row (which every commit of the run updates) only after its data are
+// written, so a partition whose write is slow holds up no other. With the
+// run locked first, the second commit would wait for the first to end.
+func TestPartitionsWriteAtOnce(t *testing.T) {
+	e := setup(t)
+	run := e.create(t, "k", 8, 4, 2)
+	p0, p1 := e.lease(t, run.ID, 0), e.lease(t, run.ID, 1)
+	writing, release := make(chan struct{}), make(chan struct{})
+	slow := func(ctx context.Context, tx pgx.Tx) error {
+		if err := probeWrite(run.ID, 0)(ctx, tx); err != nil {
+			return err
+		}
+		close(writing)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.store.Commit(context.Background(), batchOf(run, p0, false), slow)
+		first <- err
+	}()
+	<-writing
+	// Partition 0's transaction is open, its write done but not returned:
+	// partition 1 commits meanwhile, or gives up after the deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err := e.store.Commit(ctx, batchOf(run, p1, false), probeWrite(run.ID, 1))
+	cancel()
+	close(release)
+	if err != nil {
+		t.Errorf("commit of partition 1 while partition 0 writes = %v, want it to commit without waiting", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("commit of partition 0 = %v", err)
+	}
+	r, _ := e.store.Get(context.Background(), run.ID)
+	if n := e.count(t, `SELECT count(*) FROM probe`); n != 2 || r.Processed != 8 || r.Status != StatusCompleted {
+		t.Errorf("after both commits: %d writes, run %+v; want 2 writes and 8 processed, completed", n, r)
+	}
+}
+
 func TestFailedWriteRollsBackEverything(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()

@@ -102,10 +102,10 @@ type Committed struct {
 // WriteFunc writes a batch's data within the commit's transaction.
 type WriteFunc func(ctx context.Context, tx pgx.Tx) error
 
-// Commit applies a batch in one transaction: the run's counters, the
-// compare-and-set advance of the partition from (Attempt, Seq, From) under
-// the lease (Epoch, Owner) to (Seq+1, To), the job's data through write, the
-// item outcomes and the ledger row; when the partition is done and every
+// Commit applies a batch in one transaction: the job's data through write,
+// then the run's counters, the compare-and-set advance of the partition from
+// (Attempt, Seq, From) under the lease (Epoch, Owner) to (Seq+1, To), the
+// item outcomes and the ledger row, these four in one round trip; when the partition is done and every
 // other partition too, the run completes. If the compare-and-set matches no
 // row (another delivery committed the batch, the run stopped, a newer attempt
 // or epoch took over) the whole transaction rolls back and the error wraps
@@ -161,8 +161,17 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 	}
 	var res Committed
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// The run row first: every transaction that touches a run and its
-		// partitions locks the run before the partitions.
+		// The data first, before any checkpoint row is locked: the run's
+		// row is locked by every commit of the run, and were it locked
+		// before the data were written, the partitions of a run would
+		// write their data one after another instead of at once. A stale
+		// batch writes in vain and rolls back below.
+		if write != nil {
+			if err := write(ctx, tx); err != nil {
+				return fmt.Errorf("write batch data: %w", err)
+			}
+		}
+
 		// A redrive's items were processed and counted failed before: an
 		// item that succeeds now moves from failed to succeeded, and one
 		// that fails again is no new failure (the threshold is there to
@@ -177,15 +186,16 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			processed, succeeded, failedDelta, attemptFailed = c.Processed, c.Succeeded, c.Failed, c.Failed
 			items, itemsOK, itemsFailed = c.Processed, c.Succeeded, c.Failed
 		}
-		var attemptFailures int64
-		var maxFailures *int64
-		var overBudget bool
-		var run struct {
-			processed, total int64
-			budgetMS         *int64
-			status           Status
-		}
-		err := tx.QueryRow(ctx, `UPDATE runs SET
+
+		// The checkpoint's statements go in one round trip (a pipeline):
+		// what checkpointing costs a batch is then mostly their execution,
+		// not four waits for the server. The run row first: every
+		// transaction that touches a run and its partitions locks the run
+		// before the partitions. Each statement reads what the ones before
+		// it wrote; if one of them finds its run or partition moved on,
+		// the ones after it run in vain and the transaction rolls back.
+		var q pgx.Batch
+		q.Queue(`UPDATE runs SET
 				processed = processed + $2, succeeded = succeeded + $3, failed = failed + $4,
 				records = records + $5, attempt_failed = attempt_failed + $6,
 				source_total = coalesce($7, source_total),
@@ -201,78 +211,49 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			RETURNING attempt_failed, max_failures, processed, total, budget_ms,
 				coalesce(clock_timestamp() - attempt_started_at >= budget_ms * interval '1 millisecond', false), status`,
 			b.RunID, processed, succeeded, failedDelta, b.Records, attemptFailed,
-			b.SourceTotal, b.Warnings, maxWarnings, b.From).Scan(&attemptFailures, &maxFailures,
-			&run.processed, &run.total, &run.budgetMS, &overBudget, &run.status)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
-		}
-		if err != nil {
-			return fmt.Errorf("count batch: %w", err)
-		}
-
+			b.SourceTotal, b.Warnings, maxWarnings, b.From)
 		// The lease ends with a commit that hands the chain over or ends
 		// the partition; any other commit extends it. The run was paused
 		// while the batch ran (see Pause): the batch is in, and its
-		// partition pauses at the boundary it reached.
-		// A batch that is the last one ends the partition where it ends.
-		p, err := scanPartition(tx.QueryRow(ctx, `UPDATE run_partitions p SET
+		// partition pauses at the boundary it reached (the run's status is
+		// read back from the statement before). A batch that is the last
+		// one ends the partition where it ends.
+		q.Queue(`WITH r AS (SELECT status = 'paused' AS paused FROM runs WHERE id = $1)
+			UPDATE run_partitions p SET
 				cursor = $6, seq = p.seq + 1, page_token = nullif($13, ''),
 				end_pos = CASE WHEN $12 THEN $6 ELSE p.end_pos END,
 				task_seq = CASE WHEN $7 THEN p.seq + 1 ELSE p.task_seq END, takeovers = 0,
-				status = CASE WHEN $6 = p.end_pos OR $12 THEN 'completed' WHEN $14 THEN 'paused' ELSE p.status END,
-				lease_owner = CASE WHEN $7 OR $6 = p.end_pos OR $12 OR $14 THEN NULL ELSE p.lease_owner END,
-				lease_expires_at = CASE WHEN $7 OR $6 = p.end_pos OR $12 OR $14 THEN NULL
+				status = CASE WHEN $6 = p.end_pos OR $12 THEN 'completed' WHEN r.paused THEN 'paused' ELSE p.status END,
+				lease_owner = CASE WHEN $7 OR $6 = p.end_pos OR $12 OR r.paused THEN NULL ELSE p.lease_owner END,
+				lease_expires_at = CASE WHEN $7 OR $6 = p.end_pos OR $12 OR r.paused THEN NULL
 					WHEN $10 <= 0 THEN p.lease_expires_at
 					ELSE clock_timestamp() + $10 * interval '1 millisecond' END,
 				last_progress_at = now(), updated_at = now()
+			FROM r
 			WHERE p.run_id = $1 AND p.partition = $2 AND p.attempt = $3 AND p.seq = $4
 				AND p.cursor = $5 AND p.status = 'running' AND $6 <= p.end_pos
 				AND p.lease_epoch = $8 AND p.lease_owner = $9 AND p.redrive = $11
 			RETURNING `+partitionColumns,
 			b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.To, b.Handover,
-			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive, b.Last, b.PageToken,
-			run.status == StatusPaused))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
-				b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
-		}
-		if err != nil {
-			return fmt.Errorf("advance checkpoint: %w", err)
-		}
-		res.Partition = p
-
-		if write != nil {
-			if err := write(ctx, tx); err != nil {
-				return fmt.Errorf("write batch data: %w", err)
-			}
-		}
-
+			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive, b.Last, b.PageToken)
 		if len(b.Outcomes) > 0 {
-			tag, err := tx.Exec(ctx, `UPDATE run_items i SET status = u.status, attempts = i.attempts + u.attempts,
+			q.Queue(`UPDATE run_items i SET status = u.status, attempts = i.attempts + u.attempts,
 					error = u.error, updated_at = now()
 				FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[]) AS u(pos, status, attempts, error)
 				WHERE i.run_id = $1 AND i.pos = u.pos AND (i.status = 'failed' OR NOT $6)`,
 				b.RunID, pos, status, attempts, errs, b.Redrive > 0)
-			if err != nil {
-				return fmt.Errorf("record item outcomes: %w", err)
-			}
-			if n := tag.RowsAffected(); n != int64(len(b.Outcomes)) {
-				what := "exist"
-				if b.Redrive > 0 {
-					what = "exist and had failed"
-				}
-				return fmt.Errorf("record item outcomes: %d of %d items %s", n, len(b.Outcomes), what)
-			}
 		}
-
-		if _, err := tx.Exec(ctx, `INSERT INTO batch_ledger (run_id, partition, seq, attempt, redrive,
+		q.Queue(`INSERT INTO batch_ledger (run_id, partition, seq, attempt, redrive,
 				cursor_from, cursor_to, items, succeeded, failed, records, task_id, worker,
 				started_at, duration_ms)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			b.RunID, b.Partition, b.Seq, b.Attempt, b.Redrive, b.From, b.To, items, itemsOK, itemsFailed,
-			b.Records, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds()); err != nil {
-			return fmt.Errorf("write ledger: %w", err)
+			b.Records, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds())
+		p, run, err := sendCheckpoint(ctx, tx, &q, b)
+		if err != nil {
+			return err
 		}
+		res.Partition = p
 
 		if p.Status == PartitionCompleted {
 			tag, err := tx.Exec(ctx, `UPDATE runs SET status = 'completed', finished_at = now(), updated_at = now()
@@ -289,14 +270,14 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				}
 			}
 		}
-		if !res.RunCompleted && maxFailures != nil && attemptFailures > *maxFailures {
+		if !res.RunCompleted && run.maxFailures != nil && run.attemptFailed > *run.maxFailures {
 			// The source is broken rather than a few items bad: stop the
 			// run instead of quarantining everything. The batch itself
 			// commits, so its outcomes show what went wrong. A commit that
 			// completed the run has nothing left to stop.
 			res.RunFailed = true
 			res.LastError = fmt.Sprintf("failure threshold exceeded: %d items failed in attempt %d, more than the %d allowed; last error: %s",
-				attemptFailures, b.Attempt, *maxFailures, lastError(b.Outcomes))
+				run.attemptFailed, b.Attempt, *run.maxFailures, lastError(b.Outcomes))
 			if err := stopRun(ctx, tx, b.RunID, StatusFailed, res.LastError); err != nil {
 				return err
 			}
@@ -305,7 +286,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			}
 		}
 		paused := run.status == StatusPaused
-		if !res.RunCompleted && !res.RunFailed && !paused && overBudget {
+		if !res.RunCompleted && !res.RunFailed && !paused && run.overBudget {
 			// The checkpoint just advanced to a page boundary: stop here.
 			res.RunTimedOut = true
 			res.LastError = budgetUsedUp(b.RunID, b.Attempt, *run.budgetMS, run.processed, run.total)
@@ -323,6 +304,61 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %w", b.RunID, b.Partition, b.Seq, err)
 	}
 	return res, nil
+}
+
+// runAfter is a run's row as a batch's commit left it.
+type runAfter struct {
+	attemptFailed, processed, total int64
+	maxFailures, budgetMS           *int64
+	overBudget                      bool
+	status                          Status
+}
+
+// sendCheckpoint sends q, Commit's checkpoint statements, in one round trip
+// and reads their results in order: the run's row after its counters, the
+// partition after its advance, and that the item outcomes and the ledger row
+// were written. A run that is no longer active or a partition that moved on
+// is ErrStale.
+func sendCheckpoint(ctx context.Context, tx pgx.Tx, q *pgx.Batch, b Batch) (Partition, runAfter, error) {
+	br := tx.SendBatch(ctx, q)
+	defer br.Close()
+	var run runAfter
+	err := br.QueryRow().Scan(&run.attemptFailed, &run.maxFailures, &run.processed, &run.total, &run.budgetMS,
+		&run.overBudget, &run.status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Partition{}, run, fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
+	}
+	if err != nil {
+		return Partition{}, run, fmt.Errorf("count batch: %w", err)
+	}
+	p, err := scanPartition(br.QueryRow())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Partition{}, run, fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
+			b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
+	}
+	if err != nil {
+		return Partition{}, run, fmt.Errorf("advance checkpoint: %w", err)
+	}
+	if len(b.Outcomes) > 0 {
+		tag, err := br.Exec()
+		if err != nil {
+			return Partition{}, run, fmt.Errorf("record item outcomes: %w", err)
+		}
+		if n := tag.RowsAffected(); n != int64(len(b.Outcomes)) {
+			what := "exist"
+			if b.Redrive > 0 {
+				what = "exist and had failed"
+			}
+			return Partition{}, run, fmt.Errorf("record item outcomes: %d of %d items %s", n, len(b.Outcomes), what)
+		}
+	}
+	if _, err := br.Exec(); err != nil {
+		return Partition{}, run, fmt.Errorf("write ledger: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return Partition{}, run, fmt.Errorf("checkpoint statements: %w", err)
+	}
+	return p, run, nil
 }
 
 // lastError returns the error of the last failed outcome.

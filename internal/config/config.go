@@ -193,6 +193,11 @@ type HTTP struct {
 	// the admin HTTP to anyone who can reach it (HTTP_ALLOW_PUBLIC).
 	// Default: false.
 	AllowPublic bool `mapstructure:"allow_public"`
+	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/,
+	// behind the admin token like every other admin route, so that a
+	// running worker can be profiled without a restart (HTTP_PPROF).
+	// Default: true.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // minAdminToken is the shortest admin token accepted: the token is the
@@ -364,6 +369,7 @@ var defaults = []defaultValue{
 	{"http.addr", "127.0.0.1:8080"},
 	{"http.admin_token", ""},
 	{"http.allow_public", false},
+	{"http.pprof", true},
 	{"log.level", "info"},
 	{"log.format", "auto"},
 	{"schedule.poll_interval", "5s"},

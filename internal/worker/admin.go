@@ -115,5 +115,6 @@ func adminHandler(cfg config.Config, d adminDeps) (*admin.Handler, error) {
 		},
 		Token:  cfg.HTTP.AdminToken,
 		Logger: d.log,
+		Pprof:  cfg.HTTP.Pprof,
 	}), nil
 }
