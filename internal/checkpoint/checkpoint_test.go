@@ -393,6 +393,35 @@ func TestPartitionsWriteAtOnce(t *testing.T) {
 	}
 }
 
+// A commit extends its lease only once less than half of it is left: the
+// task's renewal keeps it longer than that, and a commit that leaves the
+// expiry alone updates the partition's row in place.
+func TestCommitExtendsAShortLease(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 12, 4, 1)
+	p := e.lease(t, run.ID, 0) // a minute, as batchOf commits with
+	before := *p.LeaseExpiresAt
+	res, err := e.store.Commit(ctx, batchOf(run, p, false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := *res.Partition.LeaseExpiresAt; !got.Equal(before) {
+		t.Errorf("lease after a commit with a minute left = %v, want it left at %v", got, before)
+	}
+	if _, err := e.pool.Exec(ctx, `UPDATE run_partitions SET lease_expires_at = clock_timestamp() + interval '20 seconds'
+		WHERE run_id = $1`, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	res, err = e.store.Commit(ctx, batchOf(run, e.partition(t, run.ID, 0), false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(*res.Partition.LeaseExpiresAt); left < 50*time.Second || !res.Partition.Leased {
+		t.Errorf("lease after a commit with 20s of a minute left: %v left, leased %v; want about a minute", left, res.Partition.Leased)
+	}
+}
+
 func TestFailedWriteRollsBackEverything(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()

@@ -20,7 +20,8 @@ type Batch struct {
 	Seq     int64
 	// Epoch and Owner are the lease the batch ran under (see Acquire); the
 	// commit succeeds only if it is still held, and extends it to LeaseTTL
-	// from now (0 leaves its expiry as it is).
+	// from now when less than half of LeaseTTL is left (0 leaves its
+	// expiry as it is).
 	Epoch    int64
 	Owner    string
 	LeaseTTL time.Duration
@@ -104,8 +105,8 @@ type WriteFunc func(ctx context.Context, tx pgx.Tx) error
 
 // Commit applies a batch in one transaction: the job's data through write,
 // then the run's counters, the compare-and-set advance of the partition from
-// (Attempt, Seq, From) under the lease (Epoch, Owner) to (Seq+1, To), the
-// item outcomes and the ledger row, these four in one round trip; when the partition is done and every
+// (Attempt, Seq, From) under the lease (Epoch, Owner) to (Seq+1, To) and the
+// ledger row in one statement, with the item outcomes in the same round trip; when the partition is done and every
 // other partition too, the run completes. If the compare-and-set matches no
 // row (another delivery committed the batch, the run stopped, a newer attempt
 // or epoch took over) the whole transaction rolls back and the error wraps
@@ -187,55 +188,66 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			items, itemsOK, itemsFailed = c.Processed, c.Succeeded, c.Failed
 		}
 
-		// The checkpoint's statements go in one round trip (a pipeline):
-		// what checkpointing costs a batch is then mostly their execution,
-		// not four waits for the server. The run row first: every
-		// transaction that touches a run and its partitions locks the run
-		// before the partitions. Each statement reads what the ones before
-		// it wrote; if one of them finds its run or partition moved on,
-		// the ones after it run in vain and the transaction rolls back.
+		// The checkpoint is one statement, and the item outcomes go with it
+		// in one round trip (a pipeline): what checkpointing costs a batch
+		// is then mostly the execution of its writes, not waits for the
+		// server or the overhead of a statement each. Within the statement,
+		// p reads r, so the run's row is locked before the partition's (the
+		// order of every transaction that touches both). The run's
+		// counters: a run that is no longer active matches nothing.
+		// The partition's compare-and-set: the lease ends with a commit
+		// that hands the chain over or ends the partition, and any other
+		// commit extends it once less than half of it is left (the task's
+		// renewal keeps more than that, and a row whose indexed lease
+		// expiry stays the same is updated in place, without new index
+		// entries); a run paused while the batch ran (see Pause)
+		// pauses the partition at the boundary it reached; the last batch
+		// ends the partition where it ends. The ledger row, only for an
+		// advance. No row back means one of the two did not match.
 		var q pgx.Batch
-		q.Queue(`UPDATE runs SET
-				processed = processed + $2, succeeded = succeeded + $3, failed = failed + $4,
-				records = records + $5, attempt_failed = attempt_failed + $6,
-				source_total = coalesce($7, source_total),
-				warnings = CASE WHEN cardinality(warnings) >= $9 THEN warnings
-					ELSE (warnings || $8::text[] || CASE
-						WHEN $7::bigint IS NOT NULL AND total > 0 AND $7 <> coalesce(source_total, total)
-						THEN ARRAY[format('the source''s total changed from %s to %s before page %s: offset or page numbers shift, so records may be skipped or repeated',
-							coalesce(source_total, total), $7, $10::bigint)]
-						ELSE '{}'::text[] END)[1:$9] END,
-				status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
-				started_at = coalesce(started_at, now()), updated_at = now()
-			WHERE id = $1 AND status IN ('pending', 'running', 'paused')
-			RETURNING attempt_failed, max_failures, processed, total, budget_ms,
-				coalesce(clock_timestamp() - attempt_started_at >= budget_ms * interval '1 millisecond', false), status`,
-			b.RunID, processed, succeeded, failedDelta, b.Records, attemptFailed,
-			b.SourceTotal, b.Warnings, maxWarnings, b.From)
-		// The lease ends with a commit that hands the chain over or ends
-		// the partition; any other commit extends it. The run was paused
-		// while the batch ran (see Pause): the batch is in, and its
-		// partition pauses at the boundary it reached (the run's status is
-		// read back from the statement before). A batch that is the last
-		// one ends the partition where it ends.
-		q.Queue(`WITH r AS (SELECT status = 'paused' AS paused FROM runs WHERE id = $1)
-			UPDATE run_partitions p SET
-				cursor = $6, seq = p.seq + 1, page_token = nullif($13, ''),
-				end_pos = CASE WHEN $12 THEN $6 ELSE p.end_pos END,
-				task_seq = CASE WHEN $7 THEN p.seq + 1 ELSE p.task_seq END, takeovers = 0,
-				status = CASE WHEN $6 = p.end_pos OR $12 THEN 'completed' WHEN r.paused THEN 'paused' ELSE p.status END,
-				lease_owner = CASE WHEN $7 OR $6 = p.end_pos OR $12 OR r.paused THEN NULL ELSE p.lease_owner END,
-				lease_expires_at = CASE WHEN $7 OR $6 = p.end_pos OR $12 OR r.paused THEN NULL
-					WHEN $10 <= 0 THEN p.lease_expires_at
-					ELSE clock_timestamp() + $10 * interval '1 millisecond' END,
-				last_progress_at = now(), updated_at = now()
-			FROM r
-			WHERE p.run_id = $1 AND p.partition = $2 AND p.attempt = $3 AND p.seq = $4
-				AND p.cursor = $5 AND p.status = 'running' AND $6 <= p.end_pos
-				AND p.lease_epoch = $8 AND p.lease_owner = $9 AND p.redrive = $11
-			RETURNING `+partitionColumns,
-			b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.To, b.Handover,
-			b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive, b.Last, b.PageToken)
+		q.Queue(`WITH r AS (
+				UPDATE runs SET
+					processed = processed + $2, succeeded = succeeded + $3, failed = failed + $4,
+					records = records + $5::int, attempt_failed = attempt_failed + $6,
+					source_total = coalesce($7, source_total),
+					warnings = CASE WHEN cardinality(warnings) >= $9 THEN warnings
+						ELSE (warnings || $8::text[] || CASE
+							WHEN $7::bigint IS NOT NULL AND total > 0 AND $7 <> coalesce(source_total, total)
+							THEN ARRAY[format('the source''s total changed from %s to %s before page %s: offset or page numbers shift, so records may be skipped or repeated',
+								coalesce(source_total, total), $7, $10::bigint)]
+							ELSE '{}'::text[] END)[1:$9::int] END,
+					status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
+					started_at = coalesce(started_at, now()), updated_at = now()
+				WHERE id = $1 AND status IN ('pending', 'running', 'paused')
+				RETURNING attempt_failed, max_failures, processed, total, budget_ms,
+					coalesce(clock_timestamp() - attempt_started_at >= budget_ms * interval '1 millisecond', false) AS over_budget, status),
+			p AS (
+				UPDATE run_partitions p SET
+					cursor = $14, seq = p.seq + 1, page_token = nullif($21, ''),
+					end_pos = CASE WHEN $20 THEN $14 ELSE p.end_pos END,
+					task_seq = CASE WHEN $15 THEN p.seq + 1 ELSE p.task_seq END, takeovers = 0,
+					status = CASE WHEN $14 = p.end_pos OR $20 THEN 'completed' WHEN r.status = 'paused' THEN 'paused' ELSE p.status END,
+					lease_owner = CASE WHEN $15 OR $14 = p.end_pos OR $20 OR r.status = 'paused' THEN NULL ELSE p.lease_owner END,
+					lease_expires_at = CASE WHEN $15 OR $14 = p.end_pos OR $20 OR r.status = 'paused' THEN NULL
+						WHEN $18 <= 0 OR p.lease_expires_at > clock_timestamp() + $18 * interval '0.5 millisecond'
+							THEN p.lease_expires_at
+						ELSE clock_timestamp() + $18 * interval '1 millisecond' END,
+					last_progress_at = now(), updated_at = now()
+				FROM r
+				WHERE p.run_id = $1 AND p.partition = $11 AND p.attempt = $12 AND p.seq = $13
+					AND p.cursor = $10 AND p.status = 'running' AND $14 <= p.end_pos
+					AND p.lease_epoch = $16 AND p.lease_owner = $17 AND p.redrive = $19
+				RETURNING p.*),
+			l AS (
+				INSERT INTO batch_ledger (run_id, partition, seq, attempt, redrive,
+					cursor_from, cursor_to, items, succeeded, failed, records, task_id, worker,
+					started_at, duration_ms)
+				SELECT $1, $11, $13, $12, $19, $10, $14, $22, $23, $24, $5, $25, $26, $27, $28 FROM p)
+			SELECT `+partitionColumns+`, r.attempt_failed, r.max_failures, r.processed, r.total, r.budget_ms, r.over_budget, r.status
+			FROM p, r`,
+			b.RunID, processed, succeeded, failedDelta, b.Records, attemptFailed, b.SourceTotal, b.Warnings, maxWarnings,
+			b.From, b.Partition, b.Attempt, b.Seq, b.To, b.Handover, b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive,
+			b.Last, b.PageToken, items, itemsOK, itemsFailed, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds())
 		if len(b.Outcomes) > 0 {
 			q.Queue(`UPDATE run_items i SET status = u.status, attempts = i.attempts + u.attempts,
 					error = u.error, updated_at = now()
@@ -243,12 +255,6 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				WHERE i.run_id = $1 AND i.pos = u.pos AND (i.status = 'failed' OR NOT $6)`,
 				b.RunID, pos, status, attempts, errs, b.Redrive > 0)
 		}
-		q.Queue(`INSERT INTO batch_ledger (run_id, partition, seq, attempt, redrive,
-				cursor_from, cursor_to, items, succeeded, failed, records, task_id, worker,
-				started_at, duration_ms)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-			b.RunID, b.Partition, b.Seq, b.Attempt, b.Redrive, b.From, b.To, items, itemsOK, itemsFailed,
-			b.Records, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds())
 		p, run, err := sendCheckpoint(ctx, tx, &q, b)
 		if err != nil {
 			return err
@@ -314,25 +320,32 @@ type runAfter struct {
 	status                          Status
 }
 
-// sendCheckpoint sends q, Commit's checkpoint statements, in one round trip
-// and reads their results in order: the run's row after its counters, the
-// partition after its advance, and that the item outcomes and the ledger row
-// were written. A run that is no longer active or a partition that moved on
-// is ErrStale.
+// sendCheckpoint sends q, Commit's checkpoint statement and the item
+// outcomes, in one round trip and reads their results in order: the
+// partition after its advance with the run's row after its counters, and
+// that the outcomes were written. A run that is no longer active or a
+// partition that moved on is ErrStale.
 func sendCheckpoint(ctx context.Context, tx pgx.Tx, q *pgx.Batch, b Batch) (Partition, runAfter, error) {
 	br := tx.SendBatch(ctx, q)
 	defer br.Close()
-	var run runAfter
-	err := br.QueryRow().Scan(&run.attemptFailed, &run.maxFailures, &run.processed, &run.total, &run.budgetMS,
-		&run.overBudget, &run.status)
+	var (
+		p   Partition
+		run runAfter
+	)
+	err := br.QueryRow().Scan(append(partitionFields(&p), &run.attemptFailed, &run.maxFailures, &run.processed,
+		&run.total, &run.budgetMS, &run.overBudget, &run.status)...)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Partition{}, run, fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
-	}
-	if err != nil {
-		return Partition{}, run, fmt.Errorf("count batch: %w", err)
-	}
-	p, err := scanPartition(br.QueryRow())
-	if errors.Is(err, pgx.ErrNoRows) {
+		// Which of the two did not match: the run's row tells, as this
+		// transaction left it (it rolls back).
+		_ = br.Close()
+		var active bool
+		if err := tx.QueryRow(ctx, `SELECT status IN ('pending', 'running', 'paused') FROM runs WHERE id = $1`,
+			b.RunID).Scan(&active); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return Partition{}, run, fmt.Errorf("count batch: %w", err)
+		}
+		if !active {
+			return Partition{}, run, fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
+		}
 		return Partition{}, run, fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
 			b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
 	}
@@ -351,9 +364,6 @@ func sendCheckpoint(ctx context.Context, tx pgx.Tx, q *pgx.Batch, b Batch) (Part
 			}
 			return Partition{}, run, fmt.Errorf("record item outcomes: %d of %d items %s", n, len(b.Outcomes), what)
 		}
-	}
-	if _, err := br.Exec(); err != nil {
-		return Partition{}, run, fmt.Errorf("write ledger: %w", err)
 	}
 	if err := br.Close(); err != nil {
 		return Partition{}, run, fmt.Errorf("checkpoint statements: %w", err)
