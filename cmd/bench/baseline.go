@@ -111,48 +111,68 @@ func baseline(ctx context.Context, pool *pgxpool.Pool, n, batch, conns int, day 
 // batch, one partition) under a lease: the checkpoint transaction the system
 // commits every batch with, without the queue or a source. Each
 // checkpointed batch is paired with a bare one (new rows of the day
-// before), timed alone, so that both see the same load of a shared
-// machine: ckpt is the checkpointed batches' time, bare the bare ones'.
-func checkpointed(ctx context.Context, pool *pgxpool.Pool, n, batch int, day time.Time) (ckpt, bare time.Duration, err error) {
+// before), timed alone right before or after it (each in half the pairs),
+// so that both see the same load of a shared machine: ckpt are the
+// checkpointed batches' times, bare the bare ones', pair by pair.
+func checkpointed(ctx context.Context, pool *pgxpool.Pool, n, batch int, day time.Time) (ckpt, bare []time.Duration, err error) {
 	store := checkpoint.New(pool)
 	pages := int64((n + batch - 1) / batch)
 	run, _, err := store.CreateRun(ctx, checkpoint.NewRun{Job: "bench-checkpoint", RunKey: day.Format(time.DateOnly),
 		BatchSize: batch, Partitions: 1, Unit: checkpoint.UnitPages, Pages: pages, Total: int64(n)})
 	if err != nil {
-		return 0, 0, fmt.Errorf("checkpointed: %w", err)
+		return nil, nil, fmt.Errorf("checkpointed: %w", err)
 	}
 	if err := store.MarkRunning(ctx, run.ID); err != nil {
-		return 0, 0, fmt.Errorf("checkpointed: %w", err)
+		return nil, nil, fmt.Errorf("checkpointed: %w", err)
 	}
 	parts, err := store.Partitions(ctx, run.ID)
 	if err != nil || len(parts) != 1 {
-		return 0, 0, fmt.Errorf("checkpointed: partitions of run %d: %d, %v", run.ID, len(parts), err)
+		return nil, nil, fmt.Errorf("checkpointed: partitions of run %d: %d, %v", run.ID, len(parts), err)
 	}
 	const owner, ttl = "bench", time.Minute
 	p, err := store.Acquire(ctx, parts[0].Ref(), owner, ttl)
 	if err != nil {
-		return 0, 0, fmt.Errorf("checkpointed: %w", err)
+		return nil, nil, fmt.Errorf("checkpointed: %w", err)
 	}
 	for page := int64(0); page < pages; page++ {
 		from := int(page) * batch
 		other := priceRows(from, min(from+batch, n), day.AddDate(0, 0, -1), 0)
-		start := time.Now()
-		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return upsertBatch(ctx, tx, 0, other) }); err != nil {
-			return 0, 0, fmt.Errorf("checkpointed: bare page %d: %w", page, err)
-		}
-		bare += time.Since(start)
 		rows := priceRows(from, min(from+batch, n), day, 0)
-		start = time.Now()
+		bareFirst := page%2 == 0 // each goes first in half the pairs
+		if bareFirst {
+			d, err := bareBatch(ctx, pool, other)
+			if err != nil {
+				return nil, nil, fmt.Errorf("checkpointed: bare page %d: %w", page, err)
+			}
+			bare = append(bare, d)
+		}
+		start := time.Now()
 		c, err := store.Commit(ctx, checkpoint.Batch{RunID: run.ID, Partition: 0, Attempt: p.Attempt, Seq: p.Seq,
 			Epoch: p.Epoch, Owner: owner, LeaseTTL: ttl, From: p.Cursor, To: p.Cursor + 1,
 			Counts:  &checkpoint.Counts{Processed: len(rows), Succeeded: len(rows)},
 			Records: len(rows), TaskID: "bench", Worker: owner, StartedAt: time.Now()},
 			func(ctx context.Context, tx pgx.Tx) error { return upsertBatch(ctx, tx, run.ID, rows) })
 		if err != nil {
-			return 0, 0, fmt.Errorf("checkpointed: page %d: %w", page, err)
+			return nil, nil, fmt.Errorf("checkpointed: page %d: %w", page, err)
 		}
-		ckpt += time.Since(start)
+		ckpt = append(ckpt, time.Since(start))
 		p = c.Partition
+		if !bareFirst {
+			d, err := bareBatch(ctx, pool, other)
+			if err != nil {
+				return nil, nil, fmt.Errorf("checkpointed: bare page %d: %w", page, err)
+			}
+			bare = append(bare, d)
+		}
 	}
 	return ckpt, bare, nil
+}
+
+// bareBatch times the upsert of rows in a transaction of its own.
+func bareBatch(ctx context.Context, pool *pgxpool.Pool, rows [][]any) (time.Duration, error) {
+	start := time.Now()
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return upsertBatch(ctx, tx, 0, rows) }); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }

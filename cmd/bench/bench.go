@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,12 +31,29 @@ type Results struct {
 	Quick   bool
 	Machine Machine
 	Rows    []Row
+	// Rounds are the figures measured once a round (Options.Rounds): the
+	// baseline's new rows, the checkpointed upsert and the ETL run on 1
+	// worker, each round's side by side, so that a round's ratios see one
+	// load of the machine.
+	Rounds []Round
 	// BaselineNew and BaselineUpdate are the baseline's rows/s;
-	// Checkpointed the same new rows inside the checkpoint's commit.
+	// Checkpointed the same new rows inside the checkpoint's commit. The
+	// figures measured in rounds (BaselineNew, Checkpointed, PairedBare
+	// and ETL[0]) are the medians of the rounds'.
 	BaselineNew, BaselineUpdate, Checkpointed float64
 	// PairedBare is the rows/s of the bare batches paired with the
 	// checkpointed ones (see checkpointed).
 	PairedBare float64
+	// Requests is the rows/s (requests/s) of the daily sync's limit, raw
+	// quote requests (see rawRequests), RequestsSimCPU and
+	// RequestsClientCPU the simulator's and the client's CPU time in them.
+	Requests                          float64
+	RequestsSimCPU, RequestsClientCPU time.Duration
+	// SyncCPU is the workers' CPU time in the daily sync on 1 worker.
+	SyncCPU time.Duration
+	// Profiles summarize the CPU profiles of a worker taken during the
+	// ETL and sync runs on 1 worker.
+	Profiles []ProfileSummary
 	// BaselineParallel is the new rows' rows/s on 4 connections at once.
 	BaselineParallel float64
 	// ETL and Sync are the end-to-end rows/s on 1 and 2 workers.
@@ -43,8 +62,11 @@ type Results struct {
 	// run on 1 worker; ETLFirst the time to its first batch.
 	ETLBatchMS, ETLGapMS []float64
 	ETLFirst             time.Duration
-	// ETLBusy is the machine's CPU busy share during the ETL runs.
-	ETLBusy [2]float64
+	// ETLBusy is the machine's CPU busy share during the ETL runs;
+	// ETLWorkerCPU and ETLSimCPU the CPU time of the worker and the
+	// simulator in the first round's run on 1 worker, in ETLWall.
+	ETLBusy                          [2]float64
+	ETLWorkerCPU, ETLSimCPU, ETLWall time.Duration
 	// GapsMS are the per-batch overheads of the overhead run, BatchMS its
 	// batches' own durations.
 	GapsMS, BatchMS []float64
@@ -65,6 +87,23 @@ type Results struct {
 	RSSMB float64
 	Wall  time.Duration
 }
+
+// Round is one round of the figures measured more than once: rows/s of the
+// baseline's new rows, of the checkpointed upsert and its paired bare
+// batches, and of the ETL run on 1 worker.
+type Round struct {
+	BaselineNew, Checkpointed, PairedBare, ETL float64
+	// PairCostPct is the checkpoint's cost from the median pair (see
+	// pairCostPct).
+	PairCostPct float64
+}
+
+// E2E is the round's ETL rows/s ÷ its baseline's.
+func (r Round) E2E() float64 { return r.ETL / r.BaselineNew }
+
+// CkptCostPct is the round's checkpoint cost in % of throughput: 1 − the
+// checkpointed rows/s ÷ the paired bare ones.
+func (r Round) CkptCostPct() float64 { return 100 * (1 - r.Checkpointed/r.PairedBare) }
 
 // run sets up the database and Redis and runs every measurement in turn.
 func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string, redisDB int) (*Results, error) {
@@ -94,70 +133,123 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 	res := &Results{Options: o, Quick: b.quick, Machine: describeMachine(ctx, pool, rdb)}
 	b.log.Info("machine", "cpu", res.Machine.CPU, "cores", res.Machine.Cores, "load", res.Machine.LoadStart)
 
-	// 1. The baseline, and the same inside the checkpoint's commit.
-	day := syncDate.AddDate(0, 0, -1)
-	dNew, err := baseline(ctx, pool, o.Records, o.Batch, 1, day, 0)
-	if err != nil {
-		return nil, err
-	}
-	dUpd, err := baseline(ctx, pool, o.Records, o.Batch, 1, day, 1)
-	if err != nil {
-		return nil, err
-	}
-	// The same new rows on 4 connections at once, as the 4 partitions of
-	// the end-to-end runs write.
-	dPar, err := baseline(ctx, pool, o.Records, o.Batch, 4, day.AddDate(0, 0, -2), 0)
-	if err != nil {
-		return nil, err
-	}
-	dCkpt, dBare, err := checkpointed(ctx, pool, o.Records, o.Batch, day.AddDate(0, 0, -3))
-	if err != nil {
-		return nil, err
-	}
-	n := int64(o.Records)
-	res.BaselineNew, res.BaselineUpdate, res.Checkpointed = Rate(n, dNew), Rate(n, dUpd), Rate(n, dCkpt)
-	res.BaselineParallel, res.PairedBare = Rate(n, dPar), Rate(n, dBare)
-	res.Rows = append(res.Rows,
-		Row{Scenario: "1 baseline COPY upsert, new rows", Units: n, Wall: dNew, Rate: res.BaselineNew, VsBaseline: 1},
-		Row{Scenario: "1 baseline COPY upsert, updates", Units: n, Wall: dUpd, Rate: res.BaselineUpdate, VsBaseline: res.BaselineUpdate / res.BaselineNew},
-		Row{Scenario: "1 baseline, new rows, 4 connections", Units: n, Wall: dPar, Rate: res.BaselineParallel,
-			VsBaseline: res.BaselineParallel / res.BaselineNew, Note: "as 4 partitions write"},
-		Row{Scenario: "1 same inside checkpoint.Commit", Units: n, Wall: dCkpt, Rate: res.Checkpointed, VsBaseline: res.Checkpointed / res.BaselineNew,
-			Note: fmt.Sprintf("one run of pages, one partition, no queue; paired bare batches %.0f rows/s", res.PairedBare)})
-	b.log.Info("baseline", "new_per_s", int(res.BaselineNew), "update_per_s", int(res.BaselineUpdate), "checkpointed_per_s", int(res.Checkpointed))
-
 	sys := &system{pool: pool, rdb: rdb, store: checkpoint.New(pool), dbURL: dbURL, redisURL: redisURL,
 		workerBin: b.workerBin, simBin: b.simBin, logDir: b.logDir, batch: o.Batch, timeout: o.Timeout, log: b.log}
 	var rss []int64
+	n := int64(o.Records)
 
-	// 2. End to end at zero latency, 1 and 2 workers.
-	for i, w := range []int{1, 2} {
-		out, err := sys.execute(ctx, spec{name: fmt.Sprintf("etl-%dw", w), workers: w, records: o.Records, job: etlJob})
+	// 1 and 2. In each round: the baseline, the same inside the
+	// checkpoint's commit, and the ETL run end to end on 1 worker; in the
+	// first also the updates and 4 connections, and a profile of the worker.
+	var dUpd, dPar time.Duration
+	var etl1 outcome
+	for round := range o.Rounds {
+		day := syncDate.AddDate(0, 0, -10*(round+1)) // every round's rows are new
+		dNew, err := baseline(ctx, pool, o.Records, o.Batch, 1, day, 0)
 		if err != nil {
 			return nil, err
 		}
-		res.ETL[i] = Rate(out.units, out.wall)
-		rss = append(rss, out.rss...)
-		res.ETLBusy[i] = out.busy
-		if w == 1 {
-			res.ETLBatchMS, res.ETLGapMS, res.ETLFirst = durationsMS(out.ledger), Millis(Gaps(out.ledger)), out.firstBatch
+		if round == 0 {
+			if dUpd, err = baseline(ctx, pool, o.Records, o.Batch, 1, day, 1); err != nil {
+				return nil, err
+			}
+			// The same new rows on 4 connections at once, as the 4
+			// partitions of the end-to-end runs write.
+			if dPar, err = baseline(ctx, pool, o.Records, o.Batch, 4, day.AddDate(0, 0, -1), 0); err != nil {
+				return nil, err
+			}
 		}
-		res.Rows = append(res.Rows, Row{Scenario: "2 ETL page job, 0 ms source", Workers: w, Units: out.units, Wall: out.wall,
-			Rate: res.ETL[i], VsBaseline: res.ETL[i] / res.BaselineNew, Note: fmt.Sprintf("page %d, 4 partitions; %s", o.Batch, out.cpuNote())})
+		dCkpt, dBare, err := checkpointed(ctx, pool, o.Records, o.Batch, day.AddDate(0, 0, -2))
+		if err != nil {
+			return nil, err
+		}
+		rd := Round{BaselineNew: Rate(n, dNew), Checkpointed: Rate(n, sum(dCkpt)), PairedBare: Rate(n, sum(dBare)),
+			PairCostPct: pairCostPct(dCkpt, dBare)}
+		sp := spec{name: fmt.Sprintf("etl-1w-round%d", round+1), workers: 1, records: o.Records, job: etlJob}
+		if round == 0 {
+			// A profile of most of the run, which takes about the
+			// baseline's time over the target ratio.
+			sp.profile = time.Duration(0.8 * float64(n) / (0.8 * rd.BaselineNew) * float64(time.Second))
+		}
+		out, err := sys.execute(ctx, sp)
+		if err != nil {
+			return nil, err
+		}
+		rd.ETL = Rate(out.units, out.wall)
+		rss = append(rss, out.rss...)
+		if round == 0 {
+			etl1 = out
+			res.Profiles = append(res.Profiles, summarize("ETL page job, 1 worker", out.profile, 12))
+		}
+		res.Rounds = append(res.Rounds, rd)
+		b.log.Info("round", "round", round+1, "baseline_per_s", int(rd.BaselineNew), "ckpt_cost_pct", fmt.Sprintf("%.1f", rd.CkptCostPct()),
+			"etl_per_s", int(rd.ETL), "e2e_vs_copy", fmt.Sprintf("%.3f", rd.E2E()))
 	}
+	res.BaselineNew = medianOf(res.Rounds, func(r Round) float64 { return r.BaselineNew })
+	res.Checkpointed = medianOf(res.Rounds, func(r Round) float64 { return r.Checkpointed })
+	res.PairedBare = medianOf(res.Rounds, func(r Round) float64 { return r.PairedBare })
+	res.ETL[0] = medianOf(res.Rounds, func(r Round) float64 { return r.ETL })
+	res.BaselineUpdate, res.BaselineParallel = Rate(n, dUpd), Rate(n, dPar)
+	res.ETLBatchMS, res.ETLGapMS, res.ETLFirst = durationsMS(etl1.ledger), Millis(Gaps(etl1.ledger)), etl1.firstBatch
+	res.ETLBusy[0], res.ETLWorkerCPU, res.ETLSimCPU, res.ETLWall = etl1.busy, etl1.workerCPU, etl1.simCPU, etl1.wall
+	byRound := roundsNote(res.Rounds, func(r Round) float64 { return r.BaselineNew }, 0)
+	res.Rows = append(res.Rows,
+		Row{Scenario: "1 baseline COPY upsert, new rows", Units: n, Wall: duration(n, res.BaselineNew), Rate: res.BaselineNew, VsBaseline: 1, Note: "median of the rounds: " + byRound},
+		Row{Scenario: "1 baseline COPY upsert, updates", Units: n, Wall: dUpd, Rate: res.BaselineUpdate, VsBaseline: res.BaselineUpdate / res.BaselineNew},
+		Row{Scenario: "1 baseline, new rows, 4 connections", Units: n, Wall: dPar, Rate: res.BaselineParallel,
+			VsBaseline: res.BaselineParallel / res.BaselineNew, Note: "as 4 partitions write"},
+		Row{Scenario: "1 same inside checkpoint.Commit", Units: n, Wall: duration(n, res.Checkpointed), Rate: res.Checkpointed,
+			VsBaseline: res.Checkpointed / res.BaselineNew,
+			Note: fmt.Sprintf("one run of pages, one partition, no queue; paired bare batches %.0f rows/s; cost by round %s",
+				res.PairedBare, roundsNote(res.Rounds, Round.CkptCostPct, 1))},
+		Row{Scenario: "2 ETL page job, 0 ms source", Workers: 1, Units: n, Wall: duration(n, res.ETL[0]), Rate: res.ETL[0],
+			VsBaseline: res.e2eVsCopy(), Note: fmt.Sprintf("page %d, 4 partitions; ratio by round %s; first round: %s",
+				o.Batch, roundsNote(res.Rounds, Round.E2E, 3), etl1.cpuNote())})
+	b.log.Info("baseline", "new_per_s", int(res.BaselineNew), "update_per_s", int(res.BaselineUpdate), "checkpointed_per_s", int(res.Checkpointed))
+
+	out, err := sys.execute(ctx, spec{name: "etl-2w", workers: 2, records: o.Records, job: etlJob})
+	if err != nil {
+		return nil, err
+	}
+	res.ETL[1], res.ETLBusy[1] = Rate(out.units, out.wall), out.busy
+	rss = append(rss, out.rss...)
+	res.Rows = append(res.Rows, Row{Scenario: "2 ETL page job, 0 ms source", Workers: 2, Units: out.units, Wall: out.wall,
+		Rate: res.ETL[1], VsBaseline: res.ETL[1] / res.BaselineNew, Note: fmt.Sprintf("page %d, 4 partitions; %s", o.Batch, out.cpuNote())})
+
+	// The daily sync's own limit: a request per symbol.
+	cfg := config.Default()
+	conc := 4 * cfg.Quotes.Concurrency
+	dReq, simCPU, clientCPU, err := sys.rawRequests(ctx, o.Symbols, conc)
+	if err != nil {
+		return nil, err
+	}
+	res.Requests, res.RequestsSimCPU, res.RequestsClientCPU = Rate(int64(o.Symbols), dReq), simCPU, clientCPU
+	res.Rows = append(res.Rows, Row{Scenario: "2 raw quote requests, 0 ms source", Units: int64(o.Symbols), Wall: dReq, Rate: res.Requests,
+		VsBaseline: res.Requests / res.BaselineNew,
+		Note: fmt.Sprintf("the sync's limit: 1 GET per symbol, %d at once (4 partitions × quotes.concurrency), no queue, no database; client %.1f s CPU, sim %.1f s",
+			conc, clientCPU.Seconds(), simCPU.Seconds())})
 	for i, w := range []int{1, 2} {
-		out, err := sys.execute(ctx, spec{name: fmt.Sprintf("sync-%dw", w), workers: w, symbols: o.Symbols, partitions: 4})
+		sp := spec{name: fmt.Sprintf("sync-%dw", w), workers: w, symbols: o.Symbols, partitions: 4}
+		if w == 1 {
+			sp.profile = time.Duration(0.8 * float64(o.Symbols) / (0.7 * res.Requests) * float64(time.Second))
+		}
+		out, err := sys.execute(ctx, sp)
 		if err != nil {
 			return nil, err
 		}
 		res.Sync[i] = Rate(out.units, out.wall)
 		rss = append(rss, out.rss...)
+		if w == 1 {
+			res.Profiles = append(res.Profiles, summarize("daily sync, 1 worker", out.profile, 12))
+			res.SyncCPU = out.workerCPU
+		}
 		res.Rows = append(res.Rows, Row{Scenario: "2 daily sync, 0 ms source", Workers: w, Units: out.units, Wall: out.wall,
-			Rate: res.Sync[i], VsBaseline: res.Sync[i] / res.BaselineNew, Note: fmt.Sprintf("batch %d, 4 partitions, 1 request/symbol; %s", o.Batch, out.cpuNote())})
+			Rate: res.Sync[i], VsBaseline: res.Sync[i] / res.BaselineNew,
+			Note: fmt.Sprintf("batch %d, 4 partitions, 1 request/symbol; %.2f of the raw requests; %s", o.Batch, res.Sync[i]/res.Requests, out.cpuNote())})
 	}
 
 	// 3. Per-batch overhead: small pages, one partition, one worker, defaults.
-	out, err := sys.execute(ctx, spec{name: "overhead", workers: 1, records: o.OverheadRecords, job: overheadJob})
+	out, err = sys.execute(ctx, spec{name: "overhead", workers: 1, records: o.OverheadRecords, job: overheadJob})
 	if err != nil {
 		return nil, err
 	}
@@ -207,4 +299,49 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 	res.Machine.LoadEnd = loadAvg()
 	res.Wall = time.Since(began)
 	return res, nil
+}
+
+// medianOf returns the median of f over the rounds.
+func medianOf(rounds []Round, f func(Round) float64) float64 {
+	xs := make([]float64, len(rounds))
+	for i, r := range rounds {
+		xs[i] = f(r)
+	}
+	return Percentile(xs, 50)
+}
+
+// roundsNote lists f of each round with digits decimals, "a, b, c".
+func roundsNote(rounds []Round, f func(Round) float64, digits int) string {
+	parts := make([]string, len(rounds))
+	for i, r := range rounds {
+		parts[i] = strconv.FormatFloat(f(r), 'f', digits, 64)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// duration returns the time n units take at rate per second.
+func duration(n int64, rate float64) time.Duration {
+	return time.Duration(float64(n) / rate * float64(time.Second))
+}
+
+// sum returns the sum of ds.
+func sum(ds []time.Duration) time.Duration {
+	var t time.Duration
+	for _, d := range ds {
+		t += d
+	}
+	return t
+}
+
+// pairCostPct is the checkpoint's cost in % from its pairs of batches: 1 −
+// the median of bare ÷ checkpointed over the pairs. Unlike the ratio of the
+// sums it does not move with the few batches that a stall of the machine
+// (a checkpoint of Postgres's, a burst of another session's) made ten
+// times slower.
+func pairCostPct(ckpt, bare []time.Duration) float64 {
+	ratios := make([]float64, min(len(ckpt), len(bare)))
+	for i := range ratios {
+		ratios[i] = bare[i].Seconds() / ckpt[i].Seconds()
+	}
+	return 100 * (1 - Percentile(ratios, 50))
 }

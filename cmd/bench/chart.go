@@ -23,7 +23,7 @@ func (r *Results) chart(path string) error {
 		v     float64
 	}
 	list := []bar{{"COPY new", r.BaselineNew}, {"COPY upd", r.BaselineUpdate}, {"COPY+ckpt", r.Checkpointed},
-		{"ETL 1w", r.ETL[0]}, {"ETL 2w", r.ETL[1]}, {"sync 1w", r.Sync[0]}, {"sync 2w", r.Sync[1]}}
+		{"ETL 1w", r.ETL[0]}, {"ETL 2w", r.ETL[1]}, {"raw req", r.Requests}, {"sync 1w", r.Sync[0]}, {"sync 2w", r.Sync[1]}}
 	vals := make(plotter.Values, len(list))
 	names := make([]string, len(list))
 	for i, b := range list {

@@ -5,13 +5,18 @@
 //
 // In one run it measures: the baseline, a bulk upsert of price rows through
 // COPY into a staging table and INSERT ... ON CONFLICT in transactions of
-// the batch size (new rows, then updates), and the same inside the
-// checkpoint's commit; an ETL page job and a daily sync end to end on 1 and
-// 2 worker processes against the simulator at zero latency; the per-batch
-// overhead (queue hop and COMMIT) from the ledger of a run of small pages on
-// one worker at the default configuration; a daily sync under a 500 req/s
-// limit enforced by the simulator with 1 and 3 workers; a partitioned daily
-// sync against a 50 ms source on 1, 2 and 4 workers; the workers' peak RSS.
+// the batch size (new rows, then updates, and on 4 connections), and the
+// same inside the checkpoint's commit; an ETL page job end to end on 1 and
+// 2 worker processes against the simulator at zero latency (the baseline,
+// the checkpointed upsert and the ETL run on 1 worker in rounds, side by
+// side, whose medians count); raw quote requests to the simulator, the
+// daily sync's own limit, and the daily sync on 1 and 2 workers; CPU
+// profiles of the worker process during the ETL run and the sync, through
+// its admin HTTP (/debug/pprof); the per-batch overhead (queue hop and
+// COMMIT) from the ledger of a run of small pages on one worker at the
+// default configuration; a daily sync under a 500 req/s limit enforced by
+// the simulator with 1 and 3 workers; a partitioned daily sync against a
+// 50 ms source on 1, 2 and 4 workers; the workers' peak RSS.
 //
 // It uses a database of its own (--database, default syncworker_bench,
 // dropped and created again with `worker migrate --create-database`) and a
@@ -59,16 +64,20 @@ type Options struct {
 	ScaleSymbols int
 	// Batch is the batch (page) size.
 	Batch int
+	// Rounds is how many times the baseline, the checkpointed upsert and
+	// the ETL run on 1 worker are measured, side by side; their ratios
+	// are the medians of the rounds'.
+	Rounds int
 	// Timeout bounds each run.
 	Timeout time.Duration
 }
 
 // fullOptions and quickOptions are the sizes of `make bench` and `make bench-quick`.
 var (
-	fullOptions = Options{Records: 200_000, Symbols: 50_000, OverheadRecords: 20_000, RateSymbols: 5_000,
-		RateLimit: 500, ScaleSymbols: 4_000, Batch: 500, Timeout: 5 * time.Minute}
-	quickOptions = Options{Records: 20_000, Symbols: 5_000, OverheadRecords: 5_000, RateSymbols: 2_000,
-		RateLimit: 500, ScaleSymbols: 800, Batch: 500, Timeout: 2 * time.Minute}
+	fullOptions = Options{Records: 200_000, Symbols: 200_000, OverheadRecords: 20_000, RateSymbols: 5_000,
+		RateLimit: 500, ScaleSymbols: 4_000, Batch: 500, Rounds: 3, Timeout: 5 * time.Minute}
+	quickOptions = Options{Records: 20_000, Symbols: 10_000, OverheadRecords: 5_000, RateSymbols: 2_000,
+		RateLimit: 500, ScaleSymbols: 800, Batch: 500, Rounds: 1, Timeout: 2 * time.Minute}
 )
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -92,8 +101,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			fill(&o, size, cmd)
 			if o.Records < o.Batch || o.Batch < 1 || o.Symbols < 1 || o.OverheadRecords < 200 ||
-				o.RateSymbols < 1 || o.RateLimit < 1 || o.ScaleSymbols < 4 {
-				return errors.New("sizes must be positive, --records at least --batch, --overhead-records at least 200, --scale-symbols at least 4")
+				o.RateSymbols < 1 || o.RateLimit < 1 || o.ScaleSymbols < 4 || o.Rounds < 1 {
+				return errors.New("sizes and --rounds must be positive, --records at least --batch, --overhead-records at least 200, --scale-symbols at least 4")
 			}
 			log := slog.New(slog.NewTextHandler(stderr, nil))
 			dir, err := os.MkdirTemp(keepLogDir, "syncworker-bench-")
@@ -114,12 +123,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVar(&quick, "quick", false, "small sizes (make bench-quick): about a tenth of the full run")
 	f.IntVar(&o.Records, "records", 0, "N: baseline rows and ETL records (default 200000; quick 20000)")
-	f.IntVar(&o.Symbols, "symbols", 0, "symbols of the zero-latency daily sync (default 50000; quick 5000)")
+	f.IntVar(&o.Symbols, "symbols", 0, "symbols of the zero-latency daily sync and the raw requests (default 200000; quick 10000)")
 	f.IntVar(&o.OverheadRecords, "overhead-records", 0, "records of the per-batch overhead run, pages of 100 (default 20000; quick 5000)")
 	f.IntVar(&o.RateSymbols, "rate-symbols", 0, "symbols of the rate-limited sync (default 5000; quick 2000)")
 	f.IntVar(&o.RateLimit, "rate-limit", 0, "requests/s of the rate-limited sync, on the workers and the simulator (default 500)")
 	f.IntVar(&o.ScaleSymbols, "scale-symbols", 0, "symbols of the 50 ms partitioned sync (default 4000; quick 800)")
 	f.IntVar(&o.Batch, "batch", 0, "batch and page size (default 500)")
+	f.IntVar(&o.Rounds, "rounds", 0, "rounds of the baseline, checkpointed upsert and ETL run on 1 worker, whose medians count (default 3; quick 1)")
 	f.DurationVar(&o.Timeout, "timeout", 0, "bound on each run (default 5m; quick 2m)")
 	f.StringVar(&workerBin, "worker-bin", "bin/worker", "worker binary")
 	f.StringVar(&simBin, "sim-bin", "bin/sourcesim", "sourcesim binary")
@@ -148,6 +158,7 @@ func fill(o *Options, size Options, cmd *cobra.Command) {
 	set("rate-limit", &o.RateLimit, size.RateLimit)
 	set("scale-symbols", &o.ScaleSymbols, size.ScaleSymbols)
 	set("batch", &o.Batch, size.Batch)
+	set("rounds", &o.Rounds, size.Rounds)
 	if !cmd.Flags().Changed("timeout") {
 		o.Timeout = size.Timeout
 	}

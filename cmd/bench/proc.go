@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -126,6 +127,37 @@ func simURL(ctx context.Context, p *proc) (string, error) {
 	}
 }
 
+// freeAddr returns a loopback address with a port free a moment ago, for a
+// worker's admin HTTP.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	return addr, nil
+}
+
+// waitHealthy waits until p's admin HTTP at base answers /healthz.
+func waitHealthy(ctx context.Context, base string, p *proc) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for get(ctx, base+"/healthz") != nil {
+		if !p.alive() {
+			return fmt.Errorf("%s exited at start; its log: %s", p.name, p.logPath)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s's admin HTTP at %s did not answer within 30s; its log: %s", p.name, base, p.logPath)
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // get GETs url and wants a 200.
 func get(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -183,6 +215,15 @@ func (p *proc) cpuTime() (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// selfCPU returns the CPU time (user + system) this process has used.
+func selfCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // cpuSample is the machine's CPU ticks: busy and in all.

@@ -163,3 +163,67 @@ func TestRate(t *testing.T) {
 		t.Errorf("Rate over no time = %v, want NaN", got)
 	}
 }
+
+func TestRounds(t *testing.T) {
+	rs := []Round{
+		{BaselineNew: 40000, Checkpointed: 38000, PairedBare: 40000, ETL: 44000},
+		{BaselineNew: 50000, Checkpointed: 45000, PairedBare: 50000, ETL: 40000},
+		{BaselineNew: 45000, Checkpointed: 44100, PairedBare: 45000, ETL: 45000},
+	}
+	if got := medianOf(rs, Round.E2E); math.Abs(got-1) > 1e-9 {
+		t.Errorf("median e2e = %v, want 1 (of 1.1, 0.8, 1)", got)
+	}
+	if got := medianOf(rs, Round.CkptCostPct); math.Abs(got-5) > 1e-9 {
+		t.Errorf("median checkpoint cost = %v, want 5 (of 5, 10, 2)", got)
+	}
+	if got := roundsNote(rs, Round.CkptCostPct, 1); got != "5.0, 10.0, 2.0" {
+		t.Errorf("roundsNote = %q", got)
+	}
+}
+
+func TestPairCostPct(t *testing.T) {
+	ms := func(xs ...int) []time.Duration {
+		out := make([]time.Duration, len(xs))
+		for i, x := range xs {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	// Pairs 10/10.5, 10/11, 10/100 (a stall), 10/10.4, 10/10.6: the
+	// median pair is 10/10.6, whatever the stall.
+	ckpt := []time.Duration{10500 * time.Microsecond, 11 * time.Millisecond, 100 * time.Millisecond, 10400 * time.Microsecond, 10600 * time.Microsecond}
+	bare := ms(10, 10, 10, 10, 10)
+	want := 100 * (1 - 10/10.6)
+	if got := pairCostPct(ckpt, bare); math.Abs(got-want) > 1e-9 {
+		t.Errorf("pairCostPct = %v, want %v", got, want)
+	}
+	if got := sum(bare); got != 50*time.Millisecond {
+		t.Errorf("sum = %v", got)
+	}
+}
+
+func TestAtTheLine(t *testing.T) {
+	cost := func(xs ...float64) []Round {
+		out := make([]Round, len(xs))
+		for i, x := range xs {
+			out[i] = Round{Checkpointed: 100 - x, PairedBare: 100}
+		}
+		return out
+	}
+	target := Target{Limit: 5}
+	tests := []struct {
+		name   string
+		rounds []Round
+		want   bool
+	}{
+		{"all under", cost(3, 4, 4.5), false},
+		{"all over", cost(5.5, 6, 8), false},
+		{"both sides", cost(3.9, 5, 7.9), true},
+		{"one round", cost(5), false},
+	}
+	for _, tt := range tests {
+		if got := atTheLine(tt.rounds, Round.CkptCostPct, target) != ""; got != tt.want {
+			t.Errorf("%s: at the line = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -3,16 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/google/pprof/profile"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
@@ -45,6 +49,9 @@ type spec struct {
 	job                          string
 	// tune changes the workers' configuration from the defaults.
 	tune func(*config.Config)
+	// profile, when set, is the length of a CPU profile of the first
+	// worker taken from the run's start through its admin HTTP.
+	profile time.Duration
 }
 
 // outcome is what a run of the system measured.
@@ -64,6 +71,8 @@ type outcome struct {
 	workerCPU, simCPU time.Duration
 	// firstBatch is the time from the run's start to its first batch's start.
 	firstBatch time.Duration
+	// profile is the first worker's CPU profile (spec.profile).
+	profile *profile.Profile
 }
 
 // system runs specs against real worker and simulator processes.
@@ -112,6 +121,112 @@ func (s *system) jobsFile(simURL string) string {
 	return "jobs:\n" + job(etlJob, s.batch, 4) + job(overheadJob, 100, 1)
 }
 
+// startSim starts the simulator with its log in dir and returns it with its
+// base URL once it answers.
+func (s *system) startSim(ctx context.Context, dir string, latency time.Duration, rateLimit, records int) (*proc, string, error) {
+	sim, err := spawn("sourcesim", s.simBin, []string{"--addr", "127.0.0.1:0", "--latency", latency.String(),
+		"--rate-limit", strconv.Itoa(rateLimit), "--records", strconv.Itoa(max(records, 1)), "--seed", "1"}, os.Environ(), dir)
+	if err != nil {
+		return nil, "", err
+	}
+	base, err := simURL(ctx, sim)
+	if err != nil {
+		sim.stop(10 * time.Second)
+		return nil, "", err
+	}
+	return sim, base, nil
+}
+
+// rawRequests is the daily sync's limit: n quote requests (one per symbol
+// of the universe, as the sync makes them) to the simulator at zero latency
+// from conc goroutines on one kept-alive HTTP client, the body read and
+// dropped: no queue, no database, no parsing. It returns the wall time, the
+// simulator's CPU time and this process's (the client's).
+func (s *system) rawRequests(ctx context.Context, n, conc int) (wall, simCPU, clientCPU time.Duration, err error) {
+	dir := filepath.Join(s.logDir, "requests")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, 0, 0, fmt.Errorf("log dir: %w", err)
+	}
+	sim, base, err := s.startSim(ctx, dir, 0, 0, 1)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer sim.stop(10 * time.Second)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = conc
+	client := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	day := syncDate.Format(time.DateOnly)
+	symbols := simulator.Universe(n, 0)
+	sim0, self0, err := cpuNow(sim)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	next := make(chan string)
+	start := time.Now()
+	g.Go(func() error {
+		defer close(next)
+		for _, sym := range symbols {
+			select {
+			case next <- sym:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	for range conc {
+		g.Go(func() error {
+			for sym := range next {
+				if err := quote(gctx, client, base+"/v1/quotes/"+sym+"?date="+day); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, 0, 0, fmt.Errorf("raw quote requests: %w", err)
+	}
+	wall = time.Since(start)
+	sim1, self1, err := cpuNow(sim)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return wall, sim1 - sim0, self1 - self0, nil
+}
+
+// cpuNow returns the CPU time p and this process have used.
+func cpuNow(p *proc) (pCPU, self time.Duration, err error) {
+	if pCPU, err = p.cpuTime(); err != nil {
+		return 0, 0, err
+	}
+	self, err = selfCPU()
+	return pCPU, self, err
+}
+
+// quote GETs one quote with client and reads its body.
+func quote(ctx context.Context, client *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
 // execute runs sp: it resets the data, starts the simulator and the
 // workers, starts the run, waits for it to end, and stops everything.
 func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
@@ -132,17 +247,11 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 			return out, fmt.Errorf("%s: import the universe: %w", sp.name, err)
 		}
 	}
-	records := max(sp.records, 1)
-	sim, err := spawn("sourcesim", s.simBin, []string{"--addr", "127.0.0.1:0", "--latency", sp.latency.String(),
-		"--rate-limit", strconv.Itoa(sp.rateLimit), "--records", strconv.Itoa(records), "--seed", "1"}, os.Environ(), dir)
+	sim, base, err := s.startSim(ctx, dir, sp.latency, sp.rateLimit, sp.records)
 	if err != nil {
 		return out, err
 	}
 	defer sim.stop(10 * time.Second)
-	base, err := simURL(ctx, sim)
-	if err != nil {
-		return out, err
-	}
 	jobsPath := filepath.Join(dir, "jobs.yaml")
 	if err := os.WriteFile(jobsPath, []byte(s.jobsFile(base)), 0o600); err != nil {
 		return out, fmt.Errorf("write the jobs file: %w", err)
@@ -167,8 +276,19 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 			w.stop(cfg.Worker.ShutdownTimeout + 10*time.Second)
 		}
 	}()
+	// The first worker serves its admin HTTP when it is to be profiled.
+	var adminAddr string
+	if sp.profile > 0 {
+		if adminAddr, err = freeAddr(); err != nil {
+			return out, err
+		}
+	}
 	for i := range sp.workers {
-		w, err := spawn(fmt.Sprintf("worker-%d", i+1), s.workerBin, nil, env, dir)
+		wenv := env
+		if i == 0 && adminAddr != "" {
+			wenv = append(slices.Clone(env), "HTTP_ADDR="+adminAddr) // the last value of a variable counts
+		}
+		w, err := spawn(fmt.Sprintf("worker-%d", i+1), s.workerBin, nil, wenv, dir)
 		if err != nil {
 			return out, err
 		}
@@ -176,6 +296,11 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 	}
 	if err := s.waitServers(ctx, workers); err != nil {
 		return out, err
+	}
+	if adminAddr != "" {
+		if err := waitHealthy(ctx, "http://"+adminAddr, workers[0]); err != nil {
+			return out, err
+		}
 	}
 
 	etlJobs, err := worker.ETLJobs(cfg, s.rdb)
@@ -214,6 +339,18 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 		out.units = int64(sp.symbols)
 	}
 	s.log.Info("run started", "scenario", sp.name, "run", run.ID, "workers", sp.workers, "total", run.Total)
+	type profiled struct {
+		p   *profile.Profile
+		err error
+	}
+	var prof chan profiled
+	if adminAddr != "" {
+		prof = make(chan profiled, 1)
+		go func() {
+			p, err := fetchProfile(ctx, adminAddr, sp.profile)
+			prof <- profiled{p, err}
+		}()
+	}
 	if out.run, err = s.waitEnded(ctx, run.ID, workers); err != nil {
 		return out, fmt.Errorf("%s: %w (logs in %s)", sp.name, err, dir)
 	}
@@ -236,6 +373,14 @@ func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
 	}
 	if out.run.Status != checkpoint.StatusCompleted {
 		return out, fmt.Errorf("%s: run %d ended %s: %s (logs in %s)", sp.name, run.ID, out.run.Status, out.run.LastError, dir)
+	}
+	if prof != nil {
+		// The profile may go on after the run's end, on an idle worker.
+		r := <-prof
+		if r.err != nil {
+			return out, fmt.Errorf("%s: %w", sp.name, r.err)
+		}
+		out.profile = r.p
 	}
 	for _, w := range workers {
 		rss, err := w.peakRSS()
