@@ -422,6 +422,29 @@ func TestCommitExtendsAShortLease(t *testing.T) {
 	}
 }
 
+// A write runs before the compare-and-set, so a stale batch's write runs
+// too; when it fails, the error still says the batch is stale, so that the
+// caller drops the batch rather than retrying it. A current batch's failed
+// write is no ErrStale.
+func TestFailedWriteOfAStaleBatchIsStale(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 4, 2, 1)
+	p := e.lease(t, run.ID, 0)
+	boom := errors.New("check violated")
+	failing := func(context.Context, pgx.Tx) error { return boom }
+	if _, err := e.store.Commit(ctx, batchOf(run, p, false), failing); !errors.Is(err, boom) || errors.Is(err, ErrStale) {
+		t.Fatalf("failed write of a current batch = %v, want its error and no ErrStale", err)
+	}
+	if _, _, err := e.store.Cancel(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.store.Commit(ctx, batchOf(run, p, false), failing)
+	if !errors.Is(err, boom) || !errors.Is(err, ErrStale) {
+		t.Errorf("failed write of a batch of a cancelled run = %v, want its error and ErrStale", err)
+	}
+}
+
 func TestFailedWriteRollsBackEverything(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()

@@ -55,7 +55,10 @@ type Batch struct {
 	Records int
 	// TaskID and Worker say who committed the batch, for the ledger.
 	TaskID, Worker string
-	// StartedAt is when the batch began.
+	// StartedAt is when the batch began. The ledger's duration_ms runs
+	// from it to the checkpoint's statement (the fetch and the data
+	// write, not the wait for the run's row); its committed_at is stamped
+	// by that statement.
 	StartedAt time.Time
 }
 
@@ -100,8 +103,17 @@ type Committed struct {
 	LastError string
 }
 
-// WriteFunc writes a batch's data within the commit's transaction.
+// WriteFunc writes a batch's data within the commit's transaction. It runs
+// before the checkpoint's compare-and-set, so it also runs for a batch that
+// turns out stale, whose transaction then rolls back: it must do nothing
+// outside tx.
 type WriteFunc func(ctx context.Context, tx pgx.Tx) error
+
+// writeError is the error of a WriteFunc.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return "write batch data: " + e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
 
 // Commit applies a batch in one transaction: the job's data through write,
 // then the run's counters, the compare-and-set advance of the partition from
@@ -169,7 +181,7 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		// batch writes in vain and rolls back below.
 		if write != nil {
 			if err := write(ctx, tx); err != nil {
-				return fmt.Errorf("write batch data: %w", err)
+				return writeError{err}
 			}
 		}
 
@@ -306,10 +318,29 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		res.RunPaused = paused && res.Partition.Status == PartitionPaused
 		return nil
 	})
+	if we := (writeError{}); errors.As(err, &we) && s.stale(ctx, b) {
+		// The write failed before the compare-and-set could tell that the
+		// batch is stale; it is, and that is what the caller must hear.
+		err = fmt.Errorf("%w; the batch is stale: %w", err, ErrStale)
+	}
 	if err != nil {
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %w", b.RunID, b.Partition, b.Seq, err)
 	}
 	return res, nil
+}
+
+// stale reports whether b's run is no longer active or its partition moved
+// on from the checkpoint and lease b was computed under: what Commit's
+// compare-and-set would have found. It is false when that cannot be told
+// (the query fails, say on a cancelled ctx).
+func (s *Store) stale(ctx context.Context, b Batch) bool {
+	var current bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM runs r JOIN run_partitions p ON p.run_id = r.id
+		WHERE r.id = $1 AND r.status IN ('pending', 'running', 'paused')
+			AND p.partition = $2 AND p.attempt = $3 AND p.seq = $4 AND p.cursor = $5 AND p.status = 'running'
+			AND p.lease_epoch = $6 AND p.lease_owner = $7 AND p.redrive = $8)`,
+		b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.Epoch, b.Owner, b.Redrive).Scan(&current)
+	return err == nil && !current
 }
 
 // runAfter is a run's row as a batch's commit left it.

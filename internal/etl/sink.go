@@ -3,6 +3,8 @@ package etl
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -59,11 +61,20 @@ func Upsert(ctx context.Context, db execer, job Job, runID int64, recs []Record)
 	if len(recs) == 0 {
 		return 0, nil
 	}
+	// In the order of their keys: the partitions of a run write at once,
+	// and two transactions that lock the same rows in the same order
+	// cannot deadlock on them (a shifting source can put a key in two
+	// partitions' pages, in any order).
+	order := make([]int, len(recs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(recs[a].Key, recs[b].Key) })
 	keys := make([]string, len(recs))
 	// The payloads go as they are, bytes to text, without a copy each.
 	payloads := make([][]byte, len(recs))
-	for i, r := range recs {
-		keys[i], payloads[i] = r.Key, r.Payload
+	for i, j := range order {
+		keys[i], payloads[i] = recs[j].Key, recs[j].Payload
 	}
 	var tag pgconn.CommandTag
 	var err error

@@ -4,12 +4,14 @@
 package stocks
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -234,10 +236,21 @@ func UpsertPrices(ctx context.Context, tx pgx.Tx, runID int64, prices []Price) (
 		return 0, nil
 	}
 	n := len(prices)
+	// In the order of their keys, so that two transactions writing the
+	// same rows (partitions of a run at once, a stale batch beside the
+	// live one) lock them in the same order and cannot deadlock on them.
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(strings.Compare(prices[a].Symbol, prices[b].Symbol), strings.Compare(prices[a].Date, prices[b].Date))
+	})
 	sym, date := make([]string, n), make([]string, n)
 	open, high, low, closing := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	vol := make([]int64, n)
-	for i, p := range prices {
+	for i, j := range order {
+		p := prices[j]
 		sym[i], date[i] = p.Symbol, p.Date
 		open[i], high[i], low[i], closing[i], vol[i] = p.Open, p.High, p.Low, p.Close, p.Volume
 	}

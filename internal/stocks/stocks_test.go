@@ -2,7 +2,9 @@ package stocks
 
 import (
 	"context"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,4 +134,25 @@ func TestUpsertPricesIsBulkAndIdempotent(t *testing.T) {
 	if !reflect.DeepEqual(got, prices) {
 		t.Errorf("stored prices = %+v, want exactly %+v", got, prices)
 	}
+}
+
+// Two transactions that write the same prices at once, given in opposite
+// orders, both commit: UpsertPrices writes in the order of the keys, so
+// they cannot deadlock on the rows (see the same test of etl.Upsert).
+func TestUpsertPricesOfTheSameKeysDoNotDeadlock(t *testing.T) {
+	db := testenv.Postgres(t)
+	const n = 3000
+	asc := make([]Price, n)
+	for i := range asc {
+		asc[i] = Price{Symbol: fmt.Sprintf("S%05d", i), Date: "2026-11-20", Open: "1", High: "2", Low: "1", Close: "2", Volume: int64(i)}
+	}
+	desc := slices.Clone(asc)
+	slices.Reverse(desc)
+	write := func(prices []Price) func(ctx context.Context, tx pgx.Tx, round int) error {
+		return func(ctx context.Context, tx pgx.Tx, round int) error {
+			_, err := UpsertPrices(ctx, tx, int64(round), prices)
+			return err
+		}
+	}
+	testenv.WriteAtOnce(t, db.Pool, 10, write(asc), write(desc))
 }
