@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
@@ -45,12 +46,20 @@ func priceRows(from, to int, day time.Time, version int) [][]any {
 
 // upsertBatch writes rows within tx through the staging table.
 func upsertBatch(ctx context.Context, tx pgx.Tx, runID int64, rows [][]any) error {
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"bench_price_staging"},
-		[]string{"symbol", "trade_date", "open", "high", "low", "close", "volume"}, pgx.CopyFromRows(rows)); err != nil {
-		return fmt.Errorf("copy %d rows into the staging table: %w", len(rows), err)
+	if err := stage(ctx, tx, rows); err != nil {
+		return err
 	}
 	if _, err := tx.Exec(ctx, mergeSQL, runID); err != nil {
 		return fmt.Errorf("merge %d staged rows: %w", len(rows), err)
+	}
+	return nil
+}
+
+// stage copies rows into the staging table within tx.
+func stage(ctx context.Context, tx pgx.Tx, rows [][]any) error {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"bench_price_staging"},
+		[]string{"symbol", "trade_date", "open", "high", "low", "close", "volume"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("copy %d rows into the staging table: %w", len(rows), err)
 	}
 	return nil
 }
@@ -109,7 +118,9 @@ func baseline(ctx context.Context, pool *pgxpool.Pool, n, batch, conns int, day 
 // checkpointed times the same upsert of n new rows of day, each batch
 // written inside checkpoint.Store.Commit of a run of pages (one page per
 // batch, one partition) under a lease: the checkpoint transaction the system
-// commits every batch with, without the queue or a source. Each
+// commits every batch with, without the queue or a source. The COPY runs
+// before the checkpoint and the merge is sent with it in one round trip, as
+// the system sends its own data statements. Each
 // checkpointed batch is paired with a bare one (new rows of the day
 // before), timed alone right before or after it (each in half the pairs),
 // so that both see the same load of a shared machine: ckpt are the
@@ -150,8 +161,18 @@ func checkpointed(ctx context.Context, pool *pgxpool.Pool, n, batch int, day tim
 		c, err := store.Commit(ctx, checkpoint.Batch{RunID: run.ID, Partition: 0, Attempt: p.Attempt, Seq: p.Seq,
 			Epoch: p.Epoch, Owner: owner, LeaseTTL: ttl, From: p.Cursor, To: p.Cursor + 1,
 			Counts:  &checkpoint.Counts{Processed: len(rows), Succeeded: len(rows)},
-			Records: len(rows), TaskID: "bench", Worker: owner, StartedAt: time.Now()},
-			func(ctx context.Context, tx pgx.Tx) error { return upsertBatch(ctx, tx, run.ID, rows) })
+			Records: len(rows), TaskID: "bench", Worker: owner, StartedAt: time.Now(),
+			// The merge goes with the checkpoint, as the system's own
+			// writes do (etl.QueueUpsert, stocks.QueueUpsertPrices).
+			QueueData: func(q *pgx.Batch) {
+				q.Queue(mergeSQL, run.ID).Exec(func(tag pgconn.CommandTag) error {
+					if n := tag.RowsAffected(); n != int64(len(rows)) {
+						return fmt.Errorf("merged %d staged rows, want %d", n, len(rows))
+					}
+					return nil
+				})
+			}},
+			func(ctx context.Context, tx pgx.Tx) error { return stage(ctx, tx, rows) })
 		if err != nil {
 			return nil, nil, fmt.Errorf("checkpointed: page %d: %w", page, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncworker/syncworker/internal/testenv"
@@ -442,6 +443,70 @@ func TestFailedWriteOfAStaleBatchIsStale(t *testing.T) {
 	_, err := e.store.Commit(ctx, batchOf(run, p, false), failing)
 	if !errors.Is(err, boom) || !errors.Is(err, ErrStale) {
 		t.Errorf("failed write of a batch of a cancelled run = %v, want its error and ErrStale", err)
+	}
+}
+
+// Data statements queued through QueueData go with the checkpoint in its
+// round trip and commit or roll back with it: a batch's rows land with its
+// advance; a failing statement or callback, or a stale batch, leaves
+// nothing written.
+func TestQueuedDataCommitsWithTheCheckpoint(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := e.create(t, "k", 8, 2, 1)
+	p := e.lease(t, run.ID, 0)
+	queue := func(seq int64, check func(pgconn.CommandTag) error) func(q *pgx.Batch) {
+		return func(q *pgx.Batch) {
+			q.Queue(`INSERT INTO probe VALUES ($1, $2)`, run.ID, seq).Exec(check)
+		}
+	}
+	ok := func(pgconn.CommandTag) error { return nil }
+
+	b := batchOf(run, p, false)
+	b.QueueData = queue(b.Seq, ok)
+	res, err := e.store.Commit(ctx, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(t, `SELECT count(*) FROM probe WHERE seq = $1`, b.Seq); n != 1 || res.Partition.Seq != b.Seq+1 {
+		t.Fatalf("after the commit: %d probe rows, seq %d; want 1 and %d", n, res.Partition.Seq, b.Seq+1)
+	}
+	p = res.Partition
+
+	boom := errors.New("wrong count")
+	bad := []struct {
+		name string
+		b    func() Batch
+		want error
+	}{
+		{"callback error", func() Batch {
+			b := batchOf(run, p, false)
+			b.QueueData = queue(b.Seq, func(pgconn.CommandTag) error { return boom })
+			return b
+		}, boom},
+		{"statement error", func() Batch {
+			b := batchOf(run, p, false)
+			b.QueueData = func(q *pgx.Batch) { q.Queue(`INSERT INTO probe VALUES ('not a number', 1)`) }
+			return b
+		}, nil},
+		{"stale batch", func() Batch {
+			b := batchOf(run, p, false)
+			b.Seq-- // the checkpoint this batch was computed from is gone
+			b.QueueData = queue(99, ok)
+			return b
+		}, ErrStale},
+	}
+	for _, c := range bad {
+		_, err := e.store.Commit(ctx, c.b(), nil)
+		if err == nil || (c.want != nil && !errors.Is(err, c.want)) {
+			t.Errorf("%s: Commit = %v, want an error wrapping %v", c.name, err, c.want)
+		}
+		if n := e.count(t, `SELECT count(*) FROM probe`); n != 1 {
+			t.Errorf("%s: %d probe rows, want the first batch's only", c.name, n)
+		}
+		if got := e.partition(t, run.ID, 0); got.Seq != p.Seq || got.Cursor != p.Cursor {
+			t.Errorf("%s: partition moved to seq %d cursor %d", c.name, got.Seq, got.Cursor)
+		}
 	}
 }
 

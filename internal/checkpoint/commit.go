@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Batch is one batch of a partition, ready to commit: the checkpoint it starts
@@ -55,6 +56,14 @@ type Batch struct {
 	Records int
 	// TaskID and Worker say who committed the batch, for the ledger.
 	TaskID, Worker string
+	// QueueData, when set, queues the batch's data statements (after
+	// those the WriteFunc ran, if any) into q: they go to the server in one
+	// round trip with the checkpoint's statement, ahead of it, and their
+	// results reach the callbacks they set (QueuedQuery.Exec and the
+	// like), whose error fails the commit as a write's does. Like a
+	// WriteFunc they run before the compare-and-set, for a batch that
+	// turns out stale too.
+	QueueData func(q *pgx.Batch)
 	// StartedAt is when the batch began. The ledger's duration_ms runs
 	// from it to the checkpoint's statement (the fetch and the data
 	// write, not the wait for the run's row); its committed_at is stamped
@@ -200,10 +209,11 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			items, itemsOK, itemsFailed = c.Processed, c.Succeeded, c.Failed
 		}
 
-		// The checkpoint is one statement, and the item outcomes go with it
-		// in one round trip (a pipeline): what checkpointing costs a batch
-		// is then mostly the execution of its writes, not waits for the
-		// server or the overhead of a statement each. Within the statement,
+		// The checkpoint is one statement, and the queued data statements
+		// and the item outcomes go with it in one round trip (a pipeline):
+		// what checkpointing costs a batch is then mostly the execution of
+		// its writes, not waits for the server or the overhead of a
+		// statement each. Within the statement,
 		// p reads r, so the run's row is locked before the partition's (the
 		// order of every transaction that touches both). The run's
 		// counters: a run that is no longer active matches nothing.
@@ -217,6 +227,16 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		// ends the partition where it ends. The ledger row, only for an
 		// advance. No row back means one of the two did not match.
 		var q pgx.Batch
+		if b.QueueData != nil {
+			b.QueueData(&q)
+			for _, qq := range q.QueuedQueries {
+				qq.Fn = dataResult(qq.Fn)
+			}
+		}
+		var (
+			p   Partition
+			run runAfter
+		)
 		q.Queue(`WITH r AS (
 				UPDATE runs SET
 					processed = processed + $2, succeeded = succeeded + $3, failed = failed + $4,
@@ -259,15 +279,42 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			FROM p, r`,
 			b.RunID, processed, succeeded, failedDelta, b.Records, attemptFailed, b.SourceTotal, b.Warnings, maxWarnings,
 			b.From, b.Partition, b.Attempt, b.Seq, b.To, b.Handover, b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive,
-			b.Last, b.PageToken, items, itemsOK, itemsFailed, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds())
+			b.Last, b.PageToken, items, itemsOK, itemsFailed, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds(),
+		).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(append(partitionFields(&p), &run.attemptFailed, &run.maxFailures, &run.processed,
+				&run.total, &run.budgetMS, &run.overBudget, &run.status)...)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errNotAdvanced
+			}
+			if err != nil {
+				return fmt.Errorf("advance checkpoint: %w", err)
+			}
+			return nil
+		})
 		if len(b.Outcomes) > 0 {
 			q.Queue(`UPDATE run_items i SET status = u.status, attempts = i.attempts + u.attempts,
 					error = u.error, updated_at = now()
 				FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[]) AS u(pos, status, attempts, error)
 				WHERE i.run_id = $1 AND i.pos = u.pos AND (i.status = 'failed' OR NOT $6)`,
-				b.RunID, pos, status, attempts, errs, b.Redrive > 0)
+				b.RunID, pos, status, attempts, errs, b.Redrive > 0,
+			).Exec(func(tag pgconn.CommandTag) error {
+				if n := tag.RowsAffected(); n != int64(len(b.Outcomes)) {
+					what := "exist"
+					if b.Redrive > 0 {
+						what = "exist and had failed"
+					}
+					return fmt.Errorf("record item outcomes: %d of %d items %s", n, len(b.Outcomes), what)
+				}
+				return nil
+			})
 		}
-		p, run, err := sendCheckpoint(ctx, tx, &q, b)
+		err := tx.SendBatch(ctx, &q).Close()
+		if errors.Is(err, errNotAdvanced) {
+			return staleError(ctx, tx, b)
+		}
+		if err != nil && !errors.As(err, new(writeError)) {
+			return fmt.Errorf("checkpoint statements: %w", err)
+		}
 		if err != nil {
 			return err
 		}
@@ -351,55 +398,40 @@ type runAfter struct {
 	status                          Status
 }
 
-// sendCheckpoint sends q, Commit's checkpoint statement and the item
-// outcomes, in one round trip and reads their results in order: the
-// partition after its advance with the run's row after its counters, and
-// that the outcomes were written. A run that is no longer active or a
-// partition that moved on is ErrStale.
-func sendCheckpoint(ctx context.Context, tx pgx.Tx, q *pgx.Batch, b Batch) (Partition, runAfter, error) {
-	br := tx.SendBatch(ctx, q)
-	defer br.Close()
-	var (
-		p   Partition
-		run runAfter
-	)
-	err := br.QueryRow().Scan(append(partitionFields(&p), &run.attemptFailed, &run.maxFailures, &run.processed,
-		&run.total, &run.budgetMS, &run.overBudget, &run.status)...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Which of the two did not match: the run's row tells, as this
-		// transaction left it (it rolls back).
-		_ = br.Close()
-		var active bool
-		if err := tx.QueryRow(ctx, `SELECT status IN ('pending', 'running', 'paused') FROM runs WHERE id = $1`,
-			b.RunID).Scan(&active); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return Partition{}, run, fmt.Errorf("count batch: %w", err)
+// errNotAdvanced is the checkpoint statement's answer of no row: the run
+// is not active or the partition moved on (see staleError).
+var errNotAdvanced = errors.New("the checkpoint did not advance")
+
+// dataResult wraps fn, the result handler of a queued data statement (nil:
+// none), so that its error or the statement's is a writeError.
+func dataResult(fn func(br pgx.BatchResults) error) func(br pgx.BatchResults) error {
+	return func(br pgx.BatchResults) error {
+		var err error
+		if fn != nil {
+			err = fn(br)
+		} else {
+			_, err = br.Exec()
 		}
-		if !active {
-			return Partition{}, run, fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
-		}
-		return Partition{}, run, fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
-			b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
-	}
-	if err != nil {
-		return Partition{}, run, fmt.Errorf("advance checkpoint: %w", err)
-	}
-	if len(b.Outcomes) > 0 {
-		tag, err := br.Exec()
 		if err != nil {
-			return Partition{}, run, fmt.Errorf("record item outcomes: %w", err)
+			return writeError{err}
 		}
-		if n := tag.RowsAffected(); n != int64(len(b.Outcomes)) {
-			what := "exist"
-			if b.Redrive > 0 {
-				what = "exist and had failed"
-			}
-			return Partition{}, run, fmt.Errorf("record item outcomes: %d of %d items %s", n, len(b.Outcomes), what)
-		}
+		return nil
 	}
-	if err := br.Close(); err != nil {
-		return Partition{}, run, fmt.Errorf("checkpoint statements: %w", err)
+}
+
+// staleError tells which of the checkpoint's conditions did not match, from
+// the run's status as tx (which rolls back) left it, and wraps ErrStale.
+func staleError(ctx context.Context, tx pgx.Tx, b Batch) error {
+	var active bool
+	if err := tx.QueryRow(ctx, `SELECT status IN ('pending', 'running', 'paused') FROM runs WHERE id = $1`,
+		b.RunID).Scan(&active); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("count batch: %w", err)
 	}
-	return p, run, nil
+	if !active {
+		return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
+	}
+	return fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
+		b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
 }
 
 // lastError returns the error of the last failed outcome.

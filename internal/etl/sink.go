@@ -61,6 +61,33 @@ func Upsert(ctx context.Context, db execer, job Job, runID int64, recs []Record)
 	if len(recs) == 0 {
 		return 0, nil
 	}
+	sql, args := upsertStatement(job, runID, recs)
+	tag, err := db.Exec(ctx, sql, args...)
+	if err != nil {
+		return 0, fmt.Errorf("upsert %d records of job %s: %w", len(recs), job.Name, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// QueueUpsert queues Upsert's statement for recs into q, to run in the
+// transaction q is sent in (see checkpoint.Batch.QueueData); its result
+// must be every record written.
+func QueueUpsert(q *pgx.Batch, job Job, runID int64, recs []Record) {
+	if len(recs) == 0 {
+		return
+	}
+	sql, args := upsertStatement(job, runID, recs)
+	q.Queue(sql, args...).Exec(func(tag pgconn.CommandTag) error {
+		if n := tag.RowsAffected(); n != int64(len(recs)) {
+			return fmt.Errorf("upserted %d records of job %s, want %d", n, job.Name, len(recs))
+		}
+		return nil
+	})
+}
+
+// upsertStatement returns the statement that lands recs, with its
+// arguments.
+func upsertStatement(job Job, runID int64, recs []Record) (string, []any) {
 	// In the order of their keys: the partitions of a run write at once,
 	// and two transactions that lock the same rows in the same order
 	// cannot deadlock on them (a shifting source can put a key in two
@@ -76,23 +103,16 @@ func Upsert(ctx context.Context, db execer, job Job, runID int64, recs []Record)
 	for i, j := range order {
 		keys[i], payloads[i] = recs[j].Key, recs[j].Payload
 	}
-	var tag pgconn.CommandTag
-	var err error
 	if job.Table == "" || job.Table == DefaultTable {
-		tag, err = db.Exec(ctx, `INSERT INTO etl_records (job, record_key, payload, run_id)
+		return `INSERT INTO etl_records (job, record_key, payload, run_id)
 			SELECT $1, u.k, u.p::jsonb, $2 FROM unnest($3::text[], $4::text[]) AS u(k, p)
 			ON CONFLICT (job, record_key) DO UPDATE
 			SET payload = excluded.payload, run_id = excluded.run_id, loaded_at = now()`,
-			job.Name, runID, keys, payloads)
-	} else {
-		tag, err = db.Exec(ctx, `INSERT INTO `+pgx.Identifier{job.Table}.Sanitize()+` (record_key, payload, run_id)
+			[]any{job.Name, runID, keys, payloads}
+	}
+	return `INSERT INTO ` + pgx.Identifier{job.Table}.Sanitize() + ` (record_key, payload, run_id)
 			SELECT u.k, u.p::jsonb, $1 FROM unnest($2::text[], $3::text[]) AS u(k, p)
 			ON CONFLICT (record_key) DO UPDATE
 			SET payload = excluded.payload, run_id = excluded.run_id, loaded_at = now()`,
-			runID, keys, payloads)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("upsert %d records of job %s: %w", len(recs), job.Name, err)
-	}
-	return tag.RowsAffected(), nil
+		[]any{runID, keys, payloads}
 }

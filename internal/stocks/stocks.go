@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -235,6 +236,41 @@ func UpsertPrices(ctx context.Context, tx pgx.Tx, runID int64, prices []Price) (
 	if len(prices) == 0 {
 		return 0, nil
 	}
+	tag, err := tx.Exec(ctx, upsertPricesSQL, upsertPricesArgs(runID, prices)...)
+	if err != nil {
+		return 0, fmt.Errorf("upsert %d prices: %w", len(prices), err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// QueueUpsertPrices queues UpsertPrices's statement into q, to run in the
+// transaction q is sent in (see checkpoint.Batch.QueueData); its result
+// must be every price written.
+func QueueUpsertPrices(q *pgx.Batch, runID int64, prices []Price) {
+	if len(prices) == 0 {
+		return
+	}
+	q.Queue(upsertPricesSQL, upsertPricesArgs(runID, prices)...).Exec(func(tag pgconn.CommandTag) error {
+		if n := tag.RowsAffected(); n != int64(len(prices)) {
+			return fmt.Errorf("upserted %d prices, want %d", n, len(prices))
+		}
+		return nil
+	})
+}
+
+// upsertPricesSQL writes the prices of upsertPricesArgs.
+const upsertPricesSQL = `
+	INSERT INTO stock_prices (symbol, trade_date, open, high, low, close, volume, run_id)
+	SELECT u.symbol, u.trade_date::date, u.open::numeric, u.high::numeric, u.low::numeric,
+		u.close::numeric, u.volume, $8
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+		AS u(symbol, trade_date, open, high, low, close, volume)
+	ON CONFLICT (symbol, trade_date) DO UPDATE SET
+		open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+		volume = EXCLUDED.volume, run_id = EXCLUDED.run_id, updated_at = now()`
+
+// upsertPricesArgs returns the arguments of upsertPricesSQL for prices.
+func upsertPricesArgs(runID int64, prices []Price) []any {
 	n := len(prices)
 	// In the order of their keys, so that two transactions writing the
 	// same rows (partitions of a run at once, a stale batch beside the
@@ -254,18 +290,5 @@ func UpsertPrices(ctx context.Context, tx pgx.Tx, runID int64, prices []Price) (
 		sym[i], date[i] = p.Symbol, p.Date
 		open[i], high[i], low[i], closing[i], vol[i] = p.Open, p.High, p.Low, p.Close, p.Volume
 	}
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO stock_prices (symbol, trade_date, open, high, low, close, volume, run_id)
-		SELECT u.symbol, u.trade_date::date, u.open::numeric, u.high::numeric, u.low::numeric,
-			u.close::numeric, u.volume, $8
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-			AS u(symbol, trade_date, open, high, low, close, volume)
-		ON CONFLICT (symbol, trade_date) DO UPDATE SET
-			open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-			volume = EXCLUDED.volume, run_id = EXCLUDED.run_id, updated_at = now()`,
-		sym, date, open, high, low, closing, vol, runID)
-	if err != nil {
-		return 0, fmt.Errorf("upsert %d prices: %w", n, err)
-	}
-	return tag.RowsAffected(), nil
+	return []any{sym, date, open, high, low, closing, vol, runID}
 }

@@ -132,15 +132,6 @@ func (d *DailySync) Fetch(ctx context.Context, b Batch) (Fetched, error) {
 	}
 	out.Records = len(prices)
 	runID := b.Run.ID
-	out.Write = func(ctx context.Context, tx pgx.Tx) error {
-		n, err := stocks.UpsertPrices(ctx, tx, runID, prices)
-		if err != nil {
-			return err
-		}
-		if n != int64(len(prices)) {
-			return fmt.Errorf("upserted %d prices, want %d", n, len(prices))
-		}
-		return nil
-	}
+	out.Queue = func(q *pgx.Batch) { stocks.QueueUpsertPrices(q, runID, prices) }
 	return out, nil
 }

@@ -526,15 +526,6 @@ func (j *etlJob) Fetch(ctx context.Context, b Batch) (Fetched, error) {
 		f.Warnings = append(f.Warnings, fmt.Sprintf("page %d: %d records rejected and not landed, the first: %s", at.Index, n, page.Rejected[0]))
 	}
 	runID := b.Run.ID
-	f.Write = func(ctx context.Context, tx pgx.Tx) error {
-		n, err := etl.Upsert(ctx, tx, def, runID, recs)
-		if err != nil {
-			return err
-		}
-		if n != int64(len(recs)) {
-			return fmt.Errorf("upserted %d records, want %d", n, len(recs))
-		}
-		return nil
-	}
+	f.Queue = func(q *pgx.Batch) { etl.QueueUpsert(q, def, runID, recs) }
 	return f, nil
 }

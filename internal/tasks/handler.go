@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/fault"
@@ -51,10 +52,11 @@ type Fetched struct {
 	PageToken   string
 	SourceTotal *int64
 	Warnings    []string
-	// Records is the number of data rows Write writes.
+	// Records is the number of data rows Queue writes.
 	Records int
-	// Write writes the batch's data within the commit's transaction.
-	Write checkpoint.WriteFunc
+	// Queue queues the batch's data statements, which the commit sends
+	// with its checkpoint in one round trip (checkpoint.Batch.QueueData).
+	Queue func(q *pgx.Batch)
 }
 
 // errShutdown is the cause with which a handler's work is cancelled when the
@@ -407,8 +409,8 @@ func (h *Handler) batches(work context.Context, d *delivery, run checkpoint.Run,
 			From: from, To: to, Handover: handover,
 			Outcomes: fetched.Outcomes, Records: fetched.Records, Counts: fetched.Counts,
 			Last: fetched.Last, PageToken: fetched.PageToken, SourceTotal: fetched.SourceTotal, Warnings: fetched.Warnings,
-			TaskID: d.taskID, Worker: h.worker, StartedAt: batchStart,
-		}, fetched.Write)
+			TaskID: d.taskID, Worker: h.worker, StartedAt: batchStart, QueueData: fetched.Queue,
+		}, nil)
 		took := time.Since(batchStart)
 		if errors.Is(err, checkpoint.ErrStale) {
 			h.metrics.BatchDone(run.Job, outcomeStale, took)
