@@ -463,13 +463,19 @@ func TestQueuedDataCommitsWithTheCheckpoint(t *testing.T) {
 	ok := func(pgconn.CommandTag) error { return nil }
 
 	b := batchOf(run, p, false)
-	b.QueueData = queue(b.Seq, ok)
+	b.QueueData = func(q *pgx.Batch) {
+		queue(b.Seq, ok)(q)
+		q.Queue(`SELECT pg_sleep(0.05)`) // a slow write, which the ledger's duration counts
+	}
 	res, err := e.store.Commit(ctx, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := e.count(t, `SELECT count(*) FROM probe WHERE seq = $1`, b.Seq); n != 1 || res.Partition.Seq != b.Seq+1 {
 		t.Fatalf("after the commit: %d probe rows, seq %d; want 1 and %d", n, res.Partition.Seq, b.Seq+1)
+	}
+	if ms := e.count(t, `SELECT duration_ms FROM batch_ledger WHERE run_id = $1 AND seq = $2`, run.ID, b.Seq); ms < 50 {
+		t.Errorf("ledger duration_ms = %d, want at least the 50 ms the data statements took", ms)
 	}
 	p = res.Partition
 

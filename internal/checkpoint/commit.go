@@ -65,9 +65,9 @@ type Batch struct {
 	// turns out stale too.
 	QueueData func(q *pgx.Batch)
 	// StartedAt is when the batch began. The ledger's duration_ms runs
-	// from it to the checkpoint's statement (the fetch and the data
-	// write, not the wait for the run's row); its committed_at is stamped
-	// by that statement.
+	// from it to the ledger row's committed_at, stamped by the checkpoint's
+	// statement (the fetch, the data write and the checkpoint), on the
+	// database's clock.
 	StartedAt time.Time
 }
 
@@ -274,12 +274,13 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				INSERT INTO batch_ledger (run_id, partition, seq, attempt, redrive,
 					cursor_from, cursor_to, items, succeeded, failed, records, task_id, worker,
 					started_at, duration_ms)
-				SELECT $1, $11, $13, $12, $19, $10, $14, $22, $23, $24, $5, $25, $26, $27, $28 FROM p)
+				SELECT $1, $11, $13, $12, $19, $10, $14, $22, $23, $24, $5, $25, $26, $27,
+					greatest(0, round(extract(epoch FROM clock_timestamp() - $27::timestamptz) * 1000)) FROM p)
 			SELECT `+partitionColumns+`, r.attempt_failed, r.max_failures, r.processed, r.total, r.budget_ms, r.over_budget, r.status
 			FROM p, r`,
 			b.RunID, processed, succeeded, failedDelta, b.Records, attemptFailed, b.SourceTotal, b.Warnings, maxWarnings,
 			b.From, b.Partition, b.Attempt, b.Seq, b.To, b.Handover, b.Epoch, b.Owner, b.LeaseTTL.Milliseconds(), b.Redrive,
-			b.Last, b.PageToken, items, itemsOK, itemsFailed, b.TaskID, b.Worker, b.StartedAt, time.Since(b.StartedAt).Milliseconds(),
+			b.Last, b.PageToken, items, itemsOK, itemsFailed, b.TaskID, b.Worker, b.StartedAt,
 		).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(append(partitionFields(&p), &run.attemptFailed, &run.maxFailures, &run.processed,
 				&run.total, &run.budgetMS, &run.overBudget, &run.status)...)
