@@ -183,11 +183,12 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 	}
 	var res Committed
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// The data first, before any checkpoint row is locked: the run's
-		// row is locked by every commit of the run, and were it locked
-		// before the data were written, the partitions of a run would
-		// write their data one after another instead of at once. A stale
-		// batch writes in vain and rolls back below.
+		// The data first (write's statements, then the queued ones ahead
+		// of the checkpoint's), before any checkpoint row is locked: the
+		// run's row is locked by every commit of the run, and were it
+		// locked before the data were written, the partitions of a run
+		// would write their data one after another instead of at once. A
+		// stale batch writes in vain and rolls back below.
 		if write != nil {
 			if err := write(ctx, tx); err != nil {
 				return writeError{err}
@@ -426,7 +427,7 @@ func staleError(ctx context.Context, tx pgx.Tx, b Batch) error {
 	var active bool
 	if err := tx.QueryRow(ctx, `SELECT status IN ('pending', 'running', 'paused') FROM runs WHERE id = $1`,
 		b.RunID).Scan(&active); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("count batch: %w", err)
+		return fmt.Errorf("read the status of run %d: %w", b.RunID, err)
 	}
 	if !active {
 		return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
