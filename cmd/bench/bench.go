@@ -51,9 +51,9 @@ type Results struct {
 	RequestsSimCPU, RequestsClientCPU time.Duration
 	// SyncCPU is the workers' CPU time in the daily sync on 1 worker.
 	SyncCPU time.Duration
-	// Profiles summarize the CPU profiles of a worker taken during the
-	// ETL and sync runs on 1 worker.
-	Profiles []ProfileSummary
+	// ETLProfile and SyncProfile summarize the CPU profiles of the worker
+	// taken during the ETL run (first round) and the sync on 1 worker.
+	ETLProfile, SyncProfile ProfileSummary
 	// BaselineParallel is the new rows' rows/s on 4 connections at once.
 	BaselineParallel float64
 	// ETL and Sync are the end-to-end rows/s on 1 and 2 workers.
@@ -167,9 +167,9 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 			PairCostPct: pairCostPct(dCkpt, dBare)}
 		sp := spec{name: fmt.Sprintf("etl-1w-round%d", round+1), workers: 1, records: o.Records, job: etlJob}
 		if round == 0 {
-			// A profile of most of the run, which takes about the
-			// baseline's time over the target ratio.
-			sp.profile = time.Duration(0.8 * float64(n) / (0.8 * rd.BaselineNew) * float64(time.Second))
+			// A profile of about the run, which takes about the
+			// baseline's time.
+			sp.profile = duration(n, rd.BaselineNew)
 		}
 		out, err := sys.execute(ctx, sp)
 		if err != nil {
@@ -179,7 +179,7 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		rss = append(rss, out.rss...)
 		if round == 0 {
 			etl1 = out
-			res.Profiles = append(res.Profiles, summarize("ETL page job, 1 worker", out.profile, 12))
+			res.ETLProfile = summarize("ETL page job, 1 worker", out.profile, 12)
 		}
 		res.Rounds = append(res.Rounds, rd)
 		b.log.Info("round", "round", round+1, "baseline_per_s", int(rd.BaselineNew), "ckpt_cost_pct", fmt.Sprintf("%.1f", rd.CkptCostPct()),
@@ -231,7 +231,8 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 	for i, w := range []int{1, 2} {
 		sp := spec{name: fmt.Sprintf("sync-%dw", w), workers: w, symbols: o.Symbols, partitions: 4}
 		if w == 1 {
-			sp.profile = time.Duration(0.8 * float64(o.Symbols) / (0.7 * res.Requests) * float64(time.Second))
+			// Most of the run, which reaches about 0.4 of the raw requests.
+			sp.profile = duration(int64(o.Symbols), res.Requests/0.4) * 8 / 10
 		}
 		out, err := sys.execute(ctx, sp)
 		if err != nil {
@@ -240,7 +241,7 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		res.Sync[i] = Rate(out.units, out.wall)
 		rss = append(rss, out.rss...)
 		if w == 1 {
-			res.Profiles = append(res.Profiles, summarize("daily sync, 1 worker", out.profile, 12))
+			res.SyncProfile = summarize("daily sync, 1 worker", out.profile, 12)
 			res.SyncCPU = out.workerCPU
 		}
 		res.Rows = append(res.Rows, Row{Scenario: "2 daily sync, 0 ms source", Workers: w, Units: out.units, Wall: out.wall,

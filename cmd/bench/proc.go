@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -158,23 +159,34 @@ func waitHealthy(ctx context.Context, base string, p *proc) error {
 	return nil
 }
 
-// get GETs url and wants a 200.
+// get GETs url and wants a 200, within 2 seconds.
 func get(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	_, err := fetch(ctx, http.DefaultClient, url)
+	return err
+}
+
+// fetch GETs url with client and returns the body of a 200; any other
+// status is an error that quotes the start of the body.
+func fetch(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
 	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
+		return nil, fmt.Errorf("GET %s: %s: %.200s", url, resp.Status, body)
 	}
-	return nil
+	return body, nil
 }
 
 // sleep waits for d or until ctx ends.

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -19,21 +18,11 @@ func fetchProfile(ctx context.Context, addr string, window time.Duration) (*prof
 	secs := max(1, int(window.Round(time.Second)/time.Second))
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
 	defer cancel()
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	body, err := fetch(ctx, http.DefaultClient, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
 	if err != nil {
 		return nil, fmt.Errorf("profile the worker: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("profile the worker: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("profile the worker: GET %s: %s: %s", url, resp.Status, b)
-	}
-	p, err := profile.Parse(resp.Body)
+	p, err := profile.ParseData(body)
 	if err != nil {
 		return nil, fmt.Errorf("profile the worker: parse: %w", err)
 	}

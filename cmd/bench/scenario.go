@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -139,8 +138,8 @@ func (s *system) startSim(ctx context.Context, dir string, latency time.Duration
 
 // rawRequests is the daily sync's limit: n quote requests (one per symbol
 // of the universe, as the sync makes them) to the simulator at zero latency
-// from conc goroutines on one kept-alive HTTP client, the body read and
-// dropped: no queue, no database, no parsing. It returns the wall time, the
+// from conc goroutines on one kept-alive HTTP client, the body read as the
+// quotes client reads it: no queue, no database, no parsing. It returns the wall time, the
 // simulator's CPU time and this process's (the client's).
 func (s *system) rawRequests(ctx context.Context, n, conc int) (wall, simCPU, clientCPU time.Duration, err error) {
 	dir := filepath.Join(s.logDir, "requests")
@@ -179,7 +178,7 @@ func (s *system) rawRequests(ctx context.Context, n, conc int) (wall, simCPU, cl
 	for range conc {
 		g.Go(func() error {
 			for sym := range next {
-				if err := quote(gctx, client, base+"/v1/quotes/"+sym+"?date="+day); err != nil {
+				if _, err := fetch(gctx, client, base+"/v1/quotes/"+sym+"?date="+day); err != nil {
 					return err
 				}
 			}
@@ -206,26 +205,6 @@ func cpuNow(p *proc) (pCPU, self time.Duration, err error) {
 	return pCPU, self, err
 }
 
-// quote GETs one quote with client and reads its body.
-func quote(ctx context.Context, client *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
-}
 
 // execute runs sp: it resets the data, starts the simulator and the
 // workers, starts the run, waits for it to end, and stops everything.

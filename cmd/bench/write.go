@@ -165,7 +165,6 @@ func (r *Results) analysis(w io.Writer) {
 	defaults := config.Default()
 	cores := float64(r.Machine.Cores)
 	perBatchBaseline := float64(r.Options.Batch) / r.BaselineNew * 1000
-	etlProf, syncProf := r.profile("ETL"), r.profile("daily sync")
 	fmt.Fprintf(w, "\n## Why, and what would close it\n\n")
 	fmt.Fprintf(w, "- **The shared machine**: the load average was %s at the start and %s at the end on %d cores. During the "+
 		"latency-bound sync on 1 worker, whose workers and simulator used %.1f s of CPU in %.1f s (%.0f%% of one core), the "+
@@ -188,7 +187,7 @@ func (r *Results) analysis(w io.Writer) {
 		roundsNote(r.Rounds, Round.E2E, 3), r.Options.Batch, perBatchBaseline, r.BaselineParallel, r.ETL[0]/r.BaselineParallel,
 		Percentile(r.ETLBatchMS, 50), Percentile(r.ETLBatchMS, 99), Percentile(r.ETLGapMS, 50), Percentile(r.ETLGapMS, 99),
 		r.ETLFirst.Milliseconds(), 100*r.ETLBusy[0], r.ETLWorkerCPU.Seconds(), r.ETLSimCPU.Seconds(), r.ETLWall.Seconds(),
-		max(etlRest, 0), r.Machine.Cores, etlProf.sentence(), r.ETL[1]/r.BaselineNew)
+		max(etlRest, 0), r.Machine.Cores, r.ETLProfile.sentence(), r.ETL[1]/r.BaselineNew)
 	fmt.Fprintf(w, "- **The daily sync** (no target of its own): %.0f symbols/s on 1 worker, %.2f of the baseline and %.2f of the "+
 		"%.0f requests/s of raw quote requests, its own limit: one HTTP request per symbol, which costs more than writing the "+
 		"symbol's row. The raw requests cost the client %.0f µs and the simulator %.0f µs of CPU each; the sync's worker used "+
@@ -197,7 +196,7 @@ func (r *Results) analysis(w io.Writer) {
 		"symbols at once), not more workers.\n",
 		r.Sync[0], r.Sync[0]/r.BaselineNew, r.Sync[0]/r.Requests, r.Requests,
 		micros(r.RequestsClientCPU, r.Options.Symbols), micros(r.RequestsSimCPU, r.Options.Symbols), micros(r.SyncCPU, r.Options.Symbols),
-		syncProf.sentence(), r.Machine.Cores, r.Sync[1])
+		r.SyncProfile.sentence(), r.Machine.Cores, r.Sync[1])
 	fmt.Fprintf(w, "- **Per-batch overhead** (%s): p50 %.2f ms, p99 %.2f ms between batches of one partition on one worker "+
 		"at worker.task_check_interval %s; an idle poll leaking into the pace would show as gaps near it, and the largest gap was %.1f ms.\n",
 		Target{Measured: Percentile(r.GapsMS, 50), Limit: 2}.Verdict(), Percentile(r.GapsMS, 50), Percentile(r.GapsMS, 99),
@@ -273,16 +272,6 @@ func micros(d time.Duration, n int) float64 {
 	return float64(d.Microseconds()) / float64(n)
 }
 
-// profile returns the profile whose scenario starts with prefix, or a
-// zero one.
-func (r *Results) profile(prefix string) ProfileSummary {
-	for _, p := range r.Profiles {
-		if strings.HasPrefix(p.Scenario, prefix) {
-			return p
-		}
-	}
-	return ProfileSummary{}
-}
 
 // sentence says in one sentence what the profile found: the worker's CPU
 // and its largest steps.
@@ -304,7 +293,7 @@ func (p ProfileSummary) sentence() string {
 
 // profiles writes what the workers' CPU profiles show.
 func (r *Results) profiles(w io.Writer) {
-	if len(r.Profiles) == 0 {
+	if r.ETLProfile.CPU <= 0 && r.SyncProfile.CPU <= 0 {
 		return
 	}
 	fmt.Fprintf(w, "\n## Where a worker's CPU goes\n\n"+
@@ -312,7 +301,10 @@ func (r *Results) profiles(w io.Writer) {
 		"(`/debug/pprof/profile`, `http.pprof`) from the run's start; \"CPU\" is the CPU time sampled in the window, "+
 		"and shares are of it. Take one of any running worker with "+
 		"`go tool pprof -top 'http://127.0.0.1:8080/debug/pprof/profile?seconds=30'`.\n")
-	for _, p := range r.Profiles {
+	for _, p := range []ProfileSummary{r.ETLProfile, r.SyncProfile} {
+		if p.CPU <= 0 {
+			continue
+		}
 		fmt.Fprintf(w, "\n### %s: %.1f s of CPU in a %.0f s window (%.0f%% of one core)\n\n",
 			p.Scenario, p.CPU.Seconds(), p.Window.Seconds(), 100*p.CPU.Seconds()/p.Window.Seconds())
 		writeShares(w, "what the worker was doing (the innermost step on the stack)", p.Steps, p.CPU)

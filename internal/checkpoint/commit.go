@@ -310,15 +310,11 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				return nil
 			})
 		}
-		err := tx.SendBatch(ctx, &q).Close()
-		if errors.Is(err, errNotAdvanced) {
-			return staleError(ctx, tx, b)
-		}
-		if err != nil && !errors.As(err, new(writeError)) {
+		if err := tx.SendBatch(ctx, &q).Close(); err != nil {
+			if errors.Is(err, errNotAdvanced) || errors.As(err, new(writeError)) {
+				return err
+			}
 			return fmt.Errorf("checkpoint statements: %w", err)
-		}
-		if err != nil {
-			return err
 		}
 		res.Partition = p
 
@@ -367,10 +363,21 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 		res.RunPaused = paused && res.Partition.Status == PartitionPaused
 		return nil
 	})
-	if we := (writeError{}); errors.As(err, &we) && s.stale(ctx, b) {
+	switch {
+	case errors.Is(err, errNotAdvanced):
+		// Which of the checkpoint's conditions did not match, read after
+		// the rollback; a checkpoint that did not advance is stale anyway.
+		if stale := s.staleness(ctx, b); stale != nil {
+			err = stale
+		} else {
+			err = fmt.Errorf("%w: %w", err, ErrStale)
+		}
+	case errors.As(err, new(writeError)):
 		// The write failed before the compare-and-set could tell that the
-		// batch is stale; it is, and that is what the caller must hear.
-		err = fmt.Errorf("%w; the batch is stale: %w", err, ErrStale)
+		// batch is stale; if it is, that is what the caller must hear.
+		if stale := s.staleness(ctx, b); stale != nil {
+			err = fmt.Errorf("%w; the batch is stale: %w", err, stale)
+		}
 	}
 	if err != nil {
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %w", b.RunID, b.Partition, b.Seq, err)
@@ -378,18 +385,27 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 	return res, nil
 }
 
-// stale reports whether b's run is no longer active or its partition moved
-// on from the checkpoint and lease b was computed under: what Commit's
-// compare-and-set would have found. It is false when that cannot be told
-// (the query fails, say on a cancelled ctx).
-func (s *Store) stale(ctx context.Context, b Batch) bool {
-	var current bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM runs r JOIN run_partitions p ON p.run_id = r.id
-		WHERE r.id = $1 AND r.status IN ('pending', 'running', 'paused')
-			AND p.partition = $2 AND p.attempt = $3 AND p.seq = $4 AND p.cursor = $5 AND p.status = 'running'
-			AND p.lease_epoch = $6 AND p.lease_owner = $7 AND p.redrive = $8)`,
-		b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.Epoch, b.Owner, b.Redrive).Scan(&current)
-	return err == nil && !current
+// staleness returns why b is stale, wrapping ErrStale: its run is no
+// longer active, or its partition moved on from the checkpoint and lease b
+// was computed under (what Commit's compare-and-set checks). It returns nil
+// while b is current, or when that cannot be told (the query fails, say on
+// a cancelled ctx).
+func (s *Store) staleness(ctx context.Context, b Batch) error {
+	var active, current bool
+	err := s.pool.QueryRow(ctx, `SELECT r.status IN ('pending', 'running', 'paused'),
+			EXISTS (SELECT 1 FROM run_partitions p WHERE p.run_id = r.id
+				AND p.partition = $2 AND p.attempt = $3 AND p.seq = $4 AND p.cursor = $5 AND p.status = 'running'
+				AND p.lease_epoch = $6 AND p.lease_owner = $7 AND p.redrive = $8)
+		FROM runs r WHERE r.id = $1`,
+		b.RunID, b.Partition, b.Attempt, b.Seq, b.From, b.Epoch, b.Owner, b.Redrive).Scan(&active, &current)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || (err == nil && !active):
+		return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
+	case err == nil && !current:
+		return fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
+			b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
+	}
+	return nil
 }
 
 // runAfter is a run's row as a batch's commit left it.
@@ -401,7 +417,7 @@ type runAfter struct {
 }
 
 // errNotAdvanced is the checkpoint statement's answer of no row: the run
-// is not active or the partition moved on (see staleError).
+// is not active or the partition moved on (see staleness).
 var errNotAdvanced = errors.New("the checkpoint did not advance")
 
 // dataResult wraps fn, the result handler of a queued data statement (nil:
@@ -419,21 +435,6 @@ func dataResult(fn func(br pgx.BatchResults) error) func(br pgx.BatchResults) er
 		}
 		return nil
 	}
-}
-
-// staleError tells which of the checkpoint's conditions did not match, from
-// the run's status as tx (which rolls back) left it, and wraps ErrStale.
-func staleError(ctx context.Context, tx pgx.Tx, b Batch) error {
-	var active bool
-	if err := tx.QueryRow(ctx, `SELECT status IN ('pending', 'running', 'paused') FROM runs WHERE id = $1`,
-		b.RunID).Scan(&active); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("read the status of run %d: %w", b.RunID, err)
-	}
-	if !active {
-		return fmt.Errorf("run %d is not active: %w", b.RunID, ErrStale)
-	}
-	return fmt.Errorf("partition %d at attempt %d epoch %d seq %d cursor %d owned by %s: %w",
-		b.Partition, b.Attempt, b.Epoch, b.Seq, b.From, b.Owner, ErrStale)
 }
 
 // lastError returns the error of the last failed outcome.
