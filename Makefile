@@ -23,7 +23,8 @@ chaos:
 	scripts/dev chaos $(ARGS)
 
 # The benchmark (issue 6): full size within 10 minutes on 2 cores, quick within 2;
-# writes BENCHMARKS.md and docs/bench.png. make bench ARGS='--records 100000'
+# the full run writes BENCHMARKS.md and docs/bench.png, the quick one prints only
+# (make bench-quick ARGS='--out quick.md'). make bench ARGS='--records 100000'
 bench:
 	scripts/dev bench $(ARGS)
 

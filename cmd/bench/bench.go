@@ -44,6 +44,10 @@ type Results struct {
 	// PairedBare is the rows/s of the bare batches paired with the
 	// checkpointed ones (see checkpointed).
 	PairedBare float64
+	// Wide is the checkpointed upsert and its paired bare batches at twice
+	// the batch size, in the first round (zero when N is under two
+	// batches): a cost fixed per batch is half the share there.
+	Wide Round
 	// Requests is the rows/s (requests/s) of the daily sync's limit, raw
 	// quote requests (see rawRequests), RequestsSimCPU and
 	// RequestsClientCPU the simulator's and the client's CPU time in them.
@@ -105,6 +109,12 @@ func (r Round) E2E() float64 { return r.ETL / r.BaselineNew }
 // checkpointed rows/s ÷ the paired bare ones.
 func (r Round) CkptCostPct() float64 { return 100 * (1 - r.Checkpointed/r.PairedBare) }
 
+// batchCostMS is the checkpoint's cost in ms a batch of batch rows: a
+// checkpointed batch's time less a paired bare one's.
+func (r Round) batchCostMS(batch int) float64 {
+	return 1000 * (float64(batch)/r.Checkpointed - float64(batch)/r.PairedBare)
+}
+
 // run sets up the database and Redis and runs every measurement in turn.
 func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string, redisDB int) (*Results, error) {
 	began := time.Now()
@@ -165,6 +175,13 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		}
 		rd := Round{BaselineNew: Rate(n, dNew), Checkpointed: Rate(n, sum(dCkpt)), PairedBare: Rate(n, sum(dBare)),
 			PairCostPct: pairCostPct(dCkpt, dBare)}
+		if round == 0 && 2*o.Batch <= o.Records {
+			c, b, err := checkpointed(ctx, pool, o.Records, 2*o.Batch, day.AddDate(0, 0, -4))
+			if err != nil {
+				return nil, err
+			}
+			res.Wide = Round{Checkpointed: Rate(n, sum(c)), PairedBare: Rate(n, sum(b)), PairCostPct: pairCostPct(c, b)}
+		}
 		sp := spec{name: fmt.Sprintf("etl-1w-round%d", round+1), workers: 1, records: o.Records, job: etlJob}
 		if round == 0 {
 			// A profile of about the run, which takes about the
@@ -201,7 +218,14 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		Row{Scenario: "1 same inside checkpoint.Commit", Units: n, Wall: duration(n, res.Checkpointed), Rate: res.Checkpointed,
 			VsBaseline: res.Checkpointed / res.BaselineNew,
 			Note: fmt.Sprintf("one run of pages, one partition, no queue; paired bare batches %.0f rows/s; cost by round %s",
-				res.PairedBare, roundsNote(res.Rounds, Round.CkptCostPct, 1))},
+				res.PairedBare, roundsNote(res.Rounds, Round.CkptCostPct, 1))})
+	if res.Wide.Checkpointed > 0 {
+		res.Rows = append(res.Rows, Row{Scenario: fmt.Sprintf("1 same, batch %d", 2*o.Batch), Units: n, Wall: duration(n, res.Wide.Checkpointed),
+			Rate: res.Wide.Checkpointed, VsBaseline: res.Wide.Checkpointed / res.BaselineNew,
+			Note: fmt.Sprintf("first round; paired bare batches %.0f rows/s; cost %.1f%%, %.2f ms a batch",
+				res.Wide.PairedBare, res.Wide.CkptCostPct(), res.Wide.batchCostMS(2*o.Batch))})
+	}
+	res.Rows = append(res.Rows,
 		Row{Scenario: "2 ETL page job, 0 ms source", Workers: 1, Units: n, Wall: duration(n, res.ETL[0]), Rate: res.ETL[0],
 			VsBaseline: res.e2eVsCopy(), Note: fmt.Sprintf("page %d, 4 partitions; ratio by round %s; first round: %s",
 				o.Batch, roundsNote(res.Rounds, Round.E2E, 3), etl1.cpuNote())})

@@ -6,7 +6,7 @@
 // In one run it measures: the baseline, a bulk upsert of price rows through
 // COPY into a staging table and INSERT ... ON CONFLICT in transactions of
 // the batch size (new rows, then updates, and on 4 connections), and the
-// same inside the checkpoint's commit; an ETL page job end to end on 1 and
+// same inside the checkpoint's commit, also at twice the batch; an ETL page job end to end on 1 and
 // 2 worker processes against the simulator at zero latency (the baseline,
 // the checkpointed upsert and the ETL run on 1 worker in rounds, side by
 // side, whose medians count); raw quote requests to the simulator, the
@@ -17,6 +17,10 @@
 // default configuration; a daily sync under a 500 req/s limit enforced by
 // the simulator with 1 and 3 workers; a partitioned daily sync against a
 // 50 ms source on 1, 2 and 4 workers; the workers' peak RSS.
+//
+// A quick run (--quick) prints its figures and writes no files unless --out
+// or --chart name them, so that it leaves the committed full-size report as
+// it is.
 //
 // It uses a database of its own (--database, default syncworker_bench,
 // dropped and created again with `worker migrate --create-database`) and a
@@ -100,6 +104,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 				size = quickOptions
 			}
 			fill(&o, size, cmd)
+			mdPath, pngPath = outputs(cmd, quick, mdPath, pngPath)
 			if o.Records < o.Batch || o.Batch < 1 || o.Symbols < 1 || o.OverheadRecords < 200 ||
 				o.RateSymbols < 1 || o.RateLimit < 1 || o.ScaleSymbols < 4 || o.Rounds < 1 {
 				return errors.New("sizes and --rounds must be positive, --records at least --batch, --overhead-records at least 200, --scale-symbols at least 4")
@@ -133,8 +138,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&o.Timeout, "timeout", 0, "bound on each run (default 5m; quick 2m)")
 	f.StringVar(&workerBin, "worker-bin", "bin/worker", "worker binary")
 	f.StringVar(&simBin, "sim-bin", "bin/sourcesim", "sourcesim binary")
-	f.StringVar(&mdPath, "out", "BENCHMARKS.md", "Markdown report to write; empty = none")
-	f.StringVar(&pngPath, "chart", "docs/bench.png", "PNG chart to write; empty = none")
+	f.StringVar(&mdPath, "out", "BENCHMARKS.md", "Markdown report to write; empty = none (quick: none unless given)")
+	f.StringVar(&pngPath, "chart", "docs/bench.png", "PNG chart to write; empty = none (quick: none unless given)")
 	f.StringVar(&keepLogDir, "log-dir", "", "where the logs' temporary directory goes (kept on failure)")
 	f.StringVar(&dbURL, "database-url", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/syncworker?sslmode=disable"),
 		"Postgres server to use (its database is replaced by --database)")
@@ -142,6 +147,22 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&redisURL, "redis-url", envOr("REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis server to use (its database is replaced by --redis-db)")
 	f.IntVar(&redisDB, "redis-db", 14, "Redis database of the benchmark's own (1 or more), flushed")
 	return cmd
+}
+
+// outputs returns the report's and the chart's paths: as given, but none
+// for a quick run unless --out or --chart name them, since a quick run's
+// figures are for a look, not for the committed full-size report.
+func outputs(cmd *cobra.Command, quick bool, mdPath, pngPath string) (string, string) {
+	if !quick {
+		return mdPath, pngPath
+	}
+	if !cmd.Flags().Changed("out") {
+		mdPath = ""
+	}
+	if !cmd.Flags().Changed("chart") {
+		pngPath = ""
+	}
+	return mdPath, pngPath
 }
 
 // fill sets every size o leaves at 0 (not given) from size.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -224,6 +225,68 @@ func TestAtTheLine(t *testing.T) {
 	for _, tt := range tests {
 		if got := atTheLine(tt.rounds, Round.CkptCostPct, target) != ""; got != tt.want {
 			t.Errorf("%s: at the line = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestBatchCostMS(t *testing.T) {
+	// 500 rows at 40,000 rows/s is 12.5 ms a batch, at 50,000 10 ms.
+	r := Round{Checkpointed: 40000, PairedBare: 50000}
+	if got := r.batchCostMS(500); math.Abs(got-2.5) > 1e-9 {
+		t.Errorf("batchCostMS = %v, want 2.5", got)
+	}
+}
+
+func TestWideBatchKey(t *testing.T) {
+	keys := func(r *Results) []string {
+		var out []string
+		for _, kv := range r.KVs() {
+			out = append(out, kv.Key)
+		}
+		return out
+	}
+	r := &Results{Rounds: []Round{{BaselineNew: 1, Checkpointed: 95, PairedBare: 100, ETL: 1}}}
+	if got := keys(r); slices.Contains(got, "ckpt_cost_pct_2x_batch") {
+		t.Errorf("keys without a wide batch measured = %v", got)
+	}
+	r.Wide = Round{Checkpointed: 97, PairedBare: 100}
+	got := keys(r)
+	i := slices.Index(got, "ckpt_cost_pct")
+	if i < 0 || i+1 >= len(got) || got[i+1] != "ckpt_cost_pct_2x_batch" {
+		t.Errorf("keys = %v, want ckpt_cost_pct_2x_batch right after ckpt_cost_pct", got)
+	}
+	if line := SummaryLine(r.KVs()); !strings.Contains(line, "ckpt_cost_pct_2x_batch=3") {
+		t.Errorf("last line %q, want ckpt_cost_pct_2x_batch=3", line)
+	}
+	if s := r.closeCheckpoint(Target{Measured: 5.2, Limit: 5}); !strings.Contains(s, "at batch 0 it measured 3.0%") {
+		t.Errorf("closeCheckpoint = %q, want the wide batch's figure", s)
+	}
+	if s := r.closeCheckpoint(Target{Measured: 4.8, Limit: 5}); s != "" {
+		t.Errorf("closeCheckpoint of a met target = %q, want nothing", s)
+	}
+}
+
+func TestQuickWritesNoFiles(t *testing.T) {
+	tests := []struct {
+		args            []string
+		wantMD, wantPNG string
+	}{
+		{nil, "BENCHMARKS.md", "docs/bench.png"},
+		{[]string{"--quick"}, "", ""},
+		{[]string{"--quick", "--out", "q.md"}, "q.md", ""},
+		{[]string{"--quick", "--chart", "q.png"}, "", "q.png"},
+		{[]string{"--out", ""}, "", "docs/bench.png"},
+	}
+	for _, tt := range tests {
+		cmd := newRootCmd(io.Discard, io.Discard)
+		if err := cmd.ParseFlags(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		quick, _ := cmd.Flags().GetBool("quick")
+		md, _ := cmd.Flags().GetString("out")
+		png, _ := cmd.Flags().GetString("chart")
+		if gotMD, gotPNG := outputs(cmd, quick, md, png); gotMD != tt.wantMD || gotPNG != tt.wantPNG {
+			t.Errorf("%v: outputs = %q, %q, want %q, %q", tt.args, gotMD, gotPNG, tt.wantMD, tt.wantPNG)
 		}
 	}
 }

@@ -205,7 +205,6 @@ func cpuNow(p *proc) (pCPU, self time.Duration, err error) {
 	return pCPU, self, err
 }
 
-
 // execute runs sp: it resets the data, starts the simulator and the
 // workers, starts the run, waits for it to end, and stops everything.
 func (s *system) execute(ctx context.Context, sp spec) (outcome, error) {
