@@ -252,8 +252,9 @@ type Schedule struct {
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	// CatchUp is how far back a worker that becomes the leader looks for a
 	// fire it missed (the last one of each entry), so that a fire due while
-	// the leader was being replaced is not lost; 0 fires nothing that is past
-	// (SCHEDULE_CATCH_UP). Default: 10m.
+	// the leader was being replaced is not lost, and for how long the leader
+	// enqueues a fire's kick-off again if Redis lost it before a worker ran
+	// it; 0 fires nothing that is past (SCHEDULE_CATCH_UP). Default: 10m.
 	CatchUp time.Duration `mapstructure:"catch_up"`
 	// Entries are the cron entries; in the environment, a YAML or JSON list
 	// (SCHEDULE_ENTRIES). Default: none.

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/schedule"
@@ -336,5 +338,75 @@ func TestBadEntriesStopStartup(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("worker with entry %+v: %v, want an error with %q", tt.entry, err, tt.want)
 		}
+	}
+}
+
+// Redis loses a fire's kick-off task before any worker runs it: the leader
+// enqueues it again at its next poll, and the fire starts its run after
+// all. Then Redis loses everything, the done task too: the leader enqueues
+// the kick-off again, and its handler, finding the fire handled in
+// Postgres, starts nothing (an ETL job's completed run would otherwise be
+// followed by its next generation).
+func TestLostKickoffFiresAgain(t *testing.T) {
+	h := harness.New(t, harness.Options{Jobs: pullJob, Sim: simulator.Config{Records: 10}, Configure: func(c *config.Config) {
+		c.Schedule.PollInterval = 200 * time.Millisecond
+		c.Schedule.CatchUp = 2 * time.Hour // the new leader fires the hour's fire at once
+		c.Schedule.Entries = []config.ScheduleEntry{{Name: "hourly", Cron: "CRON_TZ=UTC 0 * * * *", Job: "pull", Overlap: config.OverlapAllow}}
+	}})
+	ctx := t.Context()
+	fire := time.Now().UTC().Truncate(time.Hour)
+	if time.Until(fire.Add(time.Hour)) < time.Minute {
+		// The next fire would come in the middle of the test.
+		fire = fire.Add(time.Hour)
+		time.Sleep(time.Until(fire.Add(time.Second)))
+	}
+	id := "kickoff:hourly:" + fire.Format("20060102T150405Z")
+	// No worker runs a task while the queue is paused.
+	if err := h.Inspector.PauseQueue(tasks.Queue); err != nil {
+		t.Fatal(err)
+	}
+	h.StartWorker("a")
+	waitFor(t, 10*time.Second, "the fire's kick-off task enqueued", func() bool {
+		_, err := h.Inspector.GetTaskInfo(tasks.Queue, id)
+		return err == nil
+	})
+	// Redis loses it.
+	if err := h.Inspector.DeleteTask(tasks.Queue, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Inspector.UnpauseQueue(tasks.Queue); err != nil {
+		t.Fatal(err)
+	}
+	ks := waitKickoffs(t, h, 1, 30*time.Second)
+	if len(ks) != 1 || ks[0].id != id || ks[0].result.How != tasks.Created || ks[0].result.Repeat {
+		t.Fatalf("kick-offs %+v, want %s created a run", ks, id)
+	}
+	if n := logCount(h, "scheduled fire's kick-off task was gone from Redis; enqueued it again", "a"); n != 1 {
+		t.Errorf("the kick-off enqueued again %d times, want 1", n)
+	}
+	run := h.WaitEnded(ks[0].result.Run, 30*time.Second)
+	if run.Status != checkpoint.StatusCompleted {
+		t.Fatalf("run %+v, want completed", run)
+	}
+
+	// Redis loses everything, the done kick-off task with it. (The
+	// inspector does not see the queue again until a client that has not
+	// enqueued to it before does, so the outcome is read from the log.)
+	if err := h.Redis.Client.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	repeat := "scheduled fire was handled before; its kick-off task was enqueued again (Redis lost the first?): nothing started"
+	waitFor(t, 30*time.Second, "the kick-off enqueued again and handled", func() bool { return logCount(h, repeat, "a") > 0 })
+	if n := logCount(h, "scheduled fire's kick-off task was gone from Redis; enqueued it again", "a"); n != 2 {
+		t.Errorf("the kick-off enqueued again %d times in all, want 2", n)
+	}
+	if !strings.Contains(h.Log.String(), "run="+strconv.FormatInt(run.ID, 10)) {
+		t.Errorf("the repeat does not name run %d", run.ID)
+	}
+	if n := h.Count(`SELECT count(*) FROM runs`); n != 1 {
+		t.Errorf("%d runs, want the one run of the fire", n)
+	}
+	if n := h.Count(`SELECT count(*) FROM kickoffs WHERE task_id = $1 AND how = 'created' AND run_id = $2`, id, run.ID); n != 1 {
+		t.Errorf("%d kick-off records of %s creating run %d, want 1", n, id, run.ID)
 	}
 }

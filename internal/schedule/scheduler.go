@@ -43,7 +43,8 @@ type Options struct {
 // poll interval. Between the loss of the lock and the leader noticing it (at
 // its next check, which is also made before every fire), both may enqueue
 // the same fire: its kick-off task's ID makes that one task, and starting a
-// run is idempotent anyway.
+// run is idempotent anyway. A kick-off task that Redis loses before a worker
+// runs it is enqueued again at the leader's next poll (see reassert).
 type Scheduler struct {
 	entries  []Entry
 	lock     lock
@@ -82,8 +83,10 @@ func (s *Scheduler) IsLeader() bool { return s.leader.Load() }
 // Run elects and fires until ctx ends; then it gives up the lead, closing
 // its connection, so that another worker takes over at its next poll.
 func (s *Scheduler) Run(ctx context.Context) {
-	// last holds, per entry, the time up to which its fires are done.
+	// last holds, per entry, the time up to which its fires are done, and
+	// done its last fire whose kick-off this leader saw on the queue.
 	last := make([]time.Time, len(s.entries))
+	done := make([]time.Time, len(s.entries))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	defer s.resign(ctx)
@@ -109,7 +112,10 @@ func (s *Scheduler) Run(ctx context.Context) {
 				}
 			}
 			for i := range s.entries {
-				last[i] = s.fire(ctx, s.entries[i], last[i], now)
+				s.reassert(ctx, s.entries[i], done[i], now)
+				if fire := s.fire(ctx, s.entries[i], last[i], now); !fire.Equal(last[i]) {
+					last[i], done[i] = fire, fire
+				}
 			}
 			// A fire not enqueued is due still: it is tried again after
 			// the poll interval, not at once.
@@ -117,7 +123,9 @@ func (s *Scheduler) Run(ctx context.Context) {
 				wait = min(wait, time.Until(next))
 			}
 		} else {
-			clear(last) // a new lead catches up from its own start
+			// A new lead catches up from its own start.
+			clear(last)
+			clear(done)
 		}
 		timer.Reset(wait)
 	}
@@ -190,6 +198,27 @@ func (s *Scheduler) fire(ctx context.Context, e Entry, last, now time.Time) time
 		log.Info("scheduled fire was enqueued before (by an earlier leader)")
 	}
 	return fire
+}
+
+// reassert enqueues the kick-off of e's fire done again, while it is within
+// the catch-up window: while Redis holds the task (done, it is retained
+// for longer than any window) that is a no-op, and when Redis lost it (a
+// flush, a failover to a replica behind, a restart without persistence)
+// before a worker ran it, the fire starts its run after all. A kick-off
+// that did run before it was lost is handled once still: its handler finds
+// the fire recorded in Postgres and starts nothing (see
+// tasks.KickoffHandler).
+func (s *Scheduler) reassert(ctx context.Context, e Entry, done, now time.Time) {
+	if done.IsZero() || now.Sub(done) > s.catchUp {
+		return
+	}
+	k := e.Kickoff(done)
+	created, err := s.enqueuer.EnqueueKickoff(ctx, k)
+	if err == nil && created {
+		s.log.Warn("scheduled fire's kick-off task was gone from Redis; enqueued it again",
+			"entry", e.Name, "job", e.Job, "fire", k.Fire, "task", k.TaskID())
+	}
+	// An error is Redis failing, which the fire that follows logs.
 }
 
 // nextFire returns the soonest fire of any entry after the times its fires

@@ -133,6 +133,11 @@ type KickoffResult struct {
 	Run       int64             `json:"run"`
 	RunKey    string            `json:"run_key"`
 	RunStatus checkpoint.Status `json:"run_status"`
+	// Repeat is true when the fire was handled before, by an earlier
+	// kick-off task of the same ID (Redis lost it after it ran, and the
+	// scheduler enqueued it again): nothing was started, and How and Run
+	// are what that one did.
+	Repeat bool `json:"repeat,omitempty"`
 }
 
 // CheckStart reports whether a start of job with params would be taken
@@ -203,6 +208,41 @@ func (c *Control) Kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 	return res, err
 }
 
+// kickoffOnce handles k through Kickoff the first time, and records what it
+// did; a kick-off of the same fire handled before (enqueued again after
+// Redis lost the first task, see schedule.Scheduler) starts nothing and
+// reports the recorded outcome with Repeat set. The record is written after
+// the start, so a worker that dies between the two leaves the task to be
+// retried, and the retry's start finds the run as any repeated start does.
+func (h *KickoffHandler) kickoffOnce(ctx context.Context, k Kickoff) (KickoffResult, error) {
+	store := h.control.store
+	rec, err := store.KickoffOf(ctx, k.TaskID())
+	switch {
+	case err == nil:
+		res := KickoffResult{Entry: k.Entry, Job: k.Job, Fire: k.Fire, How: How(rec.How), Run: rec.RunID, Repeat: true}
+		if rec.RunID != 0 {
+			run, err := store.Get(ctx, rec.RunID)
+			if err != nil {
+				return res, err
+			}
+			res.RunKey, res.RunStatus = run.RunKey, run.Status
+		}
+		return res, nil
+	case !errors.Is(err, checkpoint.ErrNotFound):
+		return KickoffResult{}, err
+	}
+	res, err := h.control.Kickoff(ctx, k, h.daily)
+	if err != nil && !errors.Is(err, ErrNotEnqueued) {
+		return res, err
+	}
+	if rerr := store.RecordKickoff(ctx, checkpoint.Kickoff{TaskID: k.TaskID(), Entry: k.Entry, Job: k.Job, Fire: k.Fire,
+		How: string(res.How), RunID: res.Run}); rerr != nil {
+		// Retried: the retry's start finds the run this one started.
+		return res, rerr
+	}
+	return res, err
+}
+
 // KickoffHandler runs kick-off tasks.
 type KickoffHandler struct {
 	control *Control
@@ -227,7 +267,7 @@ func (h *KickoffHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("malformed task payload: %w: %w", err, asynq.SkipRetry)
 	}
 	log := h.log.With("entry", k.Entry, "job", k.Job, "fire", k.Fire)
-	res, err := h.control.Kickoff(ctx, k, h.daily)
+	res, err := h.kickoffOnce(ctx, k)
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrNotEnqueued):
@@ -238,10 +278,14 @@ func (h *KickoffHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case err != nil:
 		return fmt.Errorf("scheduled start of %s: %w", k.Job, err)
 	}
-	if res.How == Skipped {
+	switch {
+	case res.Repeat:
+		log.Warn("scheduled fire was handled before; its kick-off task was enqueued again (Redis lost the first?): nothing started",
+			"how", res.How, "run", res.Run)
+	case res.How == Skipped:
 		log.Warn("scheduled fire skipped: a run of the job is unfinished and the entry does not allow overlap",
 			"unfinished_run", res.Run, "run_key", res.RunKey, "status", res.RunStatus)
-	} else {
+	default:
 		log.Info("scheduled run started", "how", res.How, "run", res.Run, "run_key", res.RunKey, "status", res.RunStatus)
 	}
 	if w := t.ResultWriter(); w != nil {

@@ -1,0 +1,55 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Kickoff is the record of a handled kick-off task: what one fire of a
+// schedule entry did. Redis holds the kick-off task and can lose it with
+// its data; the scheduler then enqueues the fire's kick-off again, and the
+// record tells its handler that the fire was handled already.
+type Kickoff struct {
+	// TaskID is the kick-off task's ID: the entry and the fire.
+	TaskID string
+	Entry  string
+	Job    string
+	Fire   time.Time
+	// How is what the kick-off did: created, found, resumed or skipped.
+	How string
+	// RunID is the run it started or found, or for a skip the unfinished
+	// run it waited for; 0 when that run has been deleted since.
+	RunID int64
+	// HandledAt is when it was recorded.
+	HandledAt time.Time
+}
+
+// RecordKickoff records a handled kick-off. A record for the same task ID
+// stays as it is: the first handling is the one that counts.
+func (s *Store) RecordKickoff(ctx context.Context, k Kickoff) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO kickoffs (task_id, entry, job, fire, how, run_id)
+		VALUES ($1, $2, $3, $4, $5, nullif($6, 0)) ON CONFLICT (task_id) DO NOTHING`,
+		k.TaskID, k.Entry, k.Job, k.Fire, k.How, k.RunID); err != nil {
+		return fmt.Errorf("record kickoff %s: %w", k.TaskID, err)
+	}
+	return nil
+}
+
+// KickoffOf returns the record of the kick-off task taskID; the error wraps
+// ErrNotFound when it was not handled yet.
+func (s *Store) KickoffOf(ctx context.Context, taskID string) (Kickoff, error) {
+	k := Kickoff{TaskID: taskID}
+	err := s.pool.QueryRow(ctx, `SELECT entry, job, fire, how, coalesce(run_id, 0), handled_at
+		FROM kickoffs WHERE task_id = $1`, taskID).Scan(&k.Entry, &k.Job, &k.Fire, &k.How, &k.RunID, &k.HandledAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Kickoff{}, fmt.Errorf("kickoff %s: %w", taskID, ErrNotFound)
+	}
+	if err != nil {
+		return Kickoff{}, fmt.Errorf("kickoff %s: %w", taskID, err)
+	}
+	return k, nil
+}
