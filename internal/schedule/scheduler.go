@@ -15,6 +15,9 @@ import (
 // Enqueuer puts kick-off tasks on the queue, idempotently by their IDs.
 type Enqueuer interface {
 	EnqueueKickoff(ctx context.Context, k tasks.Kickoff) (created bool, err error)
+	// Republish makes the next enqueue register the queue in Redis again
+	// (see tasks.Enqueuer.Republish).
+	Republish()
 }
 
 // Options configure a Scheduler.
@@ -214,11 +217,17 @@ func (s *Scheduler) reassert(ctx context.Context, e Entry, done, now time.Time) 
 	}
 	k := e.Kickoff(done)
 	created, err := s.enqueuer.EnqueueKickoff(ctx, k)
-	if err == nil && created {
-		s.log.Warn("scheduled fire's kick-off task was gone from Redis; enqueued it again",
-			"entry", e.Name, "job", e.Job, "fire", k.Fire, "task", k.TaskID())
+	if err != nil || !created {
+		return // an error is Redis failing, which the fire that follows logs
 	}
-	// An error is Redis failing, which the fire that follows logs.
+	s.log.Warn("scheduled fire's kick-off task was gone from Redis; enqueued it again",
+		"entry", e.Name, "job", e.Job, "fire", k.Fire, "task", k.TaskID())
+	// Redis lost the queue's registration with the task, most likely:
+	// without it asynqmon shows no queue, and the fire's outcome would not
+	// be seen. An enqueue of the same task again registers it (and is
+	// refused as a duplicate).
+	s.enqueuer.Republish()
+	_, _ = s.enqueuer.EnqueueKickoff(ctx, k)
 }
 
 // nextFire returns the soonest fire of any entry after the times its fires
