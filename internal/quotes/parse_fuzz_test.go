@@ -2,6 +2,7 @@ package quotes
 
 import (
 	"math/big"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode"
@@ -66,7 +67,7 @@ func FuzzParse(f *testing.F) {
 		price := map[string]*big.Rat{}
 		for name, text := range map[string]string{"open": q.Open, "high": q.High, "low": q.Low, "close": q.Close} {
 			r, ok := new(big.Rat).SetString(text)
-			if !ok || r.Sign() < 0 || strings.ContainsAny(text, "eE+-") || !decimal.MatchString(text) {
+			if !ok || r.Sign() < 0 || strings.ContainsAny(text, "eE+-") || !decimalRE.MatchString(text) {
 				t.Fatalf("Parse accepted %s %q from %q", name, text, body)
 			}
 			price[name] = r
@@ -86,4 +87,32 @@ func FuzzParse(f *testing.F) {
 // isClean reports whether s is valid UTF-8 without control characters.
 func isClean(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
+}
+
+// decimalRE is what isDecimal accepts, as a regular expression: the
+// oracle of the tests.
+var decimalRE = regexp.MustCompile(`^\d{1,15}(\.\d{1,10})?$`)
+
+func TestIsDecimal(t *testing.T) {
+	for _, s := range []string{
+		"0", "7", "123.45", "000.5", "123456789012345", "1234567890123456", "1.1234567890", "1.12345678901",
+		"", ".", "1.", ".5", "-1", "+1", "1e2", "1.2.3", " 1", "1 ", "١", "0x1", "1_000", "NaN", `"1"`,
+	} {
+		if got, want := isDecimal(s), decimalRE.MatchString(s); got != want {
+			t.Errorf("isDecimal(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// FuzzIsDecimal checks isDecimal against the regular expression it stands
+// for.
+func FuzzIsDecimal(f *testing.F) {
+	for _, s := range []string{"123.45", "1.", "1234567890123456", "1.12345678901", "-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isDecimal(s), decimalRE.MatchString(s); got != want {
+			t.Fatalf("isDecimal(%q) = %v, want %v", s, got, want)
+		}
+	})
 }

@@ -266,11 +266,49 @@ func detail(body []byte) string {
 	return ": " + fault.Sanitize(e.Error, 200)
 }
 
-var decimal = regexp.MustCompile(`^\d{1,15}(\.\d{1,10})?$`)
+// isDecimal reports whether s is a non-negative decimal number of 1 to 15
+// digits, then optionally a point and 1 to 10 digits: what
+// ^\d{1,15}(\.\d{1,10})?$ matches, without a regexp (it runs for every price
+// of every quote).
+func isDecimal(s string) bool {
+	whole, frac, point := strings.Cut(s, ".")
+	return digits(whole, 15) && (!point || digits(frac, 10))
+}
+
+// digits reports whether s is 1 to most ASCII digits.
+func digits(s string, most int) bool {
+	if len(s) == 0 || len(s) > most {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // nonFinite finds the NaN and Infinity literals that some JSON encoders
 // (Python's, by default) write for numbers, which JSON does not have.
 var nonFinite = regexp.MustCompile(`([:,\[]\s*)(-?(?:NaN|Infinity))\b`)
+
+// isSyntaxError reports whether err is encoding/json's for text that is not
+// JSON.
+func isSyntaxError(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se)
+}
+
+// rawQuote is a quote as the provider sent it, each field nil when absent.
+type rawQuote struct {
+	Symbol *string          `json:"symbol"`
+	Date   *string          `json:"date"`
+	Open   *json.RawMessage `json:"open"`
+	High   *json.RawMessage `json:"high"`
+	Low    *json.RawMessage `json:"low"`
+	Close  *json.RawMessage `json:"close"`
+	Volume *json.RawMessage `json:"volume"`
+}
 
 // Parse decodes and checks a 200 body for symbol on day. A body that is not
 // JSON is transient (a cut-off answer). One that is JSON but wrong is
@@ -280,16 +318,12 @@ var nonFinite = regexp.MustCompile(`([:,\[]\s*)(-?(?:NaN|Infinity))\b`)
 // values, not cut-off answers), a volume that is not a non-negative integer,
 // low above high, or open or close outside low..high.
 func Parse(body []byte, symbol, day string) (Quote, error) {
-	var raw struct {
-		Symbol *string          `json:"symbol"`
-		Date   *string          `json:"date"`
-		Open   *json.RawMessage `json:"open"`
-		High   *json.RawMessage `json:"high"`
-		Low    *json.RawMessage `json:"low"`
-		Close  *json.RawMessage `json:"close"`
-		Volume *json.RawMessage `json:"volume"`
-	}
-	if !json.Valid(body) {
+	var raw rawQuote
+	// Unmarshal checks that the body is JSON before it decodes anything, so
+	// a syntax error is all that an invalid body gets, and a valid one is
+	// scanned once, not twice.
+	err := json.Unmarshal(body, &raw)
+	if err != nil && isSyntaxError(err) {
 		// Quoted, a non-finite number is a string where a number belongs,
 		// which the checks below name.
 		quoted := nonFinite.ReplaceAll(body, []byte(`$1"$2"`))
@@ -297,6 +331,8 @@ func Parse(body []byte, symbol, day string) (Quote, error) {
 			return Quote{}, fault.Wrap(fault.Transient, fmt.Errorf("quote %s: unreadable response body", symbol))
 		}
 		body = quoted
+		raw = rawQuote{}
+		err = json.Unmarshal(body, &raw)
 	}
 	bad := func(format string, args ...any) (Quote, error) {
 		return Quote{}, fault.Wrap(fault.ItemPermanent, fmt.Errorf("quote %s: invalid response: %s", symbol, fmt.Sprintf(format, args...)))
@@ -304,7 +340,7 @@ func Parse(body []byte, symbol, day string) (Quote, error) {
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return bad("%s, want a JSON object", truncate(string(body)))
 	}
-	if err := json.Unmarshal(body, &raw); err != nil {
+	if err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return bad("%s is a JSON %s, want a %s", truncate(te.Field), te.Value, te.Type)
@@ -332,7 +368,7 @@ func Parse(body []byte, symbol, day string) (Quote, error) {
 			return bad("no %s", p.name)
 		}
 		text := string(*p.raw)
-		if !decimal.MatchString(text) {
+		if !isDecimal(text) {
 			return bad("%s is %s, want a non-negative decimal number", p.name, truncate(text))
 		}
 		*p.dst = text
