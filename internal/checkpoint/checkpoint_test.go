@@ -992,6 +992,13 @@ func TestMaxFailures(t *testing.T) {
 			t.Errorf("limit of %d items, %g%% of %d = %v, want %d", tt.items, tt.percent, tt.total, got, tt.want)
 		}
 	}
+	// A limit frozen by an earlier run is kept as it is, 0 included.
+	for _, frozen := range []int64{0, 7} {
+		got := NewRun{MaxFailedItems: 50, MaxFailedPercent: 10, FailureLimit: &frozen}.maxFailures(1000)
+		if got == nil || *got != frozen {
+			t.Errorf("frozen limit %d = %v", frozen, got)
+		}
+	}
 }
 
 func TestFailureThresholdFailsTheRunEarly(t *testing.T) {

@@ -100,6 +100,10 @@ type NewRun struct {
 	// with the run; 0 means no limit, and with both the lower one applies.
 	MaxFailedItems   int64
 	MaxFailedPercent float64
+	// FailureLimit, when set, is the limit itself, as an earlier run froze
+	// it (a restart keeps its run's, 0 included: no failure allowed), in
+	// place of MaxFailedItems and MaxFailedPercent.
+	FailureLimit *int64
 }
 
 // openEnd is the end position of an open partition: past any real page.
@@ -107,6 +111,10 @@ const openEnd = int64(1) << 62
 
 // maxFailures returns the failure limit of a run of total items, or nil.
 func (spec NewRun) maxFailures(total int64) *int64 {
+	if spec.FailureLimit != nil {
+		n := *spec.FailureLimit
+		return &n
+	}
 	var limit *int64
 	if spec.MaxFailedItems > 0 {
 		limit = &spec.MaxFailedItems
@@ -140,6 +148,8 @@ func (spec *NewRun) check() error {
 		return fmt.Errorf("batch size must be at least 1, got %d", spec.BatchSize)
 	case spec.Partitions < 1:
 		return fmt.Errorf("partitions must be at least 1, got %d", spec.Partitions)
+	case spec.FailureLimit != nil && *spec.FailureLimit < 0:
+		return fmt.Errorf("failure limit must be 0 or more items, got %d", *spec.FailureLimit)
 	case spec.MaxFailedItems < 0 || spec.MaxFailedPercent < 0 || spec.MaxFailedPercent > 100:
 		return fmt.Errorf("failure limits must be 0 or more items and 0 to 100 percent, got %d and %g",
 			spec.MaxFailedItems, spec.MaxFailedPercent)

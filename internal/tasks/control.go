@@ -54,6 +54,9 @@ type DailySyncOptions struct {
 	// new run may fail before it fails early (see checkpoint.NewRun).
 	MaxFailedItems   int64
 	MaxFailedPercent float64
+	// failureLimit, when set, is the limit itself, in place of the two
+	// above: a restart keeps its run's, 0 (no failure allowed) included.
+	failureLimit *int64
 }
 
 // StartDailySync starts the daily sync of opts.Date over the active symbols,
@@ -97,7 +100,7 @@ func (c *Control) createDailySync(ctx context.Context, day string, gen int, supe
 	run, created, err = c.store.CreateRun(ctx, checkpoint.NewRun{
 		Job: JobDailySync, RunKey: day, Generation: gen, Supersedes: supersedes, Params: DailyParams{Date: day},
 		BatchSize: opts.BatchSize, Partitions: opts.Partitions, Keys: symbols,
-		MaxFailedItems: opts.MaxFailedItems, MaxFailedPercent: opts.MaxFailedPercent,
+		MaxFailedItems: opts.MaxFailedItems, MaxFailedPercent: opts.MaxFailedPercent, FailureLimit: opts.failureLimit,
 	})
 	if err != nil {
 		return checkpoint.Run{}, false, err
@@ -216,10 +219,7 @@ func (c *Control) Restart(ctx context.Context, id int64) (checkpoint.Run, error)
 	if old.Job != JobDailySync {
 		return checkpoint.Run{}, fmt.Errorf("run %d has job %q, which cannot be restarted: %w", id, old.Job, ErrUnknownJob)
 	}
-	opts := DailySyncOptions{BatchSize: old.BatchSize, Partitions: old.Partitions}
-	if old.MaxFailures != nil {
-		opts.MaxFailedItems = *old.MaxFailures
-	}
+	opts := DailySyncOptions{BatchSize: old.BatchSize, Partitions: old.Partitions, failureLimit: old.MaxFailures}
 	run, _, err := c.createDailySync(ctx, old.RunKey, old.Generation+1, old.ID, opts)
 	return run, err
 }

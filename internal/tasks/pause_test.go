@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/simulator"
 	"github.com/syncworker/syncworker/internal/tasks"
@@ -163,4 +164,26 @@ func TestPauseResumeAndRestartAnETLPull(t *testing.T) {
 	h.WaitEnded(again.ID, time.Minute)
 	h.VerifyLanded(again.ID, harness.Records(20_000))
 	t.Logf("paused at %d records, resumed; restarted from zero as run %d", paused.Processed, again.ID)
+}
+
+// A restart keeps its run's failure limit as it was frozen, a limit of 0
+// (no failure allowed: 1 % of 20 symbols) included, which the restart used
+// to take for "no limit".
+func TestRestartKeepsTheFailureLimit(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 20, Configure: func(c *config.Config) { c.Sync.MaxFailedPercent = 1 }})
+	ctx := t.Context()
+	run := h.StartDailySync("2026-03-03", 5, 2)
+	if run.MaxFailures == nil || *run.MaxFailures != 0 {
+		t.Fatalf("run's failure limit = %v, want 0 (1 %% of 20)", run.MaxFailures)
+	}
+	if _, err := h.Control.Cancel(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	again, err := h.Control.Restart(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.MaxFailures == nil || *again.MaxFailures != 0 {
+		t.Errorf("restarted run's failure limit = %v, want 0 as the run's", again.MaxFailures)
+	}
 }
