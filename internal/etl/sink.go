@@ -18,18 +18,40 @@ type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
+// beginner starts a transaction: a pool, a connection, or a transaction
+// (a savepoint in it).
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// tableLockClass is the first key of the advisory locks that serialize the
+// creation of job tables (the second is the table name's hash).
+const tableLockClass = 7_000_001
+
 // EnsureTable creates the job's own target table if it does not exist: a
 // row per record key with its JSON, the run that loaded it last and when.
-// The default table exists with the schema.
-func EnsureTable(ctx context.Context, db execer, job Job) error {
+// The default table exists with the schema. Two starts that create the same
+// table at once take turns: Postgres's CREATE TABLE IF NOT EXISTS does not
+// wait for another one of the same name in flight, and fails on the
+// catalog's unique index instead of finding the table.
+func EnsureTable(ctx context.Context, db beginner, job Job) error {
 	if job.Table == "" || job.Table == DefaultTable {
 		return nil
 	}
-	if _, err := db.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+pgx.Identifier{job.Table}.Sanitize()+` (
-		record_key text PRIMARY KEY,
-		payload    jsonb NOT NULL,
-		run_id     bigint,
-		loaded_at  timestamptz NOT NULL DEFAULT now())`); err != nil {
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		// Held to the end of the outermost transaction, so a second
+		// creator waits until the first one's table is there to be found.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, tableLockClass, job.Table); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+pgx.Identifier{job.Table}.Sanitize()+` (
+			record_key text PRIMARY KEY,
+			payload    jsonb NOT NULL,
+			run_id     bigint,
+			loaded_at  timestamptz NOT NULL DEFAULT now())`)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("job %s: create table %s: %w", job.Name, job.Table, err)
 	}
 	return nil

@@ -39,3 +39,15 @@ func TestUpsertsOfTheSameKeysDoNotDeadlock(t *testing.T) {
 		t.Errorf("etl_records holds %d rows of the job (%v), want %d", rows, err, n)
 	}
 }
+
+// Two starts that create the same job table at once both succeed: the
+// second's CREATE TABLE IF NOT EXISTS waits for the first's and would fail
+// on the catalog's unique index (SQLSTATE 23505) instead of finding the
+// table.
+func TestEnsureTableAtOnce(t *testing.T) {
+	db := testenv.Postgres(t)
+	ensure := func(ctx context.Context, tx pgx.Tx, round int) error {
+		return EnsureTable(ctx, tx, Job{Name: "j", Table: fmt.Sprintf("records_%d", round)})
+	}
+	testenv.WriteAtOnce(t, db.Pool, 10, ensure, ensure, ensure)
+}
