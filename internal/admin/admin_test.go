@@ -254,6 +254,9 @@ func TestTokenGuardsEveryRoute(t *testing.T) {
 		{"cookie holding the token", header("Cookie", admin.SessionCookie+"="+token)},
 	}
 	for _, rt := range routes {
+		// A minute between routes gives this client its wrong guesses
+		// back (TestWrongTokensAreThrottled).
+		e.clock.Add(time.Minute)
 		for _, c := range refused {
 			resp, body := e.do(t, rt.method, rt.path, c.header, "")
 			if resp.StatusCode != http.StatusUnauthorized {
@@ -469,6 +472,70 @@ func TestLogin(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" || !cleared {
 		t.Errorf("POST /logout = %d to %q, cookies %v; want 303 to /login clearing the cookie", resp.StatusCode, resp.Header.Get("Location"), resp.Header["Set-Cookie"])
+	}
+}
+
+// A client that sends wrong tokens is refused unchecked after 10, with 429
+// and Retry-After, the right token too, until it may guess again (one every
+// 6 s); the login form counts the same guesses and says so. A session
+// cookie still passes while its client is held up.
+func TestWrongTokensAreThrottled(t *testing.T) {
+	e := setup(t, token, nil)
+	good := e.login(t, token, "/")
+	wrong := header("Authorization", "Bearer wrong-"+token, "Accept", acceptJSON)
+	for i := range 10 {
+		if resp, body := e.do(t, http.MethodGet, "/api/runs", wrong, ""); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong token %d = %d %s, want 401", i+1, resp.StatusCode, body)
+		}
+	}
+	right := header("Authorization", "Bearer "+token, "Accept", acceptJSON)
+	resp, body := e.do(t, http.MethodGet, "/api/runs", right, "")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "6" || !strings.Contains(body, "too many wrong tokens") {
+		t.Fatalf("the right token after 10 wrong ones = %d, Retry-After %q, %s; want 429, 6", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	form := url.Values{"token": {token}, "next": {"/"}}.Encode()
+	resp, body = e.do(t, http.MethodPost, "/login", header("Content-Type", "application/x-www-form-urlencoded"), form)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "Too many wrong tokens") || len(resp.Cookies()) != 0 {
+		t.Errorf("POST /login held up = %d, cookies %v, %s; want 429, no cookie", resp.StatusCode, resp.Cookies(), body)
+	}
+	if resp, body := e.do(t, http.MethodGet, "/api/runs", cookieHeader(good), ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("a session while its client is held up = %d %s, want 200", resp.StatusCode, body)
+	}
+
+	e.clock.Add(6 * time.Second)
+	if resp, body := e.do(t, http.MethodGet, "/api/runs", right, ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the right token 6 s later = %d %s, want 200", resp.StatusCode, body)
+	}
+	// The one wrong guess given back is spent by a wrong login.
+	bad := url.Values{"token": {"nope"}, "next": {"/"}}.Encode()
+	if resp, _ := e.do(t, http.MethodPost, "/login", header("Content-Type", "application/x-www-form-urlencoded"), bad); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a wrong login with a guess left = %d, want 401", resp.StatusCode)
+	}
+	if resp, _ := e.do(t, http.MethodPost, "/login", header("Content-Type", "application/x-www-form-urlencoded"), form); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("the right login after the wrong one = %d, want 429", resp.StatusCode)
+	}
+}
+
+// Behind a TLS-terminating proxy that says so, the session cookie is
+// Secure.
+func TestSessionCookieSecureBehindProxy(t *testing.T) {
+	e := setup(t, token, nil)
+	form := url.Values{"token": {token}, "next": {"/"}}.Encode()
+	for _, proto := range []string{"", "https"} {
+		h := header("Content-Type", "application/x-www-form-urlencoded")
+		if proto != "" {
+			h.Set("X-Forwarded-Proto", proto)
+		}
+		resp, _ := e.do(t, http.MethodPost, "/login", h, form)
+		var c *http.Cookie
+		for _, rc := range resp.Cookies() {
+			if rc.Name == admin.SessionCookie {
+				c = rc
+			}
+		}
+		if c == nil || c.Secure != (proto == "https") {
+			t.Errorf("login with X-Forwarded-Proto %q: cookie %+v, want Secure %v", proto, c, proto == "https")
+		}
 	}
 }
 

@@ -6,8 +6,10 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"encoding/base64"
+	"fmt"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -46,6 +48,8 @@ type auth struct {
 	// home is where a login goes when it is not sent anywhere else.
 	home string
 	log  *slog.Logger
+	// fails throttles wrong tokens, by client (see failures).
+	fails failures
 }
 
 func newAuth(token string, ttl time.Duration, now func() time.Time, home string, log *slog.Logger) *auth {
@@ -78,8 +82,7 @@ func (a *auth) authorized(r *http.Request) bool {
 	if _, password, ok := r.BasicAuth(); ok && a.matches(password) {
 		return true
 	}
-	c, err := r.Cookie(SessionCookie)
-	return err == nil && a.validSession(c.Value)
+	return a.validCookie(r)
 }
 
 // matches reports whether given is the token, in constant time: both are
@@ -121,15 +124,54 @@ func (a *auth) validSession(v string) bool {
 	return err == nil && hmac.Equal(got, a.mac(e))
 }
 
-// require serves next to authorized callers and refuses the others.
+// require serves next to authorized callers and refuses the others. A
+// token sent in the Authorization header is a guess when it is wrong: a
+// client past its wrong guesses (see failures) is refused with 429 before
+// its token is checked.
 func (a *auth) require(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.open(r) {
+		if a.token == nil || a.validCookie(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
+		guess := r.Header.Get("Authorization") != ""
+		if guess {
+			if wait := a.fails.wait(clientOf(r), a.now()); wait > 0 {
+				a.tooMany(w, wait)
+				return
+			}
+		}
+		if a.authorized(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if guess {
+			a.failed(r)
+		}
 		a.deny(w, r)
 	})
+}
+
+// validCookie reports whether r carries a valid session cookie.
+func (a *auth) validCookie(r *http.Request) bool {
+	c, err := r.Cookie(SessionCookie)
+	return err == nil && a.validSession(c.Value)
+}
+
+// failed counts a wrong token from r's client, and logs it.
+func (a *auth) failed(r *http.Request) {
+	client := clientOf(r)
+	a.fails.fail(client, a.now())
+	a.log.Warn("admin authentication refused: wrong token", "remote", client, "path", r.URL.Path)
+}
+
+// tooMany refuses a client that got the token wrong too often: it may try
+// again after wait.
+func (a *auth) tooMany(w http.ResponseWriter, wait time.Duration) {
+	secs := int(math.Ceil(wait.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	w.Header().Set("Cache-Control", "no-store")
+	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many wrong tokens from this address: try again in %d s", secs))
 }
 
 // deny refuses r: a browser asking for a page is sent to the login form,
@@ -178,18 +220,22 @@ func (a *auth) login(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
 		}
+		if wait := a.fails.wait(clientOf(r), a.now()); wait > 0 {
+			secs := int(math.Ceil(wait.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			a.render(w, http.StatusTooManyRequests, loginData{Next: next,
+				Error: fmt.Sprintf("Too many wrong tokens from this address. Try again in %d s.", secs)})
+			return
+		}
 		if !a.matches(r.PostForm.Get("token")) {
-			a.log.Warn("admin login refused: wrong token", "remote", r.RemoteAddr)
+			a.failed(r)
 			a.render(w, http.StatusUnauthorized, loginData{Next: next, Error: "Wrong token. Try again."})
 			return
 		}
 		http.SetCookie(w, &http.Cookie{
 			Name: SessionCookie, Value: a.session(a.now().Add(a.ttl)), Path: "/",
 			MaxAge: int(a.ttl / time.Second), HttpOnly: true, SameSite: http.SameSiteStrictMode,
-			// Behind a TLS-terminating proxy the request is plain HTTP
-			// here; the cookie then goes to the proxy's clients without
-			// Secure, as the proxy serves them.
-			Secure: r.TLS != nil,
+			Secure: secure(r),
 		})
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	default:
@@ -208,12 +254,21 @@ func (a *auth) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(r)})
 	to := "/login"
 	if a.token == nil {
 		to = a.home
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// secure reports whether r's client reached this site over HTTPS: served
+// here with TLS, or by a TLS-terminating proxy that says so in
+// X-Forwarded-Proto. A cookie set for it is Secure, so that the browser
+// never sends the session over plain HTTP. (A client that claims HTTPS
+// falsely only gets a cookie its browser keeps from plain HTTP.)
+func secure(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")), "https")
 }
 
 // safeNext returns next when it is a path of this site, else home: a login
