@@ -50,10 +50,9 @@ nothing is started. Prints what it did with each day.`,
 			if err != nil {
 				return err
 			}
-			days, err := control.Backfill(cmd.Context(), first, last, tasks.DailySyncOptions{
-				Today: today, BatchSize: a.cfg.Sync.BatchSize, Partitions: a.cfg.Sync.Partitions,
-				MaxFailedItems: a.cfg.Sync.MaxFailedItems, MaxFailedPercent: a.cfg.Sync.MaxFailedPercent,
-			})
+			opts := tasks.DailyOptions(a.cfg.Sync)
+			opts.Today = today
+			days, err := control.Backfill(cmd.Context(), first, last, opts)
 			if perr := a.printBackfill(days); perr != nil {
 				return perr
 			}
@@ -85,6 +84,7 @@ type backfillReport struct {
 	Created  int                 `json:"created"`
 	Existing int                 `json:"existing"`
 	Weekend  int                 `json:"weekend"`
+	Holiday  int                 `json:"holiday"`
 }
 
 // printBackfill prints what a backfill did with each day and the counts.
@@ -101,6 +101,8 @@ func (a *app) printBackfill(days []tasks.BackfillDay) error {
 			rep.Existing++
 		case tasks.BackfillWeekend:
 			rep.Weekend++
+		case tasks.BackfillHoliday:
+			rep.Holiday++
 		}
 	}
 	if a.jsonOut {
@@ -119,6 +121,6 @@ func (a *app) printBackfill(days []tasks.BackfillDay) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(a.stdout, "%d started, %d existing, %d weekend days skipped\n", rep.Created, rep.Existing, rep.Weekend)
+	_, err := fmt.Fprintf(a.stdout, "%d started, %d existing, %d weekend days and %d holidays skipped\n", rep.Created, rep.Existing, rep.Weekend, rep.Holiday)
 	return err
 }

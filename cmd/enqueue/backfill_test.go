@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
 )
 
@@ -53,12 +54,48 @@ func TestBackfillStartsTheMissingWeekdays(t *testing.T) {
 	}
 
 	r = c.run("", "backfill", "daily-sync", "--from", "2026-11-12", "--to", "2026-11-18")
-	if r.code != 0 || !strings.Contains(r.stdout, "0 started, 5 existing, 2 weekend days skipped") ||
+	if r.code != 0 || !strings.Contains(r.stdout, "0 started, 5 existing, 2 weekend days and 0 holidays skipped") ||
 		!strings.Contains(r.stdout, "2026-11-14  Sat  weekend") || !strings.Contains(r.stdout, "2026-11-16  Mon  exists") {
 		t.Errorf("second backfill = %+v", r)
 	}
 	if n := c.h.Count(`SELECT count(*) FROM runs`); n != 5 {
 		t.Errorf("%d runs after the second backfill, want 5", n)
+	}
+}
+
+// A market holiday (sync.market_holidays) without a run is reported as a
+// holiday by a backfill and starts nothing, and a start of it by hand is
+// refused with exit 1 and says why.
+func TestHolidaysHaveNoDailySync(t *testing.T) {
+	c := setup(t, harness.Options{Symbols: 10, Configure: func(cfg *config.Config) {
+		cfg.Sync.MarketHolidays = []string{"2026-11-13", "2026-11-17"}
+	}})
+	existing := c.h.StartDailySync("2026-11-12", 5, 1)
+
+	r := c.run("", "daily-sync", "--date", "2026-11-17")
+	if r.code != 1 || !strings.Contains(r.stderr, "date 2026-11-17 is a market holiday, which has no trading (sync.market_holidays)") {
+		t.Fatalf("daily-sync of a holiday = %+v, want exit 1 naming the holiday", r)
+	}
+	if n := c.h.Count(`SELECT count(*) FROM runs WHERE run_key = '2026-11-17'`); n != 0 {
+		t.Fatalf("%d runs of the holiday", n)
+	}
+
+	var rep backfillReport
+	r = c.runJSON(&rep, "backfill", "daily-sync", "--from", "2026-11-12", "--to", "2026-11-18")
+	if r.code != 0 || rep.Created != 2 || rep.Existing != 1 || rep.Weekend != 2 || rep.Holiday != 2 {
+		t.Fatalf("backfill = %+v, %+v; want 2 created, 1 existing, 2 weekend, 2 holidays", r, rep)
+	}
+	want := []string{"exists", "holiday", "weekend", "weekend", "created", "holiday", "created"}
+	for i, d := range rep.Days {
+		if d.Action != want[i] {
+			t.Errorf("day %s: %+v, want %s", d.Date, d, want[i])
+		}
+	}
+	if rep.Days[0].Run != existing.ID {
+		t.Errorf("2026-11-12 reported as run %d, want %d", rep.Days[0].Run, existing.ID)
+	}
+	if n := c.h.Count(`SELECT count(*) FROM runs WHERE run_key IN ('2026-11-13', '2026-11-17')`); n != 0 {
+		t.Errorf("%d runs of the holidays after the backfill", n)
 	}
 }
 

@@ -135,10 +135,9 @@ where they exist). A completed run is not redone.`,
 			if err != nil {
 				return err
 			}
-			run, created, err := control.StartDailySync(cmd.Context(), tasks.DailySyncOptions{
-				Date: day, Today: today, BatchSize: a.cfg.Sync.BatchSize, Partitions: a.cfg.Sync.Partitions,
-				MaxFailedItems: a.cfg.Sync.MaxFailedItems, MaxFailedPercent: a.cfg.Sync.MaxFailedPercent,
-			})
+			opts := tasks.DailyOptions(a.cfg.Sync)
+			opts.Date, opts.Today = day, today
+			run, created, err := control.StartDailySync(cmd.Context(), opts)
 			if err = a.warnNotEnqueued(err); err != nil {
 				return err
 			}

@@ -96,6 +96,11 @@ type Sync struct {
 	// 0 means no limit, and with both set the lower one applies
 	// (SYNC_MAX_FAILED_PERCENT). Default: 10.
 	MaxFailedPercent float64 `mapstructure:"max_failed_percent"`
+	// MarketHolidays are the weekdays (YYYY-MM-DD) on which the market is
+	// closed: the daily sync of such a date is not started (a scheduled
+	// fire skips it, a backfill reports it, a start by hand is refused)
+	// (SYNC_MARKET_HOLIDAYS, a YAML or JSON list). Default: none.
+	MarketHolidays []string `mapstructure:"market_holidays"`
 }
 
 // Quotes configures the quotes provider of the daily stock sync.
@@ -352,6 +357,7 @@ var defaults = []defaultValue{
 	{"sync.lease", "10s"},
 	{"sync.max_failed_items", 0},
 	{"sync.max_failed_percent", 10},
+	{"sync.market_holidays", []any{}},
 	{"quotes.base_url", "http://127.0.0.1:8090"},
 	{"quotes.api_key", ""},
 	{"quotes.rate_limit", 50},
@@ -563,6 +569,13 @@ func strictTypes(from, to reflect.Value) (any, error) {
 			return nil, fmt.Errorf("is not a YAML or JSON list: %v", err)
 		}
 		return list, nil
+	case to.Kind() == reflect.String && from.Type() == reflect.TypeFor[time.Time]():
+		// YAML reads an unquoted date (market_holidays: [2026-12-25]) as
+		// a time; it is the date that was written.
+		if t := data.(time.Time); t.Equal(t.Truncate(24 * time.Hour)) {
+			return t.UTC().Format(time.DateOnly), nil
+		}
+		return nil, fmt.Errorf("is %v: want text (in YAML, quote it)", data)
 	case to.Kind() == reflect.String && from.Kind() != reflect.String:
 		return nil, fmt.Errorf("is %v: want text (in YAML, quote it)", data)
 	case to.Kind() == reflect.Struct && from.Kind() != reflect.Map:
@@ -710,6 +723,11 @@ func (c Config) validate(o origin) error {
 	}
 	if p := c.Sync.MaxFailedPercent; p < 0 || p > 100 || p != p {
 		bad("sync.max_failed_percent", "must be between 0 (no limit) and 100, got %g", p)
+	}
+	for i, d := range c.Sync.MarketHolidays {
+		if _, err := time.Parse(time.DateOnly, d); err != nil {
+			bad(fmt.Sprintf("sync.market_holidays[%d]", i), "must be a date YYYY-MM-DD, got %q", d)
+		}
 	}
 	if c.Sync.TaskSlice >= c.Sync.TaskTimeout {
 		bad("sync.task_slice", "must be shorter than sync.task_timeout (%s), got %s", c.Sync.TaskTimeout, c.Sync.TaskSlice)

@@ -260,6 +260,8 @@ func TestInvalid(t *testing.T) {
 			wantErr: []string{"schedule.poll_interval (SCHEDULE_POLL_INTERVAL)"}},
 		{name: "schedule negative catch-up", env: map[string]string{"SCHEDULE_CATCH_UP": "-1s"},
 			wantErr: []string{"schedule.catch_up (SCHEDULE_CATCH_UP)"}},
+		{name: "market holiday not a date", env: map[string]string{"SYNC_MARKET_HOLIDAYS": `["2026-12-25", "Christmas"]`},
+			wantErr: []string{`sync.market_holidays[1] (SYNC_MARKET_HOLIDAYS) must be a date YYYY-MM-DD, got "Christmas"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -525,5 +527,17 @@ func TestLogLevel(t *testing.T) {
 		if !log.Enabled(t.Context(), want) || log.Enabled(t.Context(), want-1) {
 			t.Errorf("a logger of log.level %s does not log from %s up only", level, want)
 		}
+	}
+}
+
+// Market holidays in the file may be written as YAML dates, quoted or not.
+func TestMarketHolidaysFromYAML(t *testing.T) {
+	clearEnv(t)
+	c, err := Load(Options{File: writeFile(t, "sync:\n  market_holidays: [2026-12-25, \"2027-01-01\"]\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"2026-12-25", "2027-01-01"}; !reflect.DeepEqual(c.Sync.MarketHolidays, want) {
+		t.Errorf("market_holidays = %q, want %q", c.Sync.MarketHolidays, want)
 	}
 }

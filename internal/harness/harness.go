@@ -221,10 +221,9 @@ func (h *Harness) StartDailySync(date string, batchSize, partitions int) checkpo
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	run, _, err := h.Control.StartDailySync(context.Background(), tasks.DailySyncOptions{
-		Date: day, Today: day, BatchSize: batchSize, Partitions: partitions,
-		MaxFailedItems: h.Config.Sync.MaxFailedItems, MaxFailedPercent: h.Config.Sync.MaxFailedPercent,
-	})
+	opts := tasks.DailyOptions(h.Config.Sync)
+	opts.Date, opts.Today, opts.BatchSize, opts.Partitions = day, day, batchSize, partitions
+	run, _, err := h.Control.StartDailySync(context.Background(), opts)
 	if err != nil {
 		h.t.Fatalf("start daily sync: %v", err)
 	}

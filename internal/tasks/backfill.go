@@ -22,12 +22,15 @@ const (
 	BackfillExists = "exists"
 	// BackfillWeekend: a Saturday or Sunday, which has no trading.
 	BackfillWeekend = "weekend"
+	// BackfillHoliday: a market holiday without a run (see
+	// DailySyncOptions.Holidays), which has no trading.
+	BackfillHoliday = "holiday"
 )
 
 // BackfillDay is what a backfill did with one day of its range.
 type BackfillDay struct {
 	Date string `json:"date"`
-	// Action is created, exists or weekend.
+	// Action is created, exists, weekend or holiday.
 	Action string `json:"action"`
 	// Run and Status are the day's run, created or found.
 	Run    int64             `json:"run,omitempty"`
@@ -62,7 +65,7 @@ func BackfillRange(from, to, today time.Time) ([]time.Time, error) {
 // Backfill starts the daily sync of every weekday from from to to (both
 // included; see BackfillRange) that has no run yet, with opts as for
 // StartDailySync (its dates are the days'). A day that has a run, in any
-// state, is reported and left alone. It stops at the first error, returning
+// state, is reported and left alone; so is a market holiday without one. It stops at the first error, returning
 // the days it did; tasks that could not be enqueued are reported once at the
 // end (ErrNotEnqueued: the sweeper enqueues them).
 func (c *Control) Backfill(ctx context.Context, from, to time.Time, opts DailySyncOptions) ([]BackfillDay, error) {
@@ -81,6 +84,11 @@ func (c *Control) Backfill(ctx context.Context, from, to time.Time, opts DailySy
 		}
 		run, err := c.store.GetByKey(ctx, JobDailySync, d.Date)
 		created := false
+		if errors.Is(err, checkpoint.ErrNotFound) && opts.holiday(d.Date) {
+			d.Action = BackfillHoliday
+			out = append(out, d)
+			continue
+		}
 		if errors.Is(err, checkpoint.ErrNotFound) {
 			opts.Date = day
 			run, created, err = c.StartDailySync(ctx, opts)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/quotes"
 	"github.com/syncworker/syncworker/internal/stocks"
 )
@@ -22,6 +24,10 @@ var ErrNotEnqueued = errors.New("tasks not enqueued")
 // ErrInput marks an error in what the caller asked for, such as a date in
 // the future or an empty stock universe.
 var ErrInput = errors.New("invalid input")
+
+// ErrHoliday is the error of a daily sync of a market holiday (see
+// DailySyncOptions.Holidays); it wraps ErrInput.
+var ErrHoliday = fmt.Errorf("a market holiday, which has no trading (sync.market_holidays): %w", ErrInput)
 
 // EarliestDate is the earliest trading date (YYYY-MM-DD) a daily sync takes:
 // an earlier one is a typo, such as 0026 for 2026.
@@ -54,16 +60,28 @@ type DailySyncOptions struct {
 	// new run may fail before it fails early (see checkpoint.NewRun).
 	MaxFailedItems   int64
 	MaxFailedPercent float64
+	// Holidays are the market's holidays (YYYY-MM-DD, sync.market_holidays):
+	// a new daily sync of one of them is refused with ErrHoliday.
+	Holidays []string
 	// failureLimit, when set, is the limit itself, in place of the two
 	// above: a restart keeps its run's, 0 (no failure allowed) included.
 	failureLimit *int64
+}
+
+// DailyOptions returns the options of a new daily sync that the sync
+// section of the configuration sets: its sizes, failure limits and the
+// market's holidays; the dates are the caller's to set.
+func DailyOptions(s config.Sync) DailySyncOptions {
+	return DailySyncOptions{BatchSize: s.BatchSize, Partitions: s.Partitions,
+		MaxFailedItems: s.MaxFailedItems, MaxFailedPercent: s.MaxFailedPercent, Holidays: s.MarketHolidays}
 }
 
 // StartDailySync starts the daily sync of opts.Date over the active symbols,
 // or finds the run that exists for that date. A new run's first task of each
 // partition is enqueued; for an existing active run the tasks of its chains
 // are enqueued again, which changes nothing where they exist. A completed run
-// is returned as it is.
+// is returned as it is. A date of opts.Holidays without a run is refused
+// with ErrHoliday.
 func (c *Control) StartDailySync(ctx context.Context, opts DailySyncOptions) (run checkpoint.Run, created bool, err error) {
 	day := opts.Date.Format(quotes.DateLayout)
 	switch {
@@ -83,7 +101,15 @@ func (c *Control) StartDailySync(ctx context.Context, opts DailySyncOptions) (ru
 	case !errors.Is(err, checkpoint.ErrNotFound):
 		return checkpoint.Run{}, false, err
 	}
+	if opts.holiday(day) {
+		return checkpoint.Run{}, false, fmt.Errorf("date %s is %w", day, ErrHoliday)
+	}
 	return c.createDailySync(ctx, day, 1, 0, opts)
+}
+
+// holiday reports whether day (YYYY-MM-DD) is one of the market's holidays.
+func (opts DailySyncOptions) holiday(day string) bool {
+	return slices.Contains(opts.Holidays, day)
 }
 
 // createDailySync creates generation gen of the daily sync of day over the

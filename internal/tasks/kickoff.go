@@ -121,12 +121,16 @@ func (e *Enqueuer) EnqueueKickoff(ctx context.Context, k Kickoff) (created bool,
 // unfinished, and its entry does not allow overlap; it started nothing.
 const Skipped How = "skipped"
 
+// Holiday: a scheduled daily sync fell on a market holiday (see
+// DailySyncOptions.Holidays) that has no run; it started nothing.
+const Holiday How = "holiday"
+
 // KickoffResult is what a kick-off did; it is the task's result in asynqmon.
 type KickoffResult struct {
 	Entry string    `json:"entry"`
 	Job   string    `json:"job"`
 	Fire  time.Time `json:"fire"`
-	// How is created, found, resumed or skipped.
+	// How is created, found, resumed, skipped or holiday.
 	How How `json:"how"`
 	// Run is the run started or found; for a skip, the unfinished run that
 	// it waited for.
@@ -198,6 +202,9 @@ func (c *Control) Kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 		res.How = Found
 		if created {
 			res.How = Created
+		}
+		if errors.Is(err, ErrHoliday) {
+			res.How, err = Holiday, nil
 		}
 	} else {
 		var started Started
@@ -282,6 +289,8 @@ func (h *KickoffHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case res.Repeat:
 		log.Warn("scheduled fire was handled before; its kick-off task was enqueued again (Redis lost the first?): nothing started",
 			"how", res.How, "run", res.Run)
+	case res.How == Holiday:
+		log.Info("scheduled fire on a market holiday: nothing started", "date", k.Date)
 	case res.How == Skipped:
 		log.Warn("scheduled fire skipped: a run of the job is unfinished and the entry does not allow overlap",
 			"unfinished_run", res.Run, "run_key", res.RunKey, "status", res.RunStatus)

@@ -128,10 +128,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	kickoff := tasks.NewKickoffHandler(control, tasks.DailySyncOptions{
-		BatchSize: cfg.Sync.BatchSize, Partitions: cfg.Sync.Partitions,
-		MaxFailedItems: cfg.Sync.MaxFailedItems, MaxFailedPercent: cfg.Sync.MaxFailedPercent,
-	}, log.With("component", "scheduler"))
+	kickoff := tasks.NewKickoffHandler(control, tasks.DailyOptions(cfg.Sync), log.With("component", "scheduler"))
 
 	var adminH *admin.Handler
 	if adminLn != nil {

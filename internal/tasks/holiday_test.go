@@ -1,0 +1,44 @@
+package tasks_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/syncworker/syncworker/internal/config"
+	"github.com/syncworker/syncworker/internal/harness"
+	"github.com/syncworker/syncworker/internal/tasks"
+)
+
+// A scheduled daily sync that falls on a market holiday starts nothing and
+// says so (not an error: the kick-off is done, not retried or archived); a
+// start of the holiday by hand is refused with ErrHoliday, which is bad
+// input; the next day starts as usual.
+func TestScheduledSyncSkipsHolidays(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 10, Configure: func(c *config.Config) {
+		c.Sync.MarketHolidays = []string{"2026-12-25"}
+	}})
+	ctx := t.Context()
+	daily := tasks.DailyOptions(h.Config.Sync)
+	fire := time.Date(2026, 12, 25, 18, 30, 0, 0, time.UTC)
+	res, err := h.Control.Kickoff(ctx, tasks.Kickoff{Entry: "daily", Job: tasks.JobDailySync, Fire: fire,
+		Date: "2026-12-25", Overlap: config.OverlapSkip}, daily)
+	if err != nil || res.How != tasks.Holiday || res.Run != 0 {
+		t.Fatalf("kick-off on a holiday = %+v, %v; want holiday, no run", res, err)
+	}
+	if n := h.Count(`SELECT count(*) FROM runs`); n != 0 {
+		t.Fatalf("%d runs after a holiday's kick-off", n)
+	}
+
+	daily.Date, daily.Today = fire, fire
+	if _, _, err := h.Control.StartDailySync(ctx, daily); !errors.Is(err, tasks.ErrHoliday) || !errors.Is(err, tasks.ErrInput) {
+		t.Errorf("start of a holiday by hand = %v, want ErrHoliday (bad input)", err)
+	}
+
+	next := fire.AddDate(0, 0, 1)
+	res, err = h.Control.Kickoff(ctx, tasks.Kickoff{Entry: "daily", Job: tasks.JobDailySync, Fire: next,
+		Date: "2026-12-26", Overlap: config.OverlapSkip}, tasks.DailyOptions(h.Config.Sync))
+	if err != nil || res.How != tasks.Created || res.Run == 0 {
+		t.Errorf("kick-off of the day after = %+v, %v; want a run created", res, err)
+	}
+}
