@@ -355,7 +355,7 @@ func (a *app) changeCmd(cmd *cobra.Command, op func(context.Context, *tasks.Cont
 func (a *app) failuresCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "failures RUN_ID",
-		Short: "List the failed symbols of a run with their errors",
+		Short: "List the failed symbols of a run, or the rejected records of an ETL run, with their errors",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseRunID(args[0])
@@ -365,11 +365,15 @@ func (a *app) failuresCmd() *cobra.Command {
 			if err := a.openDB(cmd); err != nil {
 				return err
 			}
+			run, err := a.store.Get(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
 			items, err := a.store.Failures(cmd.Context(), id)
 			if err != nil {
 				return err
 			}
-			return a.printFailures(id, items)
+			return a.printFailures(run, items)
 		},
 	}
 }

@@ -157,25 +157,29 @@ func (a *app) printRunDetail(r checkpoint.Run, parts []checkpoint.Partition) err
 	return tw.Flush()
 }
 
-func (a *app) printFailures(id int64, items []checkpoint.Item) error {
+func (a *app) printFailures(run checkpoint.Run, items []checkpoint.Item) error {
 	if a.jsonOut {
 		if items == nil {
 			items = []checkpoint.Item{}
 		}
 		return writeJSON(a.stdout, items)
 	}
+	what, column := "failed symbols", "SYMBOL"
+	if run.Unit == checkpoint.UnitPages {
+		what, column = "rejected records", "RECORD"
+	}
 	if len(items) == 0 {
-		_, err := fmt.Fprintf(a.stdout, "run %d has no failed symbols\n", id)
+		_, err := fmt.Fprintf(a.stdout, "run %d has no %s\n", run.ID, what)
 		return err
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SYMBOL\tATTEMPTS\tERROR")
+	fmt.Fprintf(tw, "%s\tATTEMPTS\tERROR\n", column)
 	for _, it := range items {
 		fmt.Fprintf(tw, "%s\t%d\t%s\n", it.Key, it.Attempts, it.Error)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(a.stdout, "%d failed symbols\n", len(items))
+	_, err := fmt.Fprintf(a.stdout, "%d %s\n", len(items), what)
 	return err
 }

@@ -42,6 +42,10 @@ type Batch struct {
 	// Counts are the counters of a batch of a run of pages, which has no
 	// item outcomes: the records it received, loaded and rejected.
 	Counts *Counts
+	// Rejected are the records of a batch of a run of pages that it left
+	// out, and why: at most Counts.Failed of them, kept with the run (see
+	// Store.FailedItems) under the batch's position, From.
+	Rejected []Rejected
 	// Last says that the batch's range ends the partition, whatever its
 	// end was: the last page of an open run of pages.
 	Last bool
@@ -80,6 +84,12 @@ type Outcome struct {
 	Attempts int
 	// Err is the reason the item failed.
 	Err string
+}
+
+// Rejected is a record of a page left out: its place in the page and why.
+type Rejected struct {
+	Item  int
+	Error string
 }
 
 // Counts are the counters of a batch without item outcomes.
@@ -146,6 +156,19 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 			return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: counts %+v with %d outcomes: a batch has counts or outcomes",
 				b.RunID, b.Partition, b.Seq, *b.Counts, len(b.Outcomes))
 		}
+		if len(b.Rejected) > b.Counts.Failed {
+			return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %d rejected records of %d failed",
+				b.RunID, b.Partition, b.Seq, len(b.Rejected), b.Counts.Failed)
+		}
+		for _, r := range b.Rejected {
+			if r.Item < 0 {
+				return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: rejected record %d: a place in a page is 0 or more",
+					b.RunID, b.Partition, b.Seq, r.Item)
+			}
+		}
+	} else if len(b.Rejected) > 0 {
+		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: rejected records without counts: a run of items has outcomes",
+			b.RunID, b.Partition, b.Seq)
 	} else if n := int64(len(b.Outcomes)); n > b.To-b.From || (b.Redrive == 0 && n != b.To-b.From) {
 		return Committed{}, fmt.Errorf("commit run %d partition %d seq %d: %d outcomes for the %d items of [%d, %d)",
 			b.RunID, b.Partition, b.Seq, len(b.Outcomes), b.To-b.From, b.From, b.To)
@@ -309,6 +332,15 @@ func (s *Store) Commit(ctx context.Context, b Batch, write WriteFunc) (Committed
 				}
 				return nil
 			})
+		}
+		if len(b.Rejected) > 0 {
+			items, errs := make([]int32, len(b.Rejected)), make([]string, len(b.Rejected))
+			for i, r := range b.Rejected {
+				items[i], errs[i] = int32(r.Item), r.Error
+			}
+			q.Queue(`INSERT INTO run_rejects (run_id, pos, item, error)
+				SELECT $1, $2, u.item, u.error FROM unnest($3::int[], $4::text[]) AS u(item, error)
+				ON CONFLICT DO NOTHING`, b.RunID, b.From, items, errs)
 		}
 		if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 			if errors.Is(err, errNotAdvanced) || errors.As(err, new(writeError)) {

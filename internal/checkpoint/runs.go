@@ -389,21 +389,30 @@ func (s *Store) Items(ctx context.Context, id, from, to int64) ([]Item, error) {
 }
 
 // FailedItems returns up to limit failed items of run id at positions
-// [from, to), in order: the work of a redrive batch.
+// [from, to), in order: the work of a redrive batch, or for a run of pages
+// its rejected records (see Batch.Rejected), each keyed "page P, record I"
+// and failed once.
 func (s *Store) FailedItems(ctx context.Context, id, from, to int64, limit int) ([]Item, error) {
-	return s.queryItems(ctx, `SELECT pos, key, status, attempts, coalesce(error, '')
-		FROM run_items WHERE run_id = $1 AND pos >= $2 AND pos < $3 AND status = 'failed'
-		ORDER BY pos LIMIT $4`, id, from, to, limit)
+	return s.queryItems(ctx, failedSQL+` LIMIT $4`, id, from, to, limit)
 }
 
-// Failures returns the failed items of run id, in order.
+// Failures returns the failed items of run id, in order (see FailedItems).
 func (s *Store) Failures(ctx context.Context, id int64) ([]Item, error) {
 	if _, err := s.Get(ctx, id); err != nil {
 		return nil, err
 	}
-	return s.queryItems(ctx, `SELECT pos, key, status, attempts, coalesce(error, '')
-		FROM run_items WHERE run_id = $1 AND status = 'failed' ORDER BY pos`, id)
+	return s.queryItems(ctx, failedSQL, id, int64(0), int64(math.MaxInt64))
 }
+
+// failedSQL selects the failed items of run $1 at positions [$2, $3): a run
+// of items has them in run_items, a run of pages in run_rejects.
+const failedSQL = `SELECT pos, key, status, attempts, error FROM (
+		SELECT pos, 0 AS item, key, status, attempts, coalesce(error, '') AS error
+		FROM run_items WHERE run_id = $1 AND pos >= $2 AND pos < $3 AND status = 'failed'
+		UNION ALL
+		SELECT pos, item, format('page %s, record %s', pos, item), 'failed', 1, error
+		FROM run_rejects WHERE run_id = $1 AND pos >= $2 AND pos < $3) f
+	ORDER BY pos, item`
 
 func (s *Store) queryItems(ctx context.Context, sql string, args ...any) ([]Item, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)

@@ -57,8 +57,19 @@ type Page struct {
 	// Rejected says why each record that could not be landed was left out
 	// (a record without its key, one Postgres cannot store), in order: a
 	// malformed record fails alone, the page goes on.
-	Rejected []string
+	Rejected []Reject
 }
+
+// Reject is a record of a page left out, and why.
+type Reject struct {
+	// Item is the record's place in the page, from 0.
+	Item int
+	// Reason says what is wrong with it, starting with "record <Item>".
+	Reason string
+}
+
+// String returns the reason.
+func (r Reject) String() string { return r.Reason }
 
 // Source fetches the pages of one job's source.
 type Source struct {
@@ -295,7 +306,7 @@ func (s *Source) Parse(body []byte, header http.Header) (Page, error) {
 			if strings.HasPrefix(err.Error(), "is ") || strings.HasPrefix(err.Error(), "holds ") {
 				sep = " " // "record 3 is a number, want an object"
 			}
-			page.Rejected = append(page.Rejected, fmt.Sprintf("record %d%s%s", i, sep, err))
+			page.Rejected = append(page.Rejected, Reject{Item: i, Reason: fmt.Sprintf("record %d%s%s", i, sep, err)})
 			continue
 		}
 		page.Records = append(page.Records, rec)

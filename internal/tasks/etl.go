@@ -524,6 +524,10 @@ func (j *etlJob) Fetch(ctx context.Context, b Batch) (Fetched, error) {
 	}
 	if n := len(page.Rejected); n > 0 {
 		f.Warnings = append(f.Warnings, fmt.Sprintf("page %d: %d records rejected and not landed, the first: %s", at.Index, n, page.Rejected[0]))
+		f.Rejected = make([]checkpoint.Rejected, n)
+		for i, r := range page.Rejected {
+			f.Rejected[i] = checkpoint.Rejected{Item: r.Item, Error: r.Reason}
+		}
 	}
 	runID := b.Run.ID
 	f.Queue = func(q *pgx.Batch) { etl.QueueUpsert(q, def, runID, recs) }

@@ -434,8 +434,9 @@ func TestETLOwnTable(t *testing.T) {
 }
 
 // A malformed record fails alone and the page goes on: a record Postgres
-// cannot store (a \u0000) or without its key is rejected, counted failed and
-// named in a warning, while the page's other records land.
+// cannot store (a \u0000) or without its key is rejected, counted failed,
+// named in a warning and kept with the run, each with its reason, while the
+// page's other records land.
 func TestETLRejectsBadRecordsAlone(t *testing.T) {
 	const job = "jobs:\n  - name: pull\n    url: SIM_URL/v1/records\n    pagination: {style: offset, page_size: 3}\n    items_path: items\n    total_path: total\n    key: id\n"
 	h := harness.New(t, harness.Options{Jobs: job, Sim: simulator.Config{Records: 9},
@@ -451,6 +452,14 @@ func TestETLRejectsBadRecordsAlone(t *testing.T) {
 	if n := h.Count(`SELECT count(*) FROM etl_records WHERE record_key IN ('r000003', 'r000004')`); n != 0 ||
 		h.Count(`SELECT count(*) FROM etl_records`) != 7 {
 		t.Errorf("the rejected records landed, or others are missing")
+	}
+	failed, err := h.Store.Failures(t.Context(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 2 || failed[0].Key != "page 1, record 0" || !strings.Contains(failed[0].Error, "record 0 holds a \\u0000 character") ||
+		failed[1].Key != "page 1, record 1" || !strings.HasPrefix(failed[1].Error, "record 1") || failed[0].Status != checkpoint.ItemFailed {
+		t.Errorf("failures %+v, want the two rejected records of page 1 with their reasons", failed)
 	}
 }
 

@@ -45,9 +45,10 @@ type Batch struct {
 // a run of items, counts and the pagination state for a run of pages.
 type Fetched struct {
 	Outcomes []checkpoint.Outcome
-	// Counts, Last, PageToken, SourceTotal and Warnings are those of
-	// checkpoint.Batch, for a run of pages.
+	// Counts, Rejected, Last, PageToken, SourceTotal and Warnings are those
+	// of checkpoint.Batch, for a run of pages.
 	Counts      *checkpoint.Counts
+	Rejected    []checkpoint.Rejected
 	Last        bool
 	PageToken   string
 	SourceTotal *int64
@@ -407,7 +408,7 @@ func (h *Handler) batches(work context.Context, d *delivery, run checkpoint.Run,
 			RunID: run.ID, Partition: part.Index, Attempt: part.Attempt, Seq: part.Seq,
 			Epoch: part.Epoch, Owner: owner, LeaseTTL: h.lease, Redrive: part.Redrive,
 			From: from, To: to, Handover: handover,
-			Outcomes: fetched.Outcomes, Records: fetched.Records, Counts: fetched.Counts,
+			Outcomes: fetched.Outcomes, Records: fetched.Records, Counts: fetched.Counts, Rejected: fetched.Rejected,
 			Last: fetched.Last, PageToken: fetched.PageToken, SourceTotal: fetched.SourceTotal, Warnings: fetched.Warnings,
 			TaskID: d.taskID, Worker: h.worker, StartedAt: batchStart, QueueData: fetched.Queue,
 		}, nil)
