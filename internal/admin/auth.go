@@ -67,22 +67,44 @@ func newAuth(token string, ttl time.Duration, now func() time.Time, home string,
 	return a
 }
 
-// open reports whether r may use every route: no token is configured, or r
-// is authorized.
-func (a *auth) open(r *http.Request) bool { return a.token == nil || a.authorized(r) }
-
-// authorized reports whether r carries the token or a valid session.
-func (a *auth) authorized(r *http.Request) bool {
-	if a.token == nil {
-		return false
+// check reports whether r may use every route: no token is configured, r
+// carries a valid session cookie, or the token in its Authorization
+// header. A token there is a guess when it is wrong, counted against r's
+// client (see failures); a client past its wrong guesses is not checked:
+// check then returns how long it must wait (wait > 0). Whatever checks the
+// token goes through here (or guess), so that no route tells a right guess
+// from a wrong one unthrottled.
+func (a *auth) check(r *http.Request) (ok bool, wait time.Duration) {
+	if a.token == nil || a.validCookie(r) {
+		return true, 0
 	}
+	if r.Header.Get("Authorization") == "" {
+		return false, 0
+	}
+	return a.guess(r, func() bool { return a.headerToken(r) })
+}
+
+// guess checks a guess of the token from r with right, throttled by r's
+// client (see failures.guess), and logs a wrong one.
+func (a *auth) guess(r *http.Request, right func() bool) (ok bool, wait time.Duration) {
+	client := clientOf(r)
+	ok, wait = a.fails.guess(client, a.now(), right)
+	if !ok && wait == 0 {
+		a.log.Warn("admin authentication refused: wrong token", "remote", client, "path", r.URL.Path)
+	}
+	return ok, wait
+}
+
+// headerToken reports whether r's Authorization header carries the token,
+// as a bearer token or as the password of basic auth.
+func (a *auth) headerToken(r *http.Request) bool {
 	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") && a.matches(strings.TrimSpace(cred)) {
 		return true
 	}
 	if _, password, ok := r.BasicAuth(); ok && a.matches(password) {
 		return true
 	}
-	return a.validCookie(r)
+	return false
 }
 
 // matches reports whether given is the token, in constant time: both are
@@ -124,31 +146,19 @@ func (a *auth) validSession(v string) bool {
 	return err == nil && hmac.Equal(got, a.mac(e))
 }
 
-// require serves next to authorized callers and refuses the others. A
-// token sent in the Authorization header is a guess when it is wrong: a
-// client past its wrong guesses (see failures) is refused with 429 before
-// its token is checked.
+// require serves next to authorized callers and refuses the others (see
+// check): a client past its wrong guesses with 429 and Retry-After.
 func (a *auth) require(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.token == nil || a.validCookie(r) {
+		ok, wait := a.check(r)
+		switch {
+		case ok:
 			next.ServeHTTP(w, r)
-			return
+		case wait > 0:
+			a.tooMany(w, wait)
+		default:
+			a.deny(w, r)
 		}
-		guess := r.Header.Get("Authorization") != ""
-		if guess {
-			if wait := a.fails.wait(clientOf(r), a.now()); wait > 0 {
-				a.tooMany(w, wait)
-				return
-			}
-		}
-		if a.authorized(r) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if guess {
-			a.failed(r)
-		}
-		a.deny(w, r)
 	})
 }
 
@@ -156,13 +166,6 @@ func (a *auth) require(next http.Handler) http.Handler {
 func (a *auth) validCookie(r *http.Request) bool {
 	c, err := r.Cookie(SessionCookie)
 	return err == nil && a.validSession(c.Value)
-}
-
-// failed counts a wrong token from r's client, and logs it.
-func (a *auth) failed(r *http.Request) {
-	client := clientOf(r)
-	a.fails.fail(client, a.now())
-	a.log.Warn("admin authentication refused: wrong token", "remote", client, "path", r.URL.Path)
 }
 
 // tooMany refuses a client that got the token wrong too often: it may try
@@ -204,7 +207,7 @@ func (a *auth) login(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		next := a.safeNext(r.URL.Query().Get("next"))
-		if a.open(r) { // nothing to log in to, or logged in already
+		if ok, _ := a.check(r); ok { // nothing to log in to, or logged in already
 			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
 		}
@@ -220,15 +223,15 @@ func (a *auth) login(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
 		}
-		if wait := a.fails.wait(clientOf(r), a.now()); wait > 0 {
+		ok, wait := a.guess(r, func() bool { return a.matches(r.PostForm.Get("token")) })
+		if wait > 0 {
 			secs := int(math.Ceil(wait.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			a.render(w, http.StatusTooManyRequests, loginData{Next: next,
 				Error: fmt.Sprintf("Too many wrong tokens from this address. Try again in %d s.", secs)})
 			return
 		}
-		if !a.matches(r.PostForm.Get("token")) {
-			a.failed(r)
+		if !ok {
 			a.render(w, http.StatusUnauthorized, loginData{Next: next, Error: "Wrong token. Try again."})
 			return
 		}

@@ -31,48 +31,53 @@ type failures struct {
 	byClient map[string]*rate.Limiter
 }
 
-// wait returns how long client must wait before its next guess is checked;
-// 0 when it may guess now.
-func (f *failures) wait(client string, now time.Time) time.Duration {
+// guess checks a guess of client's at now with right, and counts it when
+// it is wrong; a client past its wrong guesses is not checked: guess
+// returns how long it must wait before its next guess is (wait > 0), and
+// does not call right. Checking and counting are one step, under the lock,
+// so that guesses sent at once are counted as those sent one by one (right
+// is a constant-time comparison of hashes: it holds the lock for
+// microseconds).
+func (f *failures) guess(client string, now time.Time, right func() bool) (ok bool, wait time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l := f.byClient[client]
+	if l != nil {
+		if tokens := l.TokensAt(now); tokens < 1 {
+			return false, time.Duration(math.Ceil((1 - tokens) * float64(failEvery)))
+		}
+	}
+	if right() {
+		return true, 0
+	}
 	if l == nil {
-		return 0
+		l = f.add(client, now)
 	}
-	tokens := l.TokensAt(now)
-	if tokens >= 1 {
-		return 0
-	}
-	return time.Duration(math.Ceil((1 - tokens) * float64(failEvery)))
+	l.AllowN(now, 1)
+	return false, 0
 }
 
-// fail counts a wrong token of client.
-func (f *failures) fail(client string, now time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// add remembers a new client, and returns its limiter; f.mu is held.
+func (f *failures) add(client string, now time.Time) *rate.Limiter {
 	if f.byClient == nil {
 		f.byClient = make(map[string]*rate.Limiter)
 	}
-	l := f.byClient[client]
-	if l == nil {
-		if len(f.byClient) >= maxClients {
-			for c, old := range f.byClient {
-				if old.TokensAt(now) >= failBurst {
-					delete(f.byClient, c)
-				}
-			}
-			for c := range f.byClient {
-				if len(f.byClient) < maxClients {
-					break
-				}
+	if len(f.byClient) >= maxClients {
+		for c, old := range f.byClient {
+			if old.TokensAt(now) >= failBurst {
 				delete(f.byClient, c)
 			}
 		}
-		l = rate.NewLimiter(rate.Every(failEvery), failBurst)
-		f.byClient[client] = l
+		for c := range f.byClient {
+			if len(f.byClient) < maxClients {
+				break
+			}
+			delete(f.byClient, c)
+		}
 	}
-	l.AllowN(now, 1)
+	l := rate.NewLimiter(rate.Every(failEvery), failBurst)
+	f.byClient[client] = l
+	return l
 }
 
 // clientOf returns the address r came from, without its port.

@@ -28,11 +28,31 @@ type Kickoff struct {
 	HandledAt time.Time
 }
 
-// RecordKickoff records a handled kick-off. A record for the same task ID
-// stays as it is: the first handling is the one that counts.
+// ClaimKickoff notes that the kick-off k is being handled, before it starts
+// anything, and returns when it was first noted: a retry of a kick-off whose
+// start went through but whose record did not (Postgres failing for a
+// moment, the worker killed between the two) tells by it which runs its
+// first attempt may have started (see tasks.KickoffHandler). A claim is no
+// record: KickoffOf does not return it, and RecordKickoff completes it.
+func (s *Store) ClaimKickoff(ctx context.Context, k Kickoff) (time.Time, error) {
+	var at time.Time
+	if err := s.pool.QueryRow(ctx, `INSERT INTO kickoffs (task_id, entry, job, fire, how)
+		VALUES ($1, $2, $3, $4, '')
+		ON CONFLICT (task_id) DO UPDATE SET task_id = excluded.task_id
+		RETURNING handled_at`, k.TaskID, k.Entry, k.Job, k.Fire).Scan(&at); err != nil {
+		return time.Time{}, fmt.Errorf("claim kickoff %s: %w", k.TaskID, err)
+	}
+	return at, nil
+}
+
+// RecordKickoff records a handled kick-off, completing its claim if any. A
+// record for the same task ID stays as it is: the first handling is the one
+// that counts.
 func (s *Store) RecordKickoff(ctx context.Context, k Kickoff) error {
 	if _, err := s.pool.Exec(ctx, `INSERT INTO kickoffs (task_id, entry, job, fire, how, run_id)
-		VALUES ($1, $2, $3, $4, $5, nullif($6, 0)) ON CONFLICT (task_id) DO NOTHING`,
+		VALUES ($1, $2, $3, $4, $5, nullif($6, 0))
+		ON CONFLICT (task_id) DO UPDATE SET how = excluded.how, run_id = excluded.run_id, handled_at = now()
+		WHERE kickoffs.how = ''`,
 		k.TaskID, k.Entry, k.Job, k.Fire, k.How, k.RunID); err != nil {
 		return fmt.Errorf("record kickoff %s: %w", k.TaskID, err)
 	}
@@ -40,11 +60,11 @@ func (s *Store) RecordKickoff(ctx context.Context, k Kickoff) error {
 }
 
 // KickoffOf returns the record of the kick-off task taskID; the error wraps
-// ErrNotFound when it was not handled yet.
+// ErrNotFound when it was not handled yet (a claim is not a record).
 func (s *Store) KickoffOf(ctx context.Context, taskID string) (Kickoff, error) {
 	k := Kickoff{TaskID: taskID}
 	err := s.pool.QueryRow(ctx, `SELECT entry, job, fire, how, coalesce(run_id, 0), handled_at
-		FROM kickoffs WHERE task_id = $1`, taskID).Scan(&k.Entry, &k.Job, &k.Fire, &k.How, &k.RunID, &k.HandledAt)
+		FROM kickoffs WHERE task_id = $1 AND how <> ''`, taskID).Scan(&k.Entry, &k.Job, &k.Fire, &k.How, &k.RunID, &k.HandledAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Kickoff{}, fmt.Errorf("kickoff %s: %w", taskID, ErrNotFound)
 	}

@@ -168,6 +168,15 @@ func (c *Control) CheckStart(job string, params map[string]string) error {
 // until someone retries it. A run for the same key is the one the fire
 // would start anyway: starting finds it.
 func (c *Control) Kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions) (KickoffResult, error) {
+	return c.kickoff(ctx, k, daily, time.Time{})
+}
+
+// kickoff is Kickoff, for a kick-off claimed at claimed (zero: unknown): a
+// run of the job and key created since, which an earlier attempt of the
+// same kick-off may have started, is the fire's run, found, even when it
+// has completed or been cancelled since (a start would begin the job's
+// next generation).
+func (c *Control) kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions, claimed time.Time) (KickoffResult, error) {
 	res := KickoffResult{Entry: k.Entry, Job: k.Job, Fire: k.Fire}
 	key := k.Date
 	if k.Job != JobDailySync {
@@ -207,6 +216,17 @@ func (c *Control) Kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 			res.How, err = Holiday, nil
 		}
 	} else {
+		if !claimed.IsZero() {
+			last, err := c.store.GetByKey(ctx, k.Job, key)
+			switch {
+			case err == nil && !last.CreatedAt.Before(claimed) &&
+				(last.Status == checkpoint.StatusCompleted || last.Status == checkpoint.StatusCancelled):
+				res.How, res.Run, res.RunKey, res.RunStatus = Found, last.ID, last.RunKey, last.Status
+				return res, nil
+			case err != nil && !errors.Is(err, checkpoint.ErrNotFound):
+				return res, err
+			}
+		}
 		var started Started
 		started, err = c.StartETL(ctx, k.Job, ETLOptions{Params: k.Params})
 		run, res.How = started.Run, started.How
@@ -218,9 +238,13 @@ func (c *Control) Kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 // kickoffOnce handles k through Kickoff the first time, and records what it
 // did; a kick-off of the same fire handled before (enqueued again after
 // Redis lost the first task, see schedule.Scheduler) starts nothing and
-// reports the recorded outcome with Repeat set. The record is written after
-// the start, so a worker that dies between the two leaves the task to be
-// retried, and the retry's start finds the run as any repeated start does.
+// reports the recorded outcome with Repeat set. The kick-off is claimed in
+// Postgres before the start and recorded after it: a worker that dies
+// between the two (or a record that fails) leaves the task to be retried,
+// and the retry takes a run of the job created since the claim for the
+// fire's own, even one that has completed or been cancelled since, rather
+// than start the job's next generation. Two deliveries at once (the first
+// not recorded yet) both start, and find the same run.
 func (h *KickoffHandler) kickoffOnce(ctx context.Context, k Kickoff) (KickoffResult, error) {
 	store := h.control.store
 	rec, err := store.KickoffOf(ctx, k.TaskID())
@@ -238,13 +262,18 @@ func (h *KickoffHandler) kickoffOnce(ctx context.Context, k Kickoff) (KickoffRes
 	case !errors.Is(err, checkpoint.ErrNotFound):
 		return KickoffResult{}, err
 	}
-	res, err := h.control.Kickoff(ctx, k, h.daily)
+	record := checkpoint.Kickoff{TaskID: k.TaskID(), Entry: k.Entry, Job: k.Job, Fire: k.Fire}
+	claimed, err := store.ClaimKickoff(ctx, record)
+	if err != nil {
+		return KickoffResult{}, err
+	}
+	res, err := h.control.kickoff(ctx, k, h.daily, claimed)
 	if err != nil && !errors.Is(err, ErrNotEnqueued) {
 		return res, err
 	}
-	if rerr := store.RecordKickoff(ctx, checkpoint.Kickoff{TaskID: k.TaskID(), Entry: k.Entry, Job: k.Job, Fire: k.Fire,
-		How: string(res.How), RunID: res.Run}); rerr != nil {
-		// Retried: the retry's start finds the run this one started.
+	record.How, record.RunID = string(res.How), res.Run
+	if rerr := store.RecordKickoff(ctx, record); rerr != nil {
+		// Retried: the retry finds the run this one started (see above).
 		return res, rerr
 	}
 	return res, err

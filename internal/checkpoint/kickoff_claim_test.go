@@ -1,0 +1,42 @@
+package checkpoint
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// A claim of a kick-off is no record: KickoffOf does not find it, a second
+// claim returns the first one's time, and the record completes it; a
+// later record leaves the first as it is.
+func TestClaimKickoff(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	run := e.create(t, "k", 10, 5, 1)
+	k := Kickoff{TaskID: "kickoff:e:2", Entry: "e", Job: "test", Fire: time.Date(2026, 12, 7, 2, 0, 0, 0, time.UTC)}
+	at, err := e.store.ClaimKickoff(ctx, k)
+	if err != nil || at.IsZero() {
+		t.Fatalf("ClaimKickoff = %v, %v", at, err)
+	}
+	if _, err := e.store.KickoffOf(ctx, k.TaskID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("KickoffOf a claim = %v, want ErrNotFound", err)
+	}
+	again, err := e.store.ClaimKickoff(ctx, k)
+	if err != nil || !again.Equal(at) {
+		t.Fatalf("ClaimKickoff again = %v, %v; want the first claim's %v", again, err, at)
+	}
+	first := k
+	first.How, first.RunID = "created", run.ID
+	if err := e.store.RecordKickoff(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second := k
+	second.How = "skipped"
+	if err := e.store.RecordKickoff(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.store.KickoffOf(ctx, k.TaskID)
+	if err != nil || got.How != "created" || got.RunID != run.ID {
+		t.Errorf("KickoffOf = %+v, %v; want the first record", got, err)
+	}
+}
