@@ -521,7 +521,7 @@ func TestWrongTokensAreThrottled(t *testing.T) {
 func TestSessionCookieSecureBehindProxy(t *testing.T) {
 	e := setup(t, token, nil)
 	form := url.Values{"token": {token}, "next": {"/"}}.Encode()
-	for _, proto := range []string{"", "https"} {
+	for _, proto := range []string{"", "https", "https, http"} {
 		h := header("Content-Type", "application/x-www-form-urlencoded")
 		if proto != "" {
 			h.Set("X-Forwarded-Proto", proto)
@@ -533,8 +533,8 @@ func TestSessionCookieSecureBehindProxy(t *testing.T) {
 				c = rc
 			}
 		}
-		if c == nil || c.Secure != (proto == "https") {
-			t.Errorf("login with X-Forwarded-Proto %q: cookie %+v, want Secure %v", proto, c, proto == "https")
+		if want := proto != ""; c == nil || c.Secure != want {
+			t.Errorf("login with X-Forwarded-Proto %q: cookie %+v, want Secure %v", proto, c, want)
 		}
 	}
 }

@@ -271,7 +271,9 @@ func (a *auth) logout(w http.ResponseWriter, r *http.Request) {
 // never sends the session over plain HTTP. (A client that claims HTTPS
 // falsely only gets a cookie its browser keeps from plain HTTP.)
 func secure(r *http.Request) bool {
-	return r.TLS != nil || strings.EqualFold(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")), "https")
+	// A chain of proxies lists one protocol each; the first is the client's.
+	first, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	return r.TLS != nil || strings.EqualFold(strings.TrimSpace(first), "https")
 }
 
 // safeNext returns next when it is a path of this site, else home: a login

@@ -15,6 +15,10 @@ import (
 // Enqueuer puts kick-off tasks on the queue, idempotently by their IDs.
 type Enqueuer interface {
 	EnqueueKickoff(ctx context.Context, k tasks.Kickoff) (created bool, err error)
+	// RestoreKickoff enqueues a kick-off task again if Redis lost it with
+	// its data, not if it was deleted on purpose (see
+	// tasks.Enqueuer.RestoreKickoff).
+	RestoreKickoff(ctx context.Context, k tasks.Kickoff) (restored bool, err error)
 	// Republish makes the next enqueue register the queue in Redis again
 	// (see tasks.Enqueuer.Republish).
 	Republish()
@@ -204,21 +208,22 @@ func (s *Scheduler) fire(ctx context.Context, e Entry, last, now time.Time) time
 }
 
 // reassert enqueues the kick-off of e's fire done again, while it is within
-// the catch-up window: while Redis holds the task (done, it is retained
-// for longer than any window) that is a no-op, and when Redis lost it (a
-// flush, a failover to a replica behind, a restart without persistence)
-// before a worker ran it, the fire starts its run after all. A kick-off
-// that did run before it was lost is handled once still: its handler finds
-// the fire recorded in Postgres and starts nothing (see
-// tasks.KickoffHandler).
+// the catch-up window, if Redis lost it (a flush, a failover to a replica
+// behind, a restart without persistence) before a worker ran it: the fire
+// starts its run after all. A kick-off an operator deleted in asynqmon
+// stays deleted (see tasks.Enqueuer.RestoreKickoff). A kick-off that did
+// run before it was lost is handled once still: its handler finds the fire
+// recorded in Postgres and starts nothing (see tasks.KickoffHandler).
 func (s *Scheduler) reassert(ctx context.Context, e Entry, done, now time.Time) {
 	if done.IsZero() || now.Sub(done) > s.catchUp {
 		return
 	}
 	k := e.Kickoff(done)
-	created, err := s.enqueuer.EnqueueKickoff(ctx, k)
-	if err != nil || !created {
-		return // an error is Redis failing, which the fire that follows logs
+	restored, err := s.enqueuer.RestoreKickoff(ctx, k)
+	if err != nil || !restored {
+		// An error is Redis failing: the next poll tries again, and the
+		// worker's other users of Redis report the outage.
+		return
 	}
 	s.log.Warn("scheduled fire's kick-off task was gone from Redis; enqueued it again",
 		"entry", e.Name, "job", e.Job, "fire", k.Fire, "task", k.TaskID())

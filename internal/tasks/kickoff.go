@@ -95,7 +95,8 @@ func DecodeKickoff(b []byte) (Kickoff, error) {
 
 // EnqueueKickoff puts the kick-off task of k on the queue. A task with the
 // same ID (the same fire, enqueued before) is the same task: EnqueueKickoff
-// then reports created false and no error.
+// then reports created false and no error. Either way it marks the fire's
+// kick-off as enqueued in Redis (see RestoreKickoff).
 func (e *Enqueuer) EnqueueKickoff(ctx context.Context, k Kickoff) (created bool, err error) {
 	payload, err := json.Marshal(k)
 	if err != nil {
@@ -108,14 +109,36 @@ func (e *Enqueuer) EnqueueKickoff(ctx context.Context, k Kickoff) (created bool,
 		asynq.Timeout(e.timeout),
 		asynq.Retention(kickoffRetention),
 	)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return false, nil
-	}
-	if err != nil {
+	created = err == nil
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, fmt.Errorf("enqueue task %s: %w", k.TaskID(), err)
 	}
-	return true, nil
+	// After the task: a replica that has the mark has the task too.
+	if err := e.rdb.Set(ctx, kickoffMark(k), 1, kickoffRetention).Err(); err != nil {
+		return created, fmt.Errorf("mark task %s enqueued: %w", k.TaskID(), err)
+	}
+	return created, nil
 }
+
+// RestoreKickoff enqueues the kick-off task of k again if Redis lost it:
+// when the mark that EnqueueKickoff left is gone too (Redis lost its data,
+// not just the task). A task that is gone while its mark is there was
+// deleted on purpose (in asynqmon, to call the fire off) and stays gone.
+// It reports whether it enqueued the task.
+func (e *Enqueuer) RestoreKickoff(ctx context.Context, k Kickoff) (restored bool, err error) {
+	n, err := e.rdb.Exists(ctx, kickoffMark(k)).Result()
+	if err != nil {
+		return false, fmt.Errorf("look up the mark of task %s: %w", k.TaskID(), err)
+	}
+	if n > 0 {
+		return false, nil
+	}
+	return e.EnqueueKickoff(ctx, k)
+}
+
+// kickoffMark is the key that says the kick-off task of k was enqueued; it
+// lasts as long as the task is retained.
+func kickoffMark(k Kickoff) string { return "syncworker:kickoff-enqueued:" + k.TaskID() }
 
 // Skipped: a scheduled start found a run of its job for another run key
 // unfinished, and its entry does not allow overlap; it started nothing.

@@ -1,7 +1,6 @@
 package schedule_test
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -61,14 +60,10 @@ func TestKickoffRetriedAfterItsRunCompletedStartsNoSecondRun(t *testing.T) {
 }
 
 // An operator who deletes a fire's pending kick-off task in asynqmon (to
-// call the fire off) sees it stay deleted: the leader must not take the
-// deletion for Redis losing its data and enqueue the fire again. It does
-// (reassert cannot tell the two apart), so the fire starts its run after
-// all within schedule.catch_up.
+// call the fire off) sees it stay deleted: the leader does not take the
+// deletion for Redis losing its data (the mark that the task was enqueued
+// is still there) and does not enqueue the fire again.
 func TestKickoffDeletedInAsynqmonStaysDeleted(t *testing.T) {
-	if os.Getenv("SYNCWORKER_REVIEW_KNOWN") == "" {
-		t.Skip("known: reassert enqueues a kick-off deleted by an operator again (set SYNCWORKER_REVIEW_KNOWN=1 to see it)")
-	}
 	h := harness.New(t, harness.Options{Jobs: pullJob, Sim: simulator.Config{Records: 10}, Configure: func(c *config.Config) {
 		c.Schedule.PollInterval = 200 * time.Millisecond
 		c.Schedule.CatchUp = 2 * time.Hour
