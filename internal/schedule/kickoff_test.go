@@ -16,16 +16,7 @@ import (
 // the run, a one-page ETL pull, has completed by then. The retry must find
 // the fire's run, not start the job's next generation: one fire, one run.
 func TestKickoffRetriedAfterItsRunCompletedStartsNoSecondRun(t *testing.T) {
-	h := harness.New(t, harness.Options{Jobs: pullJob, Sim: simulator.Config{Records: 10}, Configure: func(c *config.Config) {
-		c.Schedule.PollInterval = 200 * time.Millisecond
-		c.Schedule.CatchUp = 2 * time.Hour // the leader fires the hour's fire at once
-		c.Schedule.Entries = []config.ScheduleEntry{{Name: "hourly", Cron: "CRON_TZ=UTC 0 * * * *", Job: "pull", Overlap: config.OverlapAllow}}
-	}})
-	fire := time.Now().UTC().Truncate(time.Hour)
-	if time.Until(fire.Add(time.Hour)) < time.Minute {
-		fire = fire.Add(time.Hour)
-		time.Sleep(time.Until(fire.Add(time.Second)))
-	}
+	h, _ := hourly(t)
 	// The first record of a kick-off waits for the run to complete, then
 	// fails: the attempt that started the run fails after the start, and
 	// its retry comes after the run completed.
@@ -64,25 +55,8 @@ func TestKickoffRetriedAfterItsRunCompletedStartsNoSecondRun(t *testing.T) {
 // deletion for Redis losing its data (the mark that the task was enqueued
 // is still there) and does not enqueue the fire again.
 func TestKickoffDeletedInAsynqmonStaysDeleted(t *testing.T) {
-	h := harness.New(t, harness.Options{Jobs: pullJob, Sim: simulator.Config{Records: 10}, Configure: func(c *config.Config) {
-		c.Schedule.PollInterval = 200 * time.Millisecond
-		c.Schedule.CatchUp = 2 * time.Hour
-		c.Schedule.Entries = []config.ScheduleEntry{{Name: "hourly", Cron: "CRON_TZ=UTC 0 * * * *", Job: "pull", Overlap: config.OverlapAllow}}
-	}})
-	fire := time.Now().UTC().Truncate(time.Hour)
-	if time.Until(fire.Add(time.Hour)) < time.Minute {
-		fire = fire.Add(time.Hour)
-		time.Sleep(time.Until(fire.Add(time.Second)))
-	}
-	id := "kickoff:hourly:" + fire.Format("20060102T150405Z")
-	if err := h.Inspector.PauseQueue(tasks.Queue); err != nil {
-		t.Fatal(err)
-	}
-	h.StartWorker("a")
-	waitFor(t, 10*time.Second, "the fire's kick-off task enqueued", func() bool {
-		_, err := h.Inspector.GetTaskInfo(tasks.Queue, id)
-		return err == nil
-	})
+	h, id := hourly(t)
+	pendingKickoff(t, h, id)
 	if err := h.Inspector.DeleteTask(tasks.Queue, id); err != nil { // asynqmon's delete
 		t.Fatal(err)
 	}
@@ -96,4 +70,37 @@ func TestKickoffDeletedInAsynqmonStaysDeleted(t *testing.T) {
 	if info, err := h.Inspector.GetTaskInfo(tasks.Queue, id); err == nil {
 		t.Errorf("the deleted kick-off task is back: %s", info.State)
 	}
+}
+
+// hourly returns a harness whose schedule fires pull at every full hour,
+// which a new leader fires at once (its catch-up covers the hour's fire),
+// and the ID of the kick-off task of the hour's fire. Close to the next
+// hour it waits for it, so that no fire comes in the middle of a test.
+func hourly(t *testing.T) (*harness.Harness, string) {
+	t.Helper()
+	h := harness.New(t, harness.Options{Jobs: pullJob, Sim: simulator.Config{Records: 10}, Configure: func(c *config.Config) {
+		c.Schedule.PollInterval = 200 * time.Millisecond
+		c.Schedule.CatchUp = 2 * time.Hour
+		c.Schedule.Entries = []config.ScheduleEntry{{Name: "hourly", Cron: "CRON_TZ=UTC 0 * * * *", Job: "pull", Overlap: config.OverlapAllow}}
+	}})
+	fire := time.Now().UTC().Truncate(time.Hour)
+	if time.Until(fire.Add(time.Hour)) < time.Minute {
+		fire = fire.Add(time.Hour)
+		time.Sleep(time.Until(fire.Add(time.Second)))
+	}
+	return h, "kickoff:hourly:" + fire.Format("20060102T150405Z")
+}
+
+// pendingKickoff pauses the queue, so that no worker runs a task, starts
+// worker a and waits until it has enqueued the kick-off task id.
+func pendingKickoff(t *testing.T, h *harness.Harness, id string) {
+	t.Helper()
+	if err := h.Inspector.PauseQueue(tasks.Queue); err != nil {
+		t.Fatal(err)
+	}
+	h.StartWorker("a")
+	waitFor(t, 10*time.Second, "the fire's kick-off task enqueued", func() bool {
+		_, err := h.Inspector.GetTaskInfo(tasks.Queue, id)
+		return err == nil
+	})
 }

@@ -342,33 +342,14 @@ func TestBadEntriesStopStartup(t *testing.T) {
 
 // Redis loses its data, a fire's kick-off task with it, before any worker
 // runs it: the leader enqueues it again at its next poll, and the fire
-// starts its run after all. Then Redis loses everything, the done task too: the leader enqueues
-// the kick-off again, and its handler, finding the fire handled in
-// Postgres, starts nothing (an ETL job's completed run would otherwise be
+// starts its run after all. Then Redis loses everything, the done task
+// too: the leader enqueues the kick-off again, and its handler, finding the
+// fire handled in Postgres, starts nothing (an ETL job's completed run would otherwise be
 // followed by its next generation).
 func TestLostKickoffFiresAgain(t *testing.T) {
-	h := harness.New(t, harness.Options{Jobs: pullJob, Sim: simulator.Config{Records: 10}, Configure: func(c *config.Config) {
-		c.Schedule.PollInterval = 200 * time.Millisecond
-		c.Schedule.CatchUp = 2 * time.Hour // the new leader fires the hour's fire at once
-		c.Schedule.Entries = []config.ScheduleEntry{{Name: "hourly", Cron: "CRON_TZ=UTC 0 * * * *", Job: "pull", Overlap: config.OverlapAllow}}
-	}})
+	h, id := hourly(t)
 	ctx := t.Context()
-	fire := time.Now().UTC().Truncate(time.Hour)
-	if time.Until(fire.Add(time.Hour)) < time.Minute {
-		// The next fire would come in the middle of the test.
-		fire = fire.Add(time.Hour)
-		time.Sleep(time.Until(fire.Add(time.Second)))
-	}
-	id := "kickoff:hourly:" + fire.Format("20060102T150405Z")
-	// No worker runs a task while the queue is paused.
-	if err := h.Inspector.PauseQueue(tasks.Queue); err != nil {
-		t.Fatal(err)
-	}
-	h.StartWorker("a")
-	waitFor(t, 10*time.Second, "the fire's kick-off task enqueued", func() bool {
-		_, err := h.Inspector.GetTaskInfo(tasks.Queue, id)
-		return err == nil
-	})
+	pendingKickoff(t, h, id)
 	// Redis loses its data: the task, the mark that it was enqueued and
 	// the queue's pause with them.
 	if err := h.Redis.Client.FlushDB(ctx).Err(); err != nil {
