@@ -45,6 +45,15 @@ func (s *Store) ClaimKickoff(ctx context.Context, k Kickoff) (time.Time, error) 
 	return at, nil
 }
 
+// UnclaimKickoff removes the claim of kick-off taskID, if it is only a
+// claim: a kick-off refused for good leaves nothing behind.
+func (s *Store) UnclaimKickoff(ctx context.Context, taskID string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM kickoffs WHERE task_id = $1 AND how = ''`, taskID); err != nil {
+		return fmt.Errorf("unclaim kickoff %s: %w", taskID, err)
+	}
+	return nil
+}
+
 // RecordKickoff records a handled kick-off, completing its claim if any. A
 // record for the same task ID stays as it is: the first handling is the one
 // that counts.

@@ -8,7 +8,8 @@ import (
 
 // A claim of a kick-off is no record: KickoffOf does not find it, a second
 // claim returns the first one's time, and the record completes it; a
-// later record leaves the first as it is.
+// later record leaves the first as it is, and so does an unclaim, which
+// removes a claim that is only one.
 func TestClaimKickoff(t *testing.T) {
 	e := setup(t)
 	ctx := t.Context()
@@ -38,5 +39,21 @@ func TestClaimKickoff(t *testing.T) {
 	got, err := e.store.KickoffOf(ctx, k.TaskID)
 	if err != nil || got.How != "created" || got.RunID != run.ID {
 		t.Errorf("KickoffOf = %+v, %v; want the first record", got, err)
+	}
+	if err := e.store.UnclaimKickoff(ctx, k.TaskID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.store.KickoffOf(ctx, k.TaskID); err != nil || got.How != "created" {
+		t.Errorf("KickoffOf after an unclaim of a record = %+v, %v; want the record", got, err)
+	}
+	other := Kickoff{TaskID: "kickoff:e:3", Entry: "e", Job: "test", Fire: k.Fire}
+	if _, err := e.store.ClaimKickoff(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.UnclaimKickoff(ctx, other.TaskID); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(t, `SELECT count(*) FROM kickoffs WHERE task_id = $1`, other.TaskID); n != 0 {
+		t.Errorf("%d rows of an unclaimed kick-off, want 0", n)
 	}
 }

@@ -291,6 +291,15 @@ func (h *KickoffHandler) kickoffOnce(ctx context.Context, k Kickoff) (KickoffRes
 		return KickoffResult{}, err
 	}
 	res, err := h.control.kickoff(ctx, k, h.daily, claimed)
+	if refused(err) {
+		// Started nothing, for good: the claim goes, so that a refused
+		// kick-off leaves nothing behind (an operator who fixes the
+		// cause runs the archived task again, which claims anew).
+		if uerr := store.UnclaimKickoff(ctx, record.TaskID); uerr != nil {
+			return res, errors.Join(err, uerr)
+		}
+		return res, err
+	}
 	if err != nil && !errors.Is(err, ErrNotEnqueued) {
 		return res, err
 	}
@@ -300,6 +309,13 @@ func (h *KickoffHandler) kickoffOnce(ctx context.Context, k Kickoff) (KickoffRes
 		return res, rerr
 	}
 	return res, err
+}
+
+// refused reports whether err refuses a start for good: an unknown job, bad
+// params, an empty stock universe, a source that refuses the job's
+// credentials.
+func refused(err error) bool {
+	return err != nil && (errors.Is(err, ErrInput) || errors.Is(err, ErrUnknownJob) || fault.ClassOf(err) == fault.RunFatal)
 }
 
 // KickoffHandler runs kick-off tasks.
@@ -332,7 +348,7 @@ func (h *KickoffHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case errors.Is(err, ErrNotEnqueued):
 		// The run is safe in Postgres; the sweeper enqueues its tasks.
 		log.Warn("scheduled run started, some of its tasks not enqueued yet", "run", res.Run, "error", err)
-	case errors.Is(err, ErrInput) || errors.Is(err, ErrUnknownJob) || fault.ClassOf(err) == fault.RunFatal:
+	case refused(err):
 		return fmt.Errorf("scheduled start of %s refused: %w: %w", k.Job, fault.Wrap(fault.RunFatal, err), asynq.SkipRetry)
 	case err != nil:
 		return fmt.Errorf("scheduled start of %s: %w", k.Job, err)
