@@ -258,7 +258,7 @@ func (r *Results) closeCheckpoint(t Target) string {
 	if t.Met() {
 		return ""
 	}
-	s := " What would close it on this machine is a larger batch: the cost is about fixed per batch"
+	s := " What would close it on this machine is a larger batch: the cost does not grow with a batch's rows"
 	if r.Wide.Checkpointed > 0 {
 		s += fmt.Sprintf(", and at batch %d it measured %.1f%%", 2*r.Options.Batch, r.Wide.CkptCostPct())
 	}
@@ -273,7 +273,7 @@ func (r *Results) wideSentence() string {
 	if r.Wide.Checkpointed <= 0 {
 		return ""
 	}
-	return fmt.Sprintf(" At batch %d (first round) it cost %.1f%%, %.2f ms a batch: the cost is about fixed per batch, not per row.",
+	return fmt.Sprintf(" At batch %d (first round) it cost %.1f%%, %.2f ms a batch: the cost does not grow with a batch's rows, so a larger batch makes it a smaller share.",
 		2*r.Options.Batch, r.Wide.CkptCostPct(), r.Wide.batchCostMS(2*r.Options.Batch))
 }
 
