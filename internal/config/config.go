@@ -571,9 +571,12 @@ func strictTypes(from, to reflect.Value) (any, error) {
 		return list, nil
 	case to.Kind() == reflect.String && from.Type() == reflect.TypeFor[time.Time]():
 		// YAML reads an unquoted date (market_holidays: [2026-12-25]) as
-		// a time; it is the date that was written.
-		if t := data.(time.Time); t.Equal(t.Truncate(24 * time.Hour)) {
-			return t.UTC().Format(time.DateOnly), nil
+		// a time; it is the date that was written. A timestamp counts only
+		// at midnight in its own offset, as that date: converted to UTC,
+		// 2026-12-24T23:00:00-01:00 would read as the next day, and
+		// 2026-12-25T00:00:00+01:00 as the day before.
+		if t := data.(time.Time); t.Equal(time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, t.Location())) {
+			return t.Format(time.DateOnly), nil
 		}
 		return nil, fmt.Errorf("is %v: want text (in YAML, quote it)", data)
 	case to.Kind() == reflect.String && from.Kind() != reflect.String:

@@ -541,3 +541,24 @@ func TestMarketHolidaysFromYAML(t *testing.T) {
 		t.Errorf("market_holidays = %q, want %q", c.Sync.MarketHolidays, want)
 	}
 }
+
+// A YAML timestamp in market_holidays is the date written in its own
+// offset when it is that date's midnight, and refused at any other time:
+// its UTC date may be another day.
+func TestMarketHolidaysFromYAMLTimestamps(t *testing.T) {
+	for _, tt := range []struct{ yaml, want, wantErr string }{
+		{yaml: "2026-12-25T00:00:00Z", want: "2026-12-25"},
+		{yaml: "2026-12-25T00:00:00+01:00", want: "2026-12-25"},
+		{yaml: "2026-12-24T23:00:00-01:00", wantErr: "sync.market_holidays[0]"},
+		{yaml: "2026-12-25T10:00:00Z", wantErr: "sync.market_holidays[0]"},
+	} {
+		clearEnv(t)
+		c, err := Load(Options{File: writeFile(t, "sync:\n  market_holidays: ["+tt.yaml+"]\n")})
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("market_holidays [%s] = %q, %v; want an error naming %s", tt.yaml, c.Sync.MarketHolidays, err, tt.wantErr)
+		case tt.wantErr == "" && (err != nil || !reflect.DeepEqual(c.Sync.MarketHolidays, []string{tt.want})):
+			t.Errorf("market_holidays [%s] = %q, %v; want [%s]", tt.yaml, c.Sync.MarketHolidays, err, tt.want)
+		}
+	}
+}
