@@ -296,7 +296,11 @@ func (h *KickoffHandler) kickoffOnce(ctx context.Context, k Kickoff) (KickoffRes
 		// kick-off leaves nothing behind (an operator who fixes the
 		// cause runs the archived task again, which claims anew).
 		if uerr := store.UnclaimKickoff(ctx, record.TaskID); uerr != nil {
-			return res, errors.Join(err, uerr)
+			// Not refused then, but retried: archived now, the task would
+			// leave its claim behind (and a run of it again by hand would
+			// take that old claim for its own). The retry is refused
+			// again and takes the claim back.
+			return res, fmt.Errorf("start refused (%v), and its claim was not taken back: %w", err, uerr)
 		}
 		return res, err
 	}
