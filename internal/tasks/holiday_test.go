@@ -42,3 +42,19 @@ func TestScheduledSyncSkipsHolidays(t *testing.T) {
 		t.Errorf("kick-off of the day after = %+v, %v; want a run created", res, err)
 	}
 }
+
+// A fire on a holiday reports holiday even while another day's run is
+// unfinished and the entry does not allow overlap: nothing was skipped, as
+// there is nothing to start that day.
+func TestHolidayFireWhileAnotherRunIsUnfinished(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 10, Configure: func(c *config.Config) {
+		c.Sync.MarketHolidays = []string{"2026-12-25"}
+	}})
+	before := h.StartDailySync("2026-12-24", 5, 1) // no worker: it stays unfinished
+	res, err := h.Control.Kickoff(t.Context(), tasks.Kickoff{Entry: "daily", Job: tasks.JobDailySync,
+		Fire: time.Date(2026, 12, 25, 18, 30, 0, 0, time.UTC), Date: "2026-12-25", Overlap: config.OverlapSkip},
+		tasks.DailyOptions(h.Config.Sync))
+	if err != nil || res.How != tasks.Holiday || res.Run != 0 {
+		t.Errorf("kick-off on a holiday while run %d is unfinished = %+v, %v; want holiday", before.ID, res, err)
+	}
+}

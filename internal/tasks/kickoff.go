@@ -208,6 +208,17 @@ func (c *Control) kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 			return res, err
 		}
 		key = runKey(params)
+	} else if daily.holiday(key) {
+		// A holiday without a run has nothing to start, whatever else is
+		// unfinished: it is no skip. One with a run is found below.
+		_, err := c.store.GetByKey(ctx, k.Job, key)
+		switch {
+		case errors.Is(err, checkpoint.ErrNotFound):
+			res.How = Holiday
+			return res, nil
+		case err != nil:
+			return res, err
+		}
 	}
 	if k.Overlap != config.OverlapAllow {
 		runs, err := c.store.Unfinished(ctx, k.Job)
