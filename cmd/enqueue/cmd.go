@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -369,7 +370,7 @@ func (a *app) failuresCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			items, err := a.store.Failures(cmd.Context(), id)
+			items, err := a.store.FailuresOf(cmd.Context(), run, math.MaxInt32)
 			if err != nil {
 				return err
 			}

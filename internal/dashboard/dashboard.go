@@ -22,7 +22,6 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -41,7 +40,7 @@ type Runs interface {
 	Partitions(ctx context.Context, id int64) ([]checkpoint.Partition, error)
 	Attempts(ctx context.Context, id int64) ([]checkpoint.Attempt, error)
 	LedgerSummary(ctx context.Context, id int64) (checkpoint.LedgerSummary, error)
-	FailedItems(ctx context.Context, id, from, to int64, limit int) ([]checkpoint.Item, error)
+	FailuresOf(ctx context.Context, run checkpoint.Run, limit int) ([]checkpoint.Item, error)
 	Paces(ctx context.Context, ids []int64, window time.Duration) (map[int64]checkpoint.Pace, error)
 	Throughput(ctx context.Context, id int64, n int) (checkpoint.Throughput, error)
 }
@@ -318,7 +317,7 @@ func (h *Handler) runOf(ctx context.Context, id int64) (runData, error) {
 	}
 	d.Chart = chartOf(th, d.Progress.Unit)
 	if d.Run.Failed > 0 {
-		if d.Failed, err = h.runs.FailedItems(ctx, id, 0, math.MaxInt64, failedShown); err != nil {
+		if d.Failed, err = h.runs.FailuresOf(ctx, d.Run, failedShown); err != nil {
 			return runData{}, err
 		}
 		d.MoreFailed = int64(len(d.Failed)) < d.Run.Failed

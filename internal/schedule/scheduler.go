@@ -19,9 +19,6 @@ type Enqueuer interface {
 	// its data, not if it was deleted on purpose (see
 	// tasks.Enqueuer.RestoreKickoff).
 	RestoreKickoff(ctx context.Context, k tasks.Kickoff) (restored bool, err error)
-	// Republish makes the next enqueue register the queue in Redis again
-	// (see tasks.Enqueuer.Republish).
-	Republish()
 }
 
 // Options configure a Scheduler.
@@ -90,10 +87,11 @@ func (s *Scheduler) IsLeader() bool { return s.leader.Load() }
 // Run elects and fires until ctx ends; then it gives up the lead, closing
 // its connection, so that another worker takes over at its next poll.
 func (s *Scheduler) Run(ctx context.Context) {
-	// last holds, per entry, the time up to which its fires are done, and
-	// done its last fire whose kick-off this leader saw on the queue.
+	// last holds, per entry, the time up to which its fires are done;
+	// fired says that it is a fire whose kick-off this leader saw on the
+	// queue (not the start of its catch-up).
 	last := make([]time.Time, len(s.entries))
-	done := make([]time.Time, len(s.entries))
+	fired := make([]bool, len(s.entries))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	defer s.resign(ctx)
@@ -119,9 +117,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 				}
 			}
 			for i := range s.entries {
-				s.reassert(ctx, s.entries[i], done[i], now)
+				if fired[i] {
+					s.reassert(ctx, s.entries[i], last[i], now)
+				}
 				if fire := s.fire(ctx, s.entries[i], last[i], now); !fire.Equal(last[i]) {
-					last[i], done[i] = fire, fire
+					last[i], fired[i] = fire, true
 				}
 			}
 			// A fire not enqueued is due still: it is tried again after
@@ -132,7 +132,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 		} else {
 			// A new lead catches up from its own start.
 			clear(last)
-			clear(done)
+			clear(fired)
 		}
 		timer.Reset(wait)
 	}
@@ -215,7 +215,7 @@ func (s *Scheduler) fire(ctx context.Context, e Entry, last, now time.Time) time
 // run before it was lost is handled once still: its handler finds the fire
 // recorded in Postgres and starts nothing (see tasks.KickoffHandler).
 func (s *Scheduler) reassert(ctx context.Context, e Entry, done, now time.Time) {
-	if done.IsZero() || now.Sub(done) > s.catchUp {
+	if now.Sub(done) > s.catchUp {
 		return
 	}
 	k := e.Kickoff(done)
@@ -227,12 +227,6 @@ func (s *Scheduler) reassert(ctx context.Context, e Entry, done, now time.Time) 
 	}
 	s.log.Warn("scheduled fire's kick-off task was gone from Redis; enqueued it again",
 		"entry", e.Name, "job", e.Job, "fire", k.Fire, "task", k.TaskID())
-	// Redis lost the queue's registration with the task, most likely:
-	// without it asynqmon shows no queue, and the fire's outcome would not
-	// be seen. An enqueue of the same task again registers it (and is
-	// refused as a duplicate).
-	s.enqueuer.Republish()
-	_, _ = s.enqueuer.EnqueueKickoff(ctx, k)
 }
 
 // nextFire returns the soonest fire of any entry after the times its fires

@@ -84,14 +84,14 @@ func (c *Control) Backfill(ctx context.Context, from, to time.Time, opts DailySy
 		}
 		run, err := c.store.GetByKey(ctx, JobDailySync, d.Date)
 		created := false
-		if errors.Is(err, checkpoint.ErrNotFound) && opts.holiday(d.Date) {
-			d.Action = BackfillHoliday
-			out = append(out, d)
-			continue
-		}
 		if errors.Is(err, checkpoint.ErrNotFound) {
 			opts.Date = day
 			run, created, err = c.StartDailySync(ctx, opts)
+			if errors.Is(err, ErrHoliday) {
+				d.Action = BackfillHoliday
+				out = append(out, d)
+				continue
+			}
 			if errors.Is(err, ErrNotEnqueued) {
 				notEnqueued = append(notEnqueued, err)
 				err = nil

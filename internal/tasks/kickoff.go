@@ -133,6 +133,10 @@ func (e *Enqueuer) RestoreKickoff(ctx context.Context, k Kickoff) (restored bool
 	if n > 0 {
 		return false, nil
 	}
+	// Redis lost the queue's registration with its data, most likely:
+	// without it asynqmon shows no queue, and the fire's outcome would not
+	// be seen.
+	e.Republish()
 	return e.EnqueueKickoff(ctx, k)
 }
 
