@@ -46,9 +46,14 @@ func (s *Store) ClaimKickoff(ctx context.Context, k Kickoff) (time.Time, error) 
 }
 
 // UnclaimKickoff removes the claim of kick-off taskID, if it is only a
-// claim: a kick-off refused for good leaves nothing behind.
+// claim and no run of its job was created since it was taken: a kick-off
+// refused for good leaves nothing behind, but a claim that an earlier
+// attempt took before it started a run (and failed to record it) stays,
+// since it is what stops a run of the task again by hand from starting the
+// job's next generation.
 func (s *Store) UnclaimKickoff(ctx context.Context, taskID string) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM kickoffs WHERE task_id = $1 AND how = ''`, taskID); err != nil {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM kickoffs k WHERE k.task_id = $1 AND k.how = ''
+		AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = k.job AND r.created_at >= k.handled_at)`, taskID); err != nil {
 		return fmt.Errorf("unclaim kickoff %s: %w", taskID, err)
 	}
 	return nil

@@ -56,4 +56,19 @@ func TestClaimKickoff(t *testing.T) {
 	if n := e.count(t, `SELECT count(*) FROM kickoffs WHERE task_id = $1`, other.TaskID); n != 0 {
 		t.Errorf("%d rows of an unclaimed kick-off, want 0", n)
 	}
+
+	// An earlier attempt claimed, started a run and failed to record it; a
+	// retry refused (the job removed meanwhile) keeps that claim.
+	started := Kickoff{TaskID: "kickoff:e:4", Entry: "e", Job: "test", Fire: k.Fire}
+	claim, err := e.store.ClaimKickoff(ctx, started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.create(t, "k4", 10, 5, 1)
+	if err := e.store.UnclaimKickoff(ctx, started.TaskID); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := e.store.ClaimKickoff(ctx, started); err != nil || !again.Equal(claim) {
+		t.Errorf("claim after an unclaim with a run started since = %v, %v; want the first claim's %v kept", again, err, claim)
+	}
 }

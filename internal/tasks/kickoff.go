@@ -309,7 +309,9 @@ func (h *KickoffHandler) kickoffOnce(ctx context.Context, k Kickoff) (KickoffRes
 	if refused(err) {
 		// Started nothing, for good: the claim goes, so that a refused
 		// kick-off leaves nothing behind (an operator who fixes the
-		// cause runs the archived task again, which claims anew).
+		// cause runs the archived task again, which claims anew) - unless
+		// a run of the job was created since the claim, which an earlier
+		// attempt may have started (see UnclaimKickoff).
 		if uerr := store.UnclaimKickoff(ctx, record.TaskID); uerr != nil {
 			// Not refused then, but retried: archived now, the task would
 			// leave its claim behind (and a run of it again by hand would
