@@ -151,6 +151,9 @@ type Worker struct {
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 }
 
+// MinRetention is the shortest sweeper.retention other than 0.
+const MinRetention = 48 * time.Hour
+
 // Sweeper configures the periodic sweep that puts lost chains back on the queue.
 type Sweeper struct {
 	// Interval is the time between sweeps; one worker at a time sweeps
@@ -160,6 +163,14 @@ type Sweeper struct {
 	// partition whose lease lapsed to a new task; any worker runs them
 	// (SWEEPER_TAKEOVER_INTERVAL). Default: 2s.
 	TakeoverInterval time.Duration `mapstructure:"takeover_interval"`
+	// Retention is how long a run is kept after it ended (completed, failed,
+	// cancelled or timed out): once an hour, one worker at a time deletes
+	// the runs that ended longer ago, with their partitions, items, ledger,
+	// attempts and rejected records, and the kick-off records as old; the
+	// rows the runs loaded stay. A deleted run is forgotten: starting its
+	// job and key again starts a new run. 0 keeps runs for ever
+	// (SWEEPER_RETENTION). Default: 2160h (90 days).
+	Retention time.Duration `mapstructure:"retention"`
 }
 
 // ETL configures the ETL page pulls.
@@ -371,6 +382,7 @@ var defaults = []defaultValue{
 	{"worker.shutdown_timeout", "10s"},
 	{"sweeper.interval", "15s"},
 	{"sweeper.takeover_interval", "2s"},
+	{"sweeper.retention", "2160h"},
 	{"etl.jobs_file", "configs/jobs.yaml"},
 	{"etl.default_timeout_seconds", 300},
 	{"http.addr", "127.0.0.1:8080"},
@@ -754,6 +766,12 @@ func (c Config) validate(o origin) error {
 
 	durRange("sweeper.interval", c.Sweeper.Interval, 10*time.Millisecond, time.Hour)
 	durRange("sweeper.takeover_interval", c.Sweeper.TakeoverInterval, 10*time.Millisecond, time.Hour)
+	if r := c.Sweeper.Retention; r != 0 && r < MinRetention {
+		// A kick-off's record must outlive the scheduler's catch-up (at most
+		// 24h) and Redis's mark of its enqueue (25h), or a fire handled
+		// already could be started again.
+		bad("sweeper.retention", "must be 0 (keep runs for ever) or at least %s, got %s", MinRetention, r)
+	}
 
 	if c.ETL.JobsFile == "" {
 		bad("etl.jobs_file", "must name the jobs file, such as configs/jobs.yaml")

@@ -171,6 +171,9 @@ func TestInvalid(t *testing.T) {
 		{name: "lease too short", env: map[string]string{"SYNC_LEASE": "10ms"}, wantErr: []string{"sync.lease (SYNC_LEASE)"}},
 		{name: "takeover interval", env: map[string]string{"SWEEPER_TAKEOVER_INTERVAL": "0s"},
 			wantErr: []string{"sweeper.takeover_interval (SWEEPER_TAKEOVER_INTERVAL)"}},
+		{name: "retention shorter than the kick-off records must live", env: map[string]string{"SWEEPER_RETENTION": "24h"},
+			wantErr: []string{"sweeper.retention (SWEEPER_RETENTION)", "0 (keep runs for ever) or at least 48h0m0s, got 24h0m0s"}},
+		{name: "negative retention", file: "sweeper:\n  retention: -1h\n", wantErr: []string{"sweeper.retention", "$FILE"}},
 		{name: "failure percent over 100", env: map[string]string{"SYNC_MAX_FAILED_PERCENT": "150"},
 			wantErr: []string{"sync.max_failed_percent (SYNC_MAX_FAILED_PERCENT)", "between 0 (no limit) and 100"}},
 		{name: "negative failed items", env: map[string]string{"SYNC_MAX_FAILED_ITEMS": "-5"},
@@ -342,6 +345,8 @@ func TestAcceptedForms(t *testing.T) {
 		{"upper-case keys", "SYNC:\n  BATCH_SIZE: 7\n", func(c Config) bool { return c.Sync.BatchSize == 7 }},
 		{"bare zero duration", "sync:\n  task_slice: 0\n", func(c Config) bool { return c.Sync.TaskSlice == 0 }},
 		{"compound duration", "sync:\n  task_slice: 1m30s\n", func(c Config) bool { return c.Sync.TaskSlice == 90*time.Second }},
+		{"runs kept for ever", "sweeper:\n  retention: 0\n", func(c Config) bool { return c.Sweeper.Retention == 0 }},
+		{"default retention of 90 days", "", func(c Config) bool { return c.Sweeper.Retention == 90*24*time.Hour }},
 		{"quoted api key of digits", "quotes:\n  api_key: \"0123\"\n", func(c Config) bool { return c.Quotes.APIKey == "0123" }},
 		{"empty file", "", func(c Config) bool { return reflect.DeepEqual(c, Default()) }},
 	}

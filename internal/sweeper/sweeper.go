@@ -5,7 +5,8 @@
 // without persistence, a crash between a commit and an enqueue), and fails
 // the partition when asynq has archived the task after its last retry. A
 // more frequent takeover pass hands every partition whose lease lapsed (its
-// worker died or hangs) to a new task of the next epoch.
+// worker died or hangs) to a new task of the next epoch, and an hourly prune
+// deletes the runs that ended longer ago than the retention.
 package sweeper
 
 import (
@@ -29,8 +30,18 @@ type Sweeper struct {
 	interval  time.Duration
 	takeover  time.Duration
 	maxTakes  int
+	retention time.Duration
 	log       *slog.Logger
 }
+
+const (
+	// pruneInterval is the time between prunes.
+	pruneInterval = time.Hour
+	// pruneBatch bounds the runs one prune deletes: a backlog (the first
+	// prune of a long history, say) is spread over several, so that no
+	// prune keeps the sweeps waiting long.
+	pruneBatch = 200
+)
 
 // Options configure a Sweeper.
 type Options struct {
@@ -44,13 +55,17 @@ type Options struct {
 	// MaxTakeovers is how many times a partition is taken over without a
 	// commit in between before it fails: the retry budget of its batch.
 	MaxTakeovers int
-	Logger       *slog.Logger
+	// Retention is how long a run is kept after it ended; 0 keeps runs for
+	// ever.
+	Retention time.Duration
+	Logger    *slog.Logger
 }
 
 // New returns a Sweeper.
 func New(opts Options) *Sweeper {
 	return &Sweeper{store: opts.Store, enqueuer: opts.Enqueuer, inspector: opts.Inspector,
-		interval: opts.Interval, takeover: opts.TakeoverInterval, maxTakes: opts.MaxTakeovers, log: opts.Logger}
+		interval: opts.Interval, takeover: opts.TakeoverInterval, maxTakes: opts.MaxTakeovers,
+		retention: opts.Retention, log: opts.Logger}
 }
 
 // Result counts what a sweep did.
@@ -65,19 +80,31 @@ type Result struct {
 	Failed int
 }
 
-// Run sweeps at once and then every interval, and takes over lapsed leases
-// every takeover interval, until ctx ends. A failed pass is logged and the
-// next one tries again: the sweeper must outlive the outages it repairs.
+// Run sweeps at once and then every interval, takes over lapsed leases
+// every takeover interval, and prunes ended runs at once and then hourly
+// (with a retention), until ctx ends. A failed pass is logged and the next
+// one tries again: the sweeper must outlive the outages it repairs.
 func (s *Sweeper) Run(ctx context.Context) {
 	sweep := time.NewTicker(s.interval)
 	defer sweep.Stop()
 	takeover := time.NewTicker(s.takeover)
 	defer takeover.Stop()
+	var prune <-chan time.Time
+	if s.retention > 0 {
+		t := time.NewTicker(pruneInterval)
+		defer t.Stop()
+		prune = t.C
+	}
 	s.sweepOnce(ctx)
+	if prune != nil {
+		s.pruneOnce(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-prune:
+			s.pruneOnce(ctx)
 		case <-sweep.C:
 			s.sweepOnce(ctx)
 		case <-takeover.C:
@@ -99,6 +126,55 @@ func (s *Sweeper) sweepOnce(ctx context.Context) {
 		s.log.Warn("sweep failed", "error", err, "checked", res.Checked, "enqueued", res.Enqueued, "failed", res.Failed)
 	case res.Enqueued > 0 || res.Failed > 0:
 		s.log.Info("sweep repaired chains", "checked", res.Checked, "enqueued", res.Enqueued, "failed", res.Failed)
+	}
+}
+
+// PruneResult says what a prune did.
+type PruneResult struct {
+	// Skipped is true when another process held the sweep lock.
+	Skipped bool
+	// Before is the time the deleted runs ended before.
+	Before time.Time
+	// Runs are the IDs of the runs deleted, oldest first.
+	Runs []int64
+	// Kickoffs is the number of kick-off records deleted.
+	Kickoffs int64
+}
+
+// Prune deletes the runs that ended longer ago than the retention, at most
+// pruneBatch of them (the next prune goes on), and the kick-off records
+// handled as long ago, if no other process is sweeping; with no retention it
+// does nothing.
+func (s *Sweeper) Prune(ctx context.Context) (PruneResult, error) {
+	if s.retention <= 0 {
+		return PruneResult{}, nil
+	}
+	res := PruneResult{Before: time.Now().Add(-s.retention)}
+	locked, err := s.store.WithSweepLock(ctx, func(ctx context.Context) error {
+		ids, err := s.store.PruneRuns(ctx, res.Before, pruneBatch)
+		res.Runs = ids
+		if err != nil {
+			return err
+		}
+		res.Kickoffs, err = s.store.PruneKickoffs(ctx, res.Before)
+		return err
+	})
+	res.Skipped = !locked && err == nil
+	if err != nil {
+		return res, fmt.Errorf("prune: %w", err)
+	}
+	return res, nil
+}
+
+func (s *Sweeper) pruneOnce(ctx context.Context) {
+	res, err := s.Prune(ctx)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.log.Warn("prune failed", "error", err, "runs_deleted", len(res.Runs))
+	case len(res.Runs) > 0 || res.Kickoffs > 0:
+		s.log.Info("pruned runs past their retention", "ended_before", res.Before, "runs_deleted", len(res.Runs),
+			"runs", res.Runs, "kickoffs_deleted", res.Kickoffs)
 	}
 }
 

@@ -18,11 +18,15 @@ import (
 func setup(t *testing.T) (*harness.Harness, *sweeper.Sweeper) {
 	t.Helper()
 	h := harness.New(t, harness.Options{Symbols: 40})
-	sw := sweeper.New(sweeper.Options{Store: h.Store, Enqueuer: h.Enqueuer, Inspector: h.Inspector,
+	return h, sweeperOf(h, h.Config.Sweeper.Retention)
+}
+
+// sweeperOf returns a sweeper of h's runs that keeps ended runs for retention.
+func sweeperOf(h *harness.Harness, retention time.Duration) *sweeper.Sweeper {
+	return sweeper.New(sweeper.Options{Store: h.Store, Enqueuer: h.Enqueuer, Inspector: h.Inspector,
 		Interval: h.Config.Sweeper.Interval, TakeoverInterval: h.Config.Sweeper.TakeoverInterval,
-		MaxTakeovers: h.Config.Sync.MaxRetry,
-		Logger:       slog.New(slog.DiscardHandler)})
-	return h, sw
+		MaxTakeovers: h.Config.Sync.MaxRetry, Retention: retention,
+		Logger: slog.New(slog.DiscardHandler)})
 }
 
 func sweep(t *testing.T, sw *sweeper.Sweeper) sweeper.Result {

@@ -160,8 +160,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	sw := sweeper.New(sweeper.Options{
 		Store: store, Enqueuer: enqueuer, Inspector: inspector,
 		Interval: cfg.Sweeper.Interval, TakeoverInterval: cfg.Sweeper.TakeoverInterval,
-		MaxTakeovers: cfg.Sync.MaxRetry,
-		Logger:       log.With("component", "sweeper"),
+		MaxTakeovers: cfg.Sync.MaxRetry, Retention: cfg.Sweeper.Retention,
+		Logger: log.With("component", "sweeper"),
 	})
 	sched = schedule.New(schedule.Options{
 		Entries: entries, ConnConfig: pool.Config().ConnConfig, Name: name, Enqueuer: enqueuer,

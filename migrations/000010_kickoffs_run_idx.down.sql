@@ -1,0 +1,1 @@
+DROP INDEX kickoffs_run_idx;
