@@ -134,6 +134,10 @@ func TestETLTimeBudgetStopsAndResumes(t *testing.T) {
 		Jobs: jobsOf("budgeted", "/v1/records", "{style: offset, page_size: 500}", "    total_path: total\n    timeout: 1s\n"),
 		Sim:  simulator.Config{Records: 10_000},
 		Wrap: slowPages(1200*time.Millisecond, "2500", "5000", "7500"),
+		// The stops must come from the budget alone: with the harness's 2 s
+		// lease, a machine too busy to renew it during a slow page had the
+		// page's task taken over, and the idle run stopped a page early.
+		Configure: func(c *config.Config) { c.Sync.Lease = 30 * time.Second },
 	})
 	h.StartWorker("w1")
 	ctx := context.Background()
