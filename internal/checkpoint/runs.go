@@ -209,10 +209,13 @@ func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bo
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if spec.Supersedes != 0 {
 			old, err := lockRun(ctx, tx, spec.Supersedes)
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrNotFound):
+				// Pruned since it was read: there is nothing left for the
+				// new run to take the place of, nor anything to guard.
+			case err != nil:
 				return err
-			}
-			if !old.Status.Ended() {
+			case !old.Status.Ended():
 				return fmt.Errorf("run %d is %s again; a new run cannot take its place: %w", old.ID, old.Status, ErrState)
 			}
 		}
@@ -666,10 +669,22 @@ func stopRun(ctx context.Context, tx pgx.Tx, id int64, status Status, reason str
 // lock (one per schema) that makes the sweep one-at-a-time across every
 // worker. When another process holds it, fn does not run and locked is false.
 func (s *Store) WithSweepLock(ctx context.Context, fn func(ctx context.Context) error) (locked bool, err error) {
+	return s.withLock(ctx, "sweeper", fn)
+}
+
+// WithPruneLock runs fn while holding the prune lock, as WithSweepLock does
+// with the sweep lock: a prune, which can take long, keeps no sweep waiting.
+func (s *Store) WithPruneLock(ctx context.Context, fn func(ctx context.Context) error) (locked bool, err error) {
+	return s.withLock(ctx, "prune", fn)
+}
+
+// withLock runs fn while holding the advisory lock of name in this schema,
+// if no other process holds it.
+func (s *Store) withLock(ctx context.Context, name string, fn func(ctx context.Context) error) (locked bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx,
-			`SELECT pg_try_advisory_xact_lock(hashtext('syncworker.sweeper.' || current_schema()))`).Scan(&locked); err != nil {
-			return fmt.Errorf("take sweep lock: %w", err)
+			`SELECT pg_try_advisory_xact_lock(hashtext('syncworker.' || $1 || '.' || current_schema()))`, name).Scan(&locked); err != nil {
+			return fmt.Errorf("take %s lock: %w", name, err)
 		}
 		if !locked {
 			return nil

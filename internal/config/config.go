@@ -163,13 +163,14 @@ type Sweeper struct {
 	// partition whose lease lapsed to a new task; any worker runs them
 	// (SWEEPER_TAKEOVER_INTERVAL). Default: 2s.
 	TakeoverInterval time.Duration `mapstructure:"takeover_interval"`
-	// Retention is how long a run is kept after it ended (completed, failed,
-	// cancelled or timed out): once an hour, one worker at a time deletes
-	// the runs that ended longer ago, with their partitions, items, ledger,
-	// attempts and rejected records, and the kick-off records as old; the
-	// rows the runs loaded stay. A deleted run is forgotten: starting its
-	// job and key again starts a new run. 0 keeps runs for ever
-	// (SWEEPER_RETENTION). Default: 2160h (90 days).
+	// Retention is how long a run is kept after it ended: as it starts and
+	// then hourly, one worker at a time deletes the runs that ended longer
+	// ago and that nothing will take up again (the completed and cancelled
+	// ones, and the failed or timed-out ones a newer generation replaced),
+	// with their partitions, items, ledger, attempts and rejected records,
+	// and the kick-off records as old; the rows the runs loaded stay. A
+	// deleted run is forgotten: starting its job and key again starts a new
+	// run. 0 keeps runs for ever (SWEEPER_RETENTION). Default: 2160h (90 days).
 	Retention time.Duration `mapstructure:"retention"`
 }
 
@@ -769,7 +770,7 @@ func (c Config) validate(o origin) error {
 	if r := c.Sweeper.Retention; r != 0 && r < MinRetention {
 		// A kick-off's record must outlive the scheduler's catch-up (at most
 		// 24h) and Redis's mark of its enqueue (25h), or a fire handled
-		// already could be started again.
+		// already could be started again. (Claims are kept longer anyway.)
 		bad("sweeper.retention", "must be 0 (keep runs for ever) or at least %s, got %s", MinRetention, r)
 	}
 

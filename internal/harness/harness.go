@@ -240,6 +240,21 @@ func (h *Harness) StartETL(name string, opts tasks.ETLOptions) tasks.Started {
 	return started
 }
 
+// PatientsJob is a jobs file (Options.Jobs) of one job, patients: the
+// offset-style job of configs/jobs.yaml against the test's simulator, split
+// into four page ranges.
+const PatientsJob = `
+jobs:
+  - name: patients
+    url: SIM_URL/v1/records
+    pagination: {style: offset, skip_param: skip, take_param: take, page_size: 500}
+    items_path: items
+    total_path: total
+    key: id
+    timeout: 1h
+    partitions: 4
+`
+
 // Records returns the first n records of the simulator's dataset.
 func Records(n int) []simulator.Record {
 	recs := make([]simulator.Record, n)

@@ -1,11 +1,19 @@
 package sweeper_test
 
 import (
+	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/syncworker/syncworker/internal/checkpoint"
+	"github.com/syncworker/syncworker/internal/harness"
+	"github.com/syncworker/syncworker/internal/simulator"
+	"github.com/syncworker/syncworker/internal/tasks"
 )
 
 func TestPruneDeletesRunsPastTheRetention(t *testing.T) {
@@ -34,14 +42,17 @@ func TestPruneDeletesRunsPastTheRetention(t *testing.T) {
 		t.Fatal("the old run loaded no prices")
 	}
 
-	// Another process sweeping: the prune waits for the next hour.
+	// Another process pruning: this one waits for the next hour.
 	sw := sweeperOf(h, 90*day)
 	err := pgx.BeginFunc(ctx, h.DB.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('syncworker.sweeper.' || current_schema()))`); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('syncworker.prune.' || current_schema()))`); err != nil {
 			return err
 		}
 		if res, err := sw.Prune(ctx); err != nil || !res.Skipped || len(res.Runs) != 0 {
-			t.Errorf("Prune while another sweeps = %+v, %v; want skipped", res, err)
+			t.Errorf("Prune while another prunes = %+v, %v; want skipped", res, err)
+		}
+		if res := sweep(t, sw); res.Skipped {
+			t.Error("a sweep waited for a prune")
 		}
 		return nil
 	})
@@ -73,10 +84,107 @@ func TestPruneDeletesRunsPastTheRetention(t *testing.T) {
 	if res, err := sweeperOf(h, 0).Prune(ctx); err != nil || len(res.Runs) != 0 {
 		t.Errorf("Prune with no retention = %+v, %v; want nothing", res, err)
 	}
+	if n := h.Count(`SELECT count(*) FROM runs WHERE id = $1`, recent.ID); n != 1 {
+		t.Errorf("with no retention, the run that ended 1000 days ago was deleted")
+	}
 
 	// A pruned run is forgotten: its day starts a new one.
 	again := h.StartDailySync("2026-08-20", 10, 2)
 	if again.ID == old.ID || again.Status.Ended() {
 		t.Errorf("start of the pruned run's day = run %d %s, want a new run", again.ID, again.Status)
+	}
+}
+
+// A sweeper with a retention prunes as it starts (and hourly after).
+func TestSweeperPrunesAsItStarts(t *testing.T) {
+	h, _ := setup(t)
+	run := h.StartDailySync("2026-08-20", 10, 2)
+	if _, err := h.Control.Cancel(t.Context(), run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.DB.Pool.Exec(t.Context(), `UPDATE runs SET finished_at = now() - interval '100 days' WHERE id = $1`, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sweeperOf(h, 90*24*time.Hour).Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); h.Count(`SELECT count(*) FROM runs WHERE id = $1`, run.ID) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the cancelled run that ended 100 days ago is still there 10 s after the sweeper started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A timed-out (or failed) run is what its job's next start resumes: however
+// long ago it stopped, the prune keeps its progress.
+func TestPruneKeepsAResumableRun(t *testing.T) {
+	h := harness.New(t, harness.Options{Jobs: harness.PatientsJob, Sim: simulator.Config{Records: 5_000}})
+	ctx := t.Context()
+	first := h.StartETL("patients", tasks.ETLOptions{})
+	// As if its first attempt pulled 2 pages of each partition and used up
+	// its budget 100 days ago (a quarterly schedule, say).
+	if _, err := h.DB.Pool.Exec(ctx, `UPDATE run_partitions SET status = 'timed_out', cursor = start_pos + 2, seq = 2, task_seq = 2
+		WHERE run_id = $1`, first.Run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.DB.Pool.Exec(ctx, `UPDATE runs SET status = 'timed_out', finished_at = now() - interval '100 days'
+		WHERE id = $1`, first.Run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := sweeperOf(h, 90*24*time.Hour).Prune(ctx); err != nil || len(res.Runs) != 0 {
+		t.Fatalf("Prune = %+v, %v; want the resumable run kept", res, err)
+	}
+	again := h.StartETL("patients", tasks.ETLOptions{})
+	if again.How != tasks.Resumed || again.Run.ID != first.Run.ID {
+		t.Errorf("start after the prune = %s run %d (generation %d); want run %d resumed from its checkpoint",
+			again.How, again.Run.ID, again.Run.Generation, first.Run.ID)
+	}
+}
+
+// A kick-off whose start went through but whose record did not is retried
+// (over days, with a long sync.retry_backoff_max) or archived, to be run
+// again by hand; its claim is what makes that find the fire's run. A prune
+// must not take the claim and let one fire start two runs.
+func TestPruneKeepsTheClaimOfALiveKickoff(t *testing.T) {
+	h := harness.New(t, harness.Options{Jobs: harness.PatientsJob, Sim: simulator.Config{Records: 10}})
+	ctx := t.Context()
+	k := tasks.Kickoff{Entry: "e", Job: "patients", Fire: time.Now().Add(-72 * time.Hour).UTC().Truncate(time.Second), Overlap: "allow"}
+	// The first attempt claimed, started the run, which completed; its
+	// record failed.
+	if _, err := h.Store.ClaimKickoff(ctx, checkpoint.Kickoff{TaskID: k.TaskID(), Entry: k.Entry, Job: k.Job, Fire: k.Fire}); err != nil {
+		t.Fatal(err)
+	}
+	w := h.StartWorker("w")
+	first := h.StartETL("patients", tasks.ETLOptions{})
+	h.WaitEnded(first.Run.ID, 30*time.Second)
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// All that three days ago; the run completed (after resumes) a day ago.
+	if _, err := h.DB.Pool.Exec(ctx, `UPDATE kickoffs SET handled_at = now() - interval '72 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.DB.Pool.Exec(ctx, `UPDATE runs SET created_at = now() - interval '71 hours', finished_at = now() - interval '24 hours'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sweeperOf(h, 48*time.Hour).Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	handler := tasks.NewKickoffHandler(h.Control, tasks.DailyOptions(h.Config.Sync), h.Logger("kickoff"))
+	b, err := json.Marshal(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeKickoff, b)); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.Count(`SELECT count(*) FROM runs WHERE job = 'patients'`); n != 1 {
+		t.Errorf("one fire started %d runs, want 1", n)
 	}
 }

@@ -38,8 +38,8 @@ const (
 	// pruneInterval is the time between prunes.
 	pruneInterval = time.Hour
 	// pruneBatch bounds the runs one prune deletes: a backlog (the first
-	// prune of a long history, say) is spread over several, so that no
-	// prune keeps the sweeps waiting long.
+	// prune of a long history, say) is spread over several hours' prunes,
+	// so that no prune keeps Postgres busy long.
 	pruneBatch = 200
 )
 
@@ -89,22 +89,20 @@ func (s *Sweeper) Run(ctx context.Context) {
 	defer sweep.Stop()
 	takeover := time.NewTicker(s.takeover)
 	defer takeover.Stop()
-	var prune <-chan time.Time
 	if s.retention > 0 {
-		t := time.NewTicker(pruneInterval)
-		defer t.Stop()
-		prune = t.C
+		// On its own: a prune that takes long holds up no takeover.
+		pruned := make(chan struct{})
+		defer func() { <-pruned }()
+		go func() {
+			defer close(pruned)
+			s.prune(ctx)
+		}()
 	}
 	s.sweepOnce(ctx)
-	if prune != nil {
-		s.pruneOnce(ctx)
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-prune:
-			s.pruneOnce(ctx)
 		case <-sweep.C:
 			s.sweepOnce(ctx)
 		case <-takeover.C:
@@ -131,7 +129,7 @@ func (s *Sweeper) sweepOnce(ctx context.Context) {
 
 // PruneResult says what a prune did.
 type PruneResult struct {
-	// Skipped is true when another process held the sweep lock.
+	// Skipped is true when another process held the prune lock.
 	Skipped bool
 	// Before is the time the deleted runs ended before.
 	Before time.Time
@@ -141,16 +139,17 @@ type PruneResult struct {
 	Kickoffs int64
 }
 
-// Prune deletes the runs that ended longer ago than the retention, at most
+// Prune deletes the runs that ended longer ago than the retention and that
+// nothing will take up again (see checkpoint.Store.PruneRuns), at most
 // pruneBatch of them (the next prune goes on), and the kick-off records
-// handled as long ago, if no other process is sweeping; with no retention it
+// handled as long ago, if no other process is pruning; with no retention it
 // does nothing.
 func (s *Sweeper) Prune(ctx context.Context) (PruneResult, error) {
 	if s.retention <= 0 {
 		return PruneResult{}, nil
 	}
 	res := PruneResult{Before: time.Now().Add(-s.retention)}
-	locked, err := s.store.WithSweepLock(ctx, func(ctx context.Context) error {
+	locked, err := s.store.WithPruneLock(ctx, func(ctx context.Context) error {
 		ids, err := s.store.PruneRuns(ctx, res.Before, pruneBatch)
 		res.Runs = ids
 		if err != nil {
@@ -166,15 +165,30 @@ func (s *Sweeper) Prune(ctx context.Context) (PruneResult, error) {
 	return res, nil
 }
 
+// prune prunes at once and then every pruneInterval until ctx ends.
+func (s *Sweeper) prune(ctx context.Context) {
+	tick := time.NewTicker(pruneInterval)
+	defer tick.Stop()
+	for {
+		s.pruneOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 func (s *Sweeper) pruneOnce(ctx context.Context) {
 	res, err := s.Prune(ctx)
-	switch {
-	case ctx.Err() != nil:
-	case err != nil:
-		s.log.Warn("prune failed", "error", err, "runs_deleted", len(res.Runs))
-	case len(res.Runs) > 0 || res.Kickoffs > 0:
+	// Each run's deletion commits on its own: those done are told, whatever
+	// stopped the rest.
+	if len(res.Runs) > 0 || res.Kickoffs > 0 {
 		s.log.Info("pruned runs past their retention", "ended_before", res.Before, "runs_deleted", len(res.Runs),
 			"runs", res.Runs, "kickoffs_deleted", res.Kickoffs)
+	}
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("prune failed", "error", err)
 	}
 }
 

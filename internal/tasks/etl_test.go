@@ -19,24 +19,10 @@ import (
 	"github.com/syncworker/syncworker/internal/tasks"
 )
 
-// patientsJob is the offset-style job of configs/jobs.yaml, against the
-// test's simulator, split into four page ranges.
-const patientsJob = `
-jobs:
-  - name: patients
-    url: SIM_URL/v1/records
-    pagination: {style: offset, skip_param: skip, take_param: take, page_size: 500}
-    items_path: items
-    total_path: total
-    key: id
-    timeout: 1h
-    partitions: 4
-`
-
 // A job of 50,000 records with page size 500 lands exactly 50,000 rows,
 // pulled by two workers in four page ranges, each page committed once.
 func TestETLLandsEveryRecordOnce(t *testing.T) {
-	h := harness.New(t, harness.Options{Jobs: patientsJob, Sim: simulator.Config{Records: 50_000}})
+	h := harness.New(t, harness.Options{Jobs: harness.PatientsJob, Sim: simulator.Config{Records: 50_000}})
 	h.StartWorker("w1")
 	h.StartWorker("w2")
 	started := h.StartETL("patients", tasks.ETLOptions{})
@@ -376,7 +362,7 @@ func TestETLReportsDrift(t *testing.T) {
 // A run whose worker stops mid-run, that is cancelled and retried, and that
 // another worker finishes, lands exactly the same records.
 func TestETLStoppedCancelledAndResumedLandsTheSame(t *testing.T) {
-	h := harness.New(t, harness.Options{Jobs: patientsJob, Sim: simulator.Config{Records: 50_000, Latency: 20 * time.Millisecond}})
+	h := harness.New(t, harness.Options{Jobs: harness.PatientsJob, Sim: simulator.Config{Records: 50_000, Latency: 20 * time.Millisecond}})
 	w1 := h.StartWorker("w1")
 	id := h.StartETL("patients", tasks.ETLOptions{}).Run.ID
 	h.WaitFor(id, time.Minute, "a fifth pulled", func(r checkpoint.Run) bool { return r.Processed >= 10_000 })

@@ -291,10 +291,14 @@ func (h *KickoffHandler) kickoffOnce(ctx context.Context, k Kickoff) (KickoffRes
 		res := KickoffResult{Entry: k.Entry, Job: k.Job, Fire: k.Fire, How: How(rec.How), Run: rec.RunID, Repeat: true}
 		if rec.RunID != 0 {
 			run, err := store.Get(ctx, rec.RunID)
-			if err != nil {
+			switch {
+			case errors.Is(err, checkpoint.ErrNotFound):
+				res.Run = 0 // pruned since the record was read
+			case err != nil:
 				return res, err
+			default:
+				res.RunKey, res.RunStatus = run.RunKey, run.Status
 			}
-			res.RunKey, res.RunStatus = run.RunKey, run.Status
 		}
 		return res, nil
 	case !errors.Is(err, checkpoint.ErrNotFound):

@@ -133,7 +133,7 @@ func TestPauseResumeAndRestartADailySync(t *testing.T) {
 // over from zero it pulls every page again into the same rows.
 func TestPauseResumeAndRestartAnETLPull(t *testing.T) {
 	ctx := context.Background()
-	h := harness.New(t, harness.Options{Jobs: patientsJob, Sim: simulator.Config{Records: 20_000, Latency: 10 * time.Millisecond}})
+	h := harness.New(t, harness.Options{Jobs: harness.PatientsJob, Sim: simulator.Config{Records: 20_000, Latency: 10 * time.Millisecond}})
 	h.StartWorker("w1")
 	id := h.StartETL("patients", tasks.ETLOptions{}).Run.ID
 	h.WaitFor(id, time.Minute, "some pages", func(r checkpoint.Run) bool { return r.Batches >= 3 })

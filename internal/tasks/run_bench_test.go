@@ -40,7 +40,7 @@ func benchHarness(b *testing.B, opts harness.Options) *harness.Harness {
 //
 //	go test -run '^$' -bench ETLRun -benchtime 1x -cpuprofile cpu.out ./internal/tasks
 func BenchmarkETLRun(b *testing.B) {
-	benchRuns(b, benchRecords, harness.Options{Jobs: patientsJob, Sim: simulator.Config{Records: int(benchRecords)}},
+	benchRuns(b, benchRecords, harness.Options{Jobs: harness.PatientsJob, Sim: simulator.Config{Records: int(benchRecords)}},
 		func(h *harness.Harness) int64 {
 			return h.StartETL("patients", tasks.ETLOptions{Partitions: 1}).Run.ID
 		})
