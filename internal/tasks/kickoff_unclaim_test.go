@@ -1,12 +1,16 @@
 package tasks_test
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/harness"
+	"github.com/syncworker/syncworker/internal/simulator"
 	"github.com/syncworker/syncworker/internal/tasks"
 )
 
@@ -42,5 +46,47 @@ func TestRefusedKickoffWhoseUnclaimFailsIsRetried(t *testing.T) {
 	}
 	if n := h.Count(`SELECT count(*) FROM kickoffs`); n != 0 {
 		t.Errorf("%d kickoffs rows after the refused kick-off, want none", n)
+	}
+}
+
+// An earlier attempt of a kick-off claimed, started its run and failed to
+// record it; the retry is refused (its job was taken out of the jobs file
+// meanwhile). The claim stays, so that when the job is back, a run of the
+// task again (from asynq's archive) finds the fire's run rather than start
+// the job's next generation.
+func TestRefusedRetryKeepsTheClaimOfAStartedRun(t *testing.T) {
+	h := harness.New(t, harness.Options{Jobs: harness.PatientsJob, Sim: simulator.Config{Records: 10}})
+	ctx := t.Context()
+	k := tasks.Kickoff{Entry: "e", Job: "patients", Fire: time.Now().UTC().Truncate(time.Second), Overlap: "allow"}
+	payload, err := json.Marshal(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := asynq.NewTask(tasks.TypeKickoff, payload)
+	if _, err := h.Store.ClaimKickoff(ctx, checkpoint.Kickoff{TaskID: k.TaskID(), Entry: k.Entry, Job: k.Job, Fire: k.Fire}); err != nil {
+		t.Fatal(err)
+	}
+	w := h.StartWorker("w")
+	first := h.StartETL("patients", tasks.ETLOptions{})
+	h.WaitEnded(first.Run.ID, 30*time.Second)
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	noJobs := tasks.NewControl(h.DB.Pool, h.Store, h.Enqueuer, h.Inspector)
+	refusing := tasks.NewKickoffHandler(noJobs, tasks.DailyOptions(h.Config.Sync), h.Logger("kickoff"))
+	if err := refusing.ProcessTask(ctx, task); !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("retry with the job gone = %v; want it refused for good", err)
+	}
+	handler := tasks.NewKickoffHandler(h.Control, tasks.DailyOptions(h.Config.Sync), h.Logger("kickoff"))
+	if err := handler.ProcessTask(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.Count(`SELECT count(*) FROM runs WHERE job = 'patients'`); n != 1 {
+		t.Errorf("the fire has %d runs, want its first one found", n)
+	}
+	rec, err := h.Store.KickoffOf(ctx, k.TaskID())
+	if err != nil || rec.RunID != first.Run.ID || rec.How != string(tasks.Found) {
+		t.Errorf("kick-off record = %+v, %v; want run %d found", rec, err, first.Run.ID)
 	}
 }
