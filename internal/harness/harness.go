@@ -240,6 +240,24 @@ func (h *Harness) StartETL(name string, opts tasks.ETLOptions) tasks.Started {
 	return started
 }
 
+// UnrecordedKickoff plays the first attempt of kick-off k of an ETL job: it
+// claimed the fire, started the job's run (which a worker then completed)
+// and failed to record it. It returns the run.
+func (h *Harness) UnrecordedKickoff(k tasks.Kickoff) checkpoint.Run {
+	h.t.Helper()
+	claim := checkpoint.Kickoff{TaskID: k.TaskID(), Entry: k.Entry, Job: k.Job, Fire: k.Fire}
+	if _, err := h.Store.ClaimKickoff(context.Background(), claim); err != nil {
+		h.t.Fatal(err)
+	}
+	w := h.StartWorker("unrecorded-kickoff")
+	started := h.StartETL(k.Job, tasks.ETLOptions{Params: k.Params})
+	run := h.WaitEnded(started.Run.ID, 30*time.Second)
+	if err := w.Stop(); err != nil {
+		h.t.Fatal(err)
+	}
+	return run
+}
+
 // PatientsJob is a jobs file (Options.Jobs) of one job, patients: the
 // offset-style job of configs/jobs.yaml against the test's simulator, split
 // into four page ranges.

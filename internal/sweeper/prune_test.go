@@ -10,7 +10,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/simulator"
 	"github.com/syncworker/syncworker/internal/tasks"
@@ -154,17 +153,7 @@ func TestPruneKeepsTheClaimOfALiveKickoff(t *testing.T) {
 	h := harness.New(t, harness.Options{Jobs: harness.PatientsJob, Sim: simulator.Config{Records: 10}})
 	ctx := t.Context()
 	k := tasks.Kickoff{Entry: "e", Job: "patients", Fire: time.Now().Add(-72 * time.Hour).UTC().Truncate(time.Second), Overlap: "allow"}
-	// The first attempt claimed, started the run, which completed; its
-	// record failed.
-	if _, err := h.Store.ClaimKickoff(ctx, checkpoint.Kickoff{TaskID: k.TaskID(), Entry: k.Entry, Job: k.Job, Fire: k.Fire}); err != nil {
-		t.Fatal(err)
-	}
-	w := h.StartWorker("w")
-	first := h.StartETL("patients", tasks.ETLOptions{})
-	h.WaitEnded(first.Run.ID, 30*time.Second)
-	if err := w.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	h.UnrecordedKickoff(k)
 	// All that three days ago; the run completed (after resumes) a day ago.
 	if _, err := h.DB.Pool.Exec(ctx, `UPDATE kickoffs SET handled_at = now() - interval '72 hours'`); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/syncworker/syncworker/internal/checkpoint"
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/simulator"
 	"github.com/syncworker/syncworker/internal/tasks"
@@ -63,15 +62,7 @@ func TestRefusedRetryKeepsTheClaimOfAStartedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := asynq.NewTask(tasks.TypeKickoff, payload)
-	if _, err := h.Store.ClaimKickoff(ctx, checkpoint.Kickoff{TaskID: k.TaskID(), Entry: k.Entry, Job: k.Job, Fire: k.Fire}); err != nil {
-		t.Fatal(err)
-	}
-	w := h.StartWorker("w")
-	first := h.StartETL("patients", tasks.ETLOptions{})
-	h.WaitEnded(first.Run.ID, 30*time.Second)
-	if err := w.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	first := h.UnrecordedKickoff(k)
 
 	noJobs := tasks.NewControl(h.DB.Pool, h.Store, h.Enqueuer, h.Inspector)
 	refusing := tasks.NewKickoffHandler(noJobs, tasks.DailyOptions(h.Config.Sync), h.Logger("kickoff"))
@@ -86,7 +77,7 @@ func TestRefusedRetryKeepsTheClaimOfAStartedRun(t *testing.T) {
 		t.Errorf("the fire has %d runs, want its first one found", n)
 	}
 	rec, err := h.Store.KickoffOf(ctx, k.TaskID())
-	if err != nil || rec.RunID != first.Run.ID || rec.How != string(tasks.Found) {
-		t.Errorf("kick-off record = %+v, %v; want run %d found", rec, err, first.Run.ID)
+	if err != nil || rec.RunID != first.ID || rec.How != string(tasks.Found) {
+		t.Errorf("kick-off record = %+v, %v; want run %d found", rec, err, first.ID)
 	}
 }
