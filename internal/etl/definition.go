@@ -87,6 +87,12 @@ type Job struct {
 	// Params are the names of the job's run parameters; a run's identity is
 	// the job and its parameters' values.
 	Params []string `yaml:"params"`
+	// KeyParams are the params whose values are part of each record's key,
+	// for a source whose keys are unique only under them (each tenant's
+	// IDs, which other tenants reuse): the record lands under the values,
+	// each escaped, then "/", then the key field, as tenant-a/17. Without
+	// them a record is its key field alone, whatever run pulled it.
+	KeyParams []string `yaml:"key_params"`
 	// RateLimit is the job's requests per second to its source, shared by
 	// every worker; 0 means unlimited.
 	RateLimit int `yaml:"rate_limit"`
@@ -103,12 +109,25 @@ type Job struct {
 	Partitions int `yaml:"partitions"`
 }
 
+// keyPrefix returns what the record keys of a run with params start with:
+// the values of the job's KeyParams, each escaped as a path segment (so that
+// no value's "/" can pass for the separator) and followed by "/".
+func (j Job) keyPrefix(params map[string]string) string {
+	var b strings.Builder
+	for _, name := range j.KeyParams {
+		b.WriteString(url.PathEscape(params[name]))
+		b.WriteByte('/')
+	}
+	return b.String()
+}
+
 // ReservedNames are job names a jobs file may not use: syncworker's own jobs.
 var ReservedNames = []string{"daily-sync"}
 
-// ownTables are syncworker's tables, which no job may land records in.
+// ownTables are syncworker's tables, which no job may land records in
+// (TestOwnTablesAreRefused keeps the list in step with the migrations).
 var ownTables = []string{"runs", "run_partitions", "run_items", "batch_ledger", "run_attempts",
-	"stocks", "stock_prices", "schema_migrations"}
+	"run_rejects", "kickoffs", "stocks", "stock_prices", "schema_migrations"}
 
 // MaxPartitions bounds a job's partitions.
 const MaxPartitions = 64
@@ -387,6 +406,14 @@ func (j *Job) check(lookup func(string) (string, bool)) []error {
 	for _, name := range j.Params {
 		if !runParam.MatchString(name) {
 			bad("params", "%q is not a parameter name (lower case letters, digits and _)", name)
+		}
+	}
+	for i, name := range j.KeyParams {
+		switch {
+		case !slices.Contains(j.Params, name):
+			bad("key_params", "%q is not one of the job's params", name)
+		case slices.Index(j.KeyParams, name) != i:
+			bad("key_params", "%q is listed twice", name)
 		}
 	}
 	for k, v := range j.Query {

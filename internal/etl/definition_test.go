@@ -116,6 +116,10 @@ func TestBadDefinitionsAreRefused(t *testing.T) {
 			[]string{`partitions: needs total_path`}},
 		{"too many partitions", "jobs:\n  - name: a\n    url: http://x/y\n    pagination: {style: offset}\n    items_path: items\n    total_path: total\n    key: id\n    partitions: 65\n",
 			[]string{`partitions: must be between 1 and 64, got 65`}},
+		{"key param that is no param", "jobs:\n  - name: a\n    url: http://x/y\n    pagination: {style: offset}\n    items_path: items\n    key: id\n    params: [tenant]\n    key_params: [tenant, region]\n",
+			[]string{`job "a": key_params: "region" is not one of the job's params`}},
+		{"key param twice", "jobs:\n  - name: a\n    url: http://x/y\n    pagination: {style: offset}\n    items_path: items\n    key: id\n    params: [tenant]\n    key_params: [tenant, tenant]\n",
+			[]string{`job "a": key_params: "tenant" is listed twice`}},
 		{"negative rate limit", "jobs:\n  - name: a\n    url: http://x/y\n    pagination: {style: offset}\n    items_path: items\n    key: id\n    rate_limit: -1\n",
 			[]string{`rate_limit: must be between 0`}},
 	}
@@ -140,5 +144,27 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 		func(string) (string, bool) { return "hunter2", true })
 	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "headers.Authorization: has a line break") {
 		t.Errorf("error = %v", err)
+	}
+}
+
+func TestKeyPrefix(t *testing.T) {
+	tests := []struct {
+		name      string
+		keyParams []string
+		params    map[string]string
+		want      string
+	}{
+		{"no key params", nil, map[string]string{"tenant": "a"}, ""},
+		{"one", []string{"tenant"}, map[string]string{"tenant": "acme", "since": "2026-01-01"}, "acme/"},
+		{"in their order", []string{"tenant", "region"}, map[string]string{"region": "eu", "tenant": "acme"}, "acme/eu/"},
+		{"a slash is no separator", []string{"tenant", "region"}, map[string]string{"tenant": "a/b", "region": "c"}, "a%2Fb/c/"},
+		{"empty value", []string{"tenant"}, map[string]string{"tenant": ""}, "/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := (Job{KeyParams: tt.keyParams}).keyPrefix(tt.params); got != tt.want {
+				t.Errorf("keyPrefix = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

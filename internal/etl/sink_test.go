@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -50,4 +51,26 @@ func TestEnsureTableAtOnce(t *testing.T) {
 		return EnsureTable(ctx, tx, Job{Name: "j", Table: fmt.Sprintf("records_%d", round)})
 	}
 	testenv.WriteAtOnce(t, db.Pool, 10, ensure, ensure, ensure)
+}
+
+// No job may land records in one of syncworker's own tables, whichever
+// migration made it: the list the definitions are checked against holds
+// every table of a migrated schema but etl_records, the jobs' default.
+func TestOwnTablesAreRefused(t *testing.T) {
+	db := testenv.Postgres(t)
+	rows, err := db.Pool.Query(t.Context(), `SELECT table_name::text FROM information_schema.tables
+		WHERE table_schema = current_schema() AND table_name NOT IN ('etl_records', 'probe')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(tables) < 10 {
+		t.Fatalf("tables of a migrated schema = %v, %v", tables, err)
+	}
+	for _, table := range tables {
+		yaml := "jobs:\n  - name: a\n    url: http://x/y\n    pagination: {style: offset}\n    items_path: items\n    key: id\n    table: " + table + "\n"
+		if _, err := Parse([]byte(yaml), noEnv); err == nil || !strings.Contains(err.Error(), "one of syncworker's own tables") {
+			t.Errorf("a job landing in %s = %v, want it refused", table, err)
+		}
+	}
 }

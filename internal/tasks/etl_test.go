@@ -172,6 +172,34 @@ func TestETLTimeBudgetStopsAndResumes(t *testing.T) {
 	t.Logf("completed in attempt %d: %d records, %d pages, %d ms over 4 attempts", run.Attempt, run.Processed, run.Batches, run.DurationMS)
 }
 
+// A job whose record keys are unique only under a parameter (each tenant's
+// IDs, which other tenants reuse) keeps the tenants' records apart with
+// key_params: the same IDs pulled by two runs land as two records each.
+func TestETLKeyParamsKeepTenantsApart(t *testing.T) {
+	extra := "    total_path: total\n    params: [tenant]\n    query: {tenant: \"{tenant}\"}\n    key_params: [tenant]\n"
+	h := harness.New(t, harness.Options{Jobs: jobsOf("tenants", "/v1/records", "{style: offset, page_size: 500}", extra),
+		Sim: simulator.Config{Records: 1_000}})
+	h.StartWorker("w1")
+	for _, tenant := range []string{"acme", "globex"} {
+		started := h.StartETL("tenants", tasks.ETLOptions{Params: map[string]string{"tenant": tenant}})
+		if run := h.WaitEnded(started.Run.ID, time.Minute); run.Status != checkpoint.StatusCompleted || run.Records != 1_000 {
+			t.Fatalf("run of tenant %s = %+v", tenant, run)
+		}
+	}
+	if n := h.Count(`SELECT count(*) FROM etl_records WHERE job = 'tenants'`); n != 2_000 {
+		t.Errorf("%d records landed, want 1,000 for each tenant", n)
+	}
+	first := harness.Records(1)[0]
+	for _, tenant := range []string{"acme", "globex"} {
+		if n := h.Count(`SELECT count(*) FROM etl_records WHERE job = 'tenants' AND record_key LIKE $1`, tenant+"/%"); n != 1_000 {
+			t.Errorf("tenant %s has %d records, want 1,000", tenant, n)
+		}
+		if n := h.Count(`SELECT count(*) FROM etl_records WHERE record_key = $1 AND payload->>'id' = $2`, tenant+"/"+first.ID, first.ID); n != 1 {
+			t.Errorf("record %s of tenant %s: %d rows, want 1", first.ID, tenant, n)
+		}
+	}
+}
+
 // The same job started many times at once yields one run; its parameters
 // are its identity, and after it completed a start pulls it anew.
 func TestETLStartIsIdempotent(t *testing.T) {
