@@ -104,7 +104,27 @@ type NewRun struct {
 	// it (a restart keeps its run's, 0 included: no failure allowed), in
 	// place of MaxFailedItems and MaxFailedPercent.
 	FailureLimit *int64
+	// Alone refuses the run, with an *OverlapError, while a run of Job for
+	// another run key is unfinished (pending, running or paused): a
+	// schedule entry that allows no overlap. The runs of a job are created
+	// one at a time, so that the check and the creation are one step: two
+	// fires at once cannot both start.
+	Alone bool
 }
+
+// OverlapError is the error of a run that was to run alone while another
+// run of its job was unfinished; it wraps ErrOverlap.
+type OverlapError struct {
+	// Run is the unfinished run.
+	Run Run
+}
+
+func (e *OverlapError) Error() string {
+	return fmt.Sprintf("run %d of job %s for %s is %s: %v", e.Run.ID, e.Run.Job, e.Run.RunKey, e.Run.Status, ErrOverlap)
+}
+
+// Unwrap returns ErrOverlap.
+func (e *OverlapError) Unwrap() error { return ErrOverlap }
 
 // openEnd is the end position of an open partition: past any real page.
 const openEnd = int64(1) << 62
@@ -207,6 +227,23 @@ func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bo
 	}
 
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The job's runs are created one at a time (until this commits),
+		// so that an Alone run's check sees every run created before it.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('syncworker.create.' || $1 || '.' || current_schema()))`,
+			spec.Job); err != nil {
+			return fmt.Errorf("take the run creation lock of job %s: %w", spec.Job, err)
+		}
+		if spec.Alone {
+			other, err := scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r
+				WHERE r.job = $1 AND r.run_key <> $2 AND r.status IN ('pending', 'running', 'paused')
+				ORDER BY r.id LIMIT 1`, spec.Job, spec.RunKey))
+			switch {
+			case err == nil:
+				return &OverlapError{Run: other}
+			case !errors.Is(err, pgx.ErrNoRows):
+				return fmt.Errorf("look for unfinished runs of job %s: %w", spec.Job, err)
+			}
+		}
 		if spec.Supersedes != 0 {
 			old, err := lockRun(ctx, tx, spec.Supersedes)
 			switch {

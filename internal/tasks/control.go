@@ -66,6 +66,10 @@ type DailySyncOptions struct {
 	// failureLimit, when set, is the limit itself, in place of the two
 	// above: a restart keeps its run's, 0 (no failure allowed) included.
 	failureLimit *int64
+	// alone refuses a new run while a run of another date is unfinished
+	// (see checkpoint.NewRun.Alone): a scheduled fire that allows no
+	// overlap.
+	alone bool
 }
 
 // DailyOptions returns the options of a new daily sync that the sync
@@ -127,6 +131,7 @@ func (c *Control) createDailySync(ctx context.Context, day string, gen int, supe
 		Job: JobDailySync, RunKey: day, Generation: gen, Supersedes: supersedes, Params: DailyParams{Date: day},
 		BatchSize: opts.BatchSize, Partitions: opts.Partitions, Keys: symbols,
 		MaxFailedItems: opts.MaxFailedItems, MaxFailedPercent: opts.MaxFailedPercent, FailureLimit: opts.failureLimit,
+		Alone: opts.alone,
 	})
 	if err != nil {
 		return checkpoint.Run{}, false, err

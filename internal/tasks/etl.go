@@ -37,6 +37,10 @@ type ETLOptions struct {
 	// Partitions overrides the job's partitions for a new run; 0 means the
 	// job's. Only a source that gives a total can be split.
 	Partitions int
+	// alone refuses a new run while a run of the job for other parameters
+	// is unfinished (see checkpoint.NewRun.Alone): a scheduled fire that
+	// allows no overlap.
+	alone bool
 }
 
 // How says what StartETL did.
@@ -290,6 +294,7 @@ func (c *Control) createETL(ctx context.Context, src *etl.Source, params map[str
 	spec := checkpoint.NewRun{
 		Job: def.Name, RunKey: runKey(params), Generation: gen, Supersedes: supersedes, Params: params, Unit: checkpoint.UnitPages,
 		BatchSize: size, Partitions: cmp.Or(opts.Partitions, def.Partitions), Budget: budget, Open: true,
+		Alone: opts.alone,
 	}
 	if splittable(def) {
 		spec.Open = false

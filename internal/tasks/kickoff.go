@@ -239,11 +239,15 @@ func (c *Control) kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 
 	var run checkpoint.Run
 	var err error
+	// The check above is not enough on its own: another fire of the job
+	// may start a run between it and this start, which checks again as it
+	// creates its run.
+	alone := k.Overlap != config.OverlapAllow
 	if k.Job == JobDailySync {
 		day, _ := time.Parse(quotes.DateLayout, k.Date) // checked by DecodeKickoff
 		// The date is the fire's own day in the entry's time zone, never
 		// ahead of it, whatever the market's time zone says.
-		daily.Date, daily.Today = day, day
+		daily.Date, daily.Today, daily.alone = day, day, alone
 		var created bool
 		run, created, err = c.StartDailySync(ctx, daily)
 		res.How = Found
@@ -266,8 +270,12 @@ func (c *Control) kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 			}
 		}
 		var started Started
-		started, err = c.StartETL(ctx, k.Job, ETLOptions{Params: k.Params})
+		started, err = c.StartETL(ctx, k.Job, ETLOptions{Params: k.Params, alone: alone})
 		run, res.How = started.Run, started.How
+	}
+	if oe := (*checkpoint.OverlapError)(nil); errors.As(err, &oe) {
+		res.How, res.Run, res.RunKey, res.RunStatus = Skipped, oe.Run.ID, oe.Run.RunKey, oe.Run.Status
+		return res, nil
 	}
 	res.Run, res.RunKey, res.RunStatus = run.ID, run.RunKey, run.Status
 	return res, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,5 +36,29 @@ func WriteAtOnce(t testing.TB, pool *pgxpool.Pool, rounds int, writes ...func(ct
 				t.Fatalf("round %d, writer %d: %v", round, i, err)
 			}
 		}
+	}
+}
+
+// WaitForLockWaiter waits until a session waits for the advisory lock of
+// name in pool's schema (syncworker's locks are hashtext of name, ".", the
+// schema), and fails t after 10 s: a test that holds the lock sees that the
+// code under test reached it, and that code runs on only once the test lets
+// it go.
+func WaitForLockWaiter(t testing.TB, pool *pgxpool.Pool, name string) {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+				AND objid = (hashtext($1 || '.' || current_schema())::bigint & 4294967295)::oid)`, name).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing waited for lock %s within 10 s", name)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
