@@ -30,10 +30,35 @@ func NewEntry(e config.ScheduleEntry, def *time.Location) (Entry, error) {
 		return Entry{}, fmt.Errorf("schedule entry %s: %w", e.Name, err)
 	}
 	loc := def
-	if spec, ok := sched.(*cron.SpecSchedule); ok && spec.Location != time.Local {
-		loc = spec.Location
+	switch s := sched.(type) {
+	case *cron.SpecSchedule:
+		if s.Location != time.Local {
+			loc = s.Location
+		}
+	case cron.ConstantDelaySchedule:
+		sched = every{s.Delay}
 	}
 	return Entry{ScheduleEntry: e, sched: sched, loc: loc}, nil
+}
+
+// every is the schedule of @every d: the multiples of d since the Unix
+// epoch (@every 1h: each hour on the hour, UTC). cron's own counts d from
+// the time it is asked about, which is each new leader's start: leaders
+// would each fire at times of their own, under task IDs of their own, and
+// a new leader could fire soon after the old one's last fire.
+type every struct {
+	d time.Duration
+}
+
+// Next returns the first multiple of d after t.
+func (e every) Next(t time.Time) time.Time {
+	d := e.d.Nanoseconds()
+	n := t.UnixNano()
+	next := (n/d + 1) * d
+	if n < 0 && n%d != 0 {
+		next -= d // division truncates toward zero
+	}
+	return time.Unix(0, next).In(t.Location())
 }
 
 // Location returns the entry's time zone.

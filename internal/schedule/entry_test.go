@@ -57,6 +57,14 @@ func TestNextFireAndTradingDate(t *testing.T) {
 			"2026-11-20T12:00:03Z", "2026-11-20T12:00:10Z", "2026-11-20"},
 		{"descriptor in a time zone", "CRON_TZ=America/New_York @daily",
 			"2026-11-20T12:00:00Z", "2026-11-21T05:00:00Z", "2026-11-21"},
+		{"@every: on the multiples of its interval", "@every 15m",
+			"2026-11-20T12:03:07.5Z", "2026-11-20T12:15:00Z", "2026-11-20"},
+		{"@every at a fire itself: the next one", "@every 1h",
+			"2026-11-20T12:00:00Z", "2026-11-20T13:00:00Z", "2026-11-20"},
+		{"@every of a day: UTC midnight, New York's date", "@every 24h",
+			"2026-11-20T12:00:00Z", "2026-11-21T00:00:00Z", "2026-11-20"},
+		{"@every 7m: multiples since the epoch", "@every 7m",
+			"2026-11-20T12:00:00Z", "2026-11-20T12:03:00Z", "2026-11-20"}, // 1,795,176,000 s is 240 s past a multiple of 420
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,5 +129,28 @@ func TestLatest(t *testing.T) {
 				t.Errorf("Latest = %s, %d, %v; want %s, %d", fire, n, ok, tt.want, tt.n)
 			}
 		})
+	}
+}
+
+// An @every entry fires at the same times whenever a leader starts looking:
+// two leaders, one taking over from the other, agree on its fires (and so
+// on their kick-offs' task IDs), and the new one fires it no sooner than the
+// interval after the old one's fire.
+func TestEveryFiresTheSameForEveryLeader(t *testing.T) {
+	e, err := NewEntry(config.ScheduleEntry{Name: "e", Cron: "@every 10m", Job: "x"}, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, ok := e.Latest(utc("2026-11-20T11:58:31Z"), utc("2026-11-20T12:04:00Z"))
+	if !ok || !first.Equal(utc("2026-11-20T12:00:00Z")) {
+		t.Fatalf("first leader's fire = %s, %v; want 12:00:00", first, ok)
+	}
+	// The next leader takes over at 12:04:17 and looks back 10 minutes.
+	fire, _, ok := e.Latest(utc("2026-11-20T11:54:17Z"), utc("2026-11-20T12:04:17Z"))
+	if !ok || !fire.Equal(first) || e.Kickoff(fire).TaskID() != e.Kickoff(first).TaskID() {
+		t.Errorf("new leader's catch-up fire = %s, %v; want the old leader's %s, the same task", fire, ok, first)
+	}
+	if next := e.Next(utc("2026-11-20T12:04:17Z")); !next.Equal(utc("2026-11-20T12:10:00Z")) {
+		t.Errorf("new leader's next fire = %s, want 12:10:00", next)
 	}
 }
