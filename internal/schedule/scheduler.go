@@ -194,6 +194,11 @@ func (s *Scheduler) fire(ctx context.Context, e Entry, last, now time.Time) time
 		log = log.With("missed", n-1)
 	}
 	switch {
+	case err != nil && created:
+		if ctx.Err() == nil {
+			log.Warn("scheduled fire enqueued, but not marked as enqueued; marking it again", "error", err)
+		}
+		return last
 	case err != nil:
 		if ctx.Err() == nil {
 			log.Warn("scheduled fire not enqueued; trying again", "error", err)
@@ -202,7 +207,7 @@ func (s *Scheduler) fire(ctx context.Context, e Entry, last, now time.Time) time
 	case created:
 		log.Info("scheduled fire enqueued")
 	default:
-		log.Info("scheduled fire was enqueued before (by an earlier leader)")
+		log.Info("scheduled fire was enqueued before (by an earlier try, or an earlier leader)")
 	}
 	return fire
 }
