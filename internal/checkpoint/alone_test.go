@@ -26,41 +26,73 @@ func TestAloneRunIsRefusedBesideAnUnfinishedOne(t *testing.T) {
 	if run, created, err := alone("A"); err != nil || created || run.ID != a.ID {
 		t.Errorf("alone run of the same key = %d created %v, %v; want run %d found", run.ID, created, err, a.ID)
 	}
+	// A run that exists is found, even beside another unfinished one (a
+	// second delivery of the kick-off that created it).
+	b := e.create(t, "B", 4, 2, 1)
+	if run, created, err := alone("A"); err != nil || created || run.ID != a.ID {
+		t.Errorf("alone run of an existing key beside run %d = %d created %v, %v; want run %d found", b.ID, run.ID, created, err, a.ID)
+	}
 	e.age(t, a.ID, StatusFailed, 0)
-	if _, created, err := alone("B"); err != nil || !created {
-		t.Errorf("alone run beside a failed one = created %v, %v; want created", created, err)
+	e.age(t, b.ID, StatusCancelled, 0)
+	if _, created, err := alone("C"); err != nil || !created {
+		t.Errorf("alone run beside ended ones = created %v, %v; want created", created, err)
+	}
+	// Resuming one's own run checks the same.
+	if _, _, err := e.store.RetryAlone(ctx, a.ID); !errors.As(err, &oe) || oe.Run.RunKey != "C" {
+		t.Errorf("RetryAlone of run %d beside unfinished C = %v; want an OverlapError naming C", a.ID, err)
+	}
+	if _, _, err := e.store.RetryAlone(ctx, a.ID+100); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RetryAlone of no run = %v; want ErrNotFound", err)
 	}
 }
 
-// Two creations at once cannot both pass the check: while another creation
-// of the job is under way (here, a transaction that took the job's creation
+// Two starts at once cannot both pass the check: while another creation of
+// the job is under way (here, a transaction that took the job's creation
 // lock and wrote an unfinished run), an alone run waits for it, and then
-// sees its run.
-func TestAloneRunWaitsForTheJobsOtherCreations(t *testing.T) {
+// sees its run; so does the retry of an alone start.
+func TestAloneStartsWaitForTheJobsOtherCreations(t *testing.T) {
 	e := setup(t)
-	ctx := t.Context()
-	done := make(chan error, 1)
-	var other int64
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('syncworker.create.test.' || current_schema()))`); err != nil {
+	failed := e.create(t, "F", 4, 2, 1)
+	e.age(t, failed.ID, StatusFailed, 0)
+	for name, start := range map[string]func() error{
+		"create": func() error {
+			_, _, err := e.store.CreateRun(t.Context(), NewRun{Job: "test", RunKey: "B", BatchSize: 2, Partitions: 1, Keys: keys(4), Alone: true})
 			return err
-		}
-		if err := tx.QueryRow(ctx, `INSERT INTO runs (job, run_key, params, unit, batch_size)
-			VALUES ('test', 'A', '{}', 'items', 2) RETURNING id`).Scan(&other); err != nil {
+		},
+		"retry": func() error {
+			_, _, err := e.store.RetryAlone(t.Context(), failed.ID)
 			return err
-		}
-		go func() {
-			_, _, err := e.store.CreateRun(ctx, NewRun{Job: "test", RunKey: "B", BatchSize: 2, Partitions: 1, Keys: keys(4), Alone: true})
-			done <- err
-		}()
-		testenv.WaitForLockWaiter(t, e.pool, "syncworker.create.test")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var oe *OverlapError
-	if err := <-done; !errors.As(err, &oe) || oe.Run.ID != other {
-		t.Fatalf("alone run created beside another creation = %v; want an OverlapError naming run %d", err, other)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			var other int64
+			var startErr error
+			done := make(chan struct{})
+			err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+				if err := LockRunCreation(ctx, tx, "test"); err != nil {
+					return err
+				}
+				if err := tx.QueryRow(ctx, `INSERT INTO runs (job, run_key, params, unit, batch_size)
+					VALUES ('test', $1, '{}', 'items', 2) RETURNING id`, "other-"+name).Scan(&other); err != nil {
+					return err
+				}
+				go func() {
+					defer close(done)
+					startErr = start()
+				}()
+				testenv.WaitForLockWaiter(t, e.pool, "syncworker.create.test", done)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			var oe *OverlapError
+			if !errors.As(startErr, &oe) || oe.Run.ID != other {
+				t.Fatalf("alone %s beside another creation = %v; want an OverlapError naming run %d", name, startErr, other)
+			}
+			e.age(t, other, StatusCancelled, 0)
+		})
 	}
 }

@@ -56,11 +56,11 @@ func (s *Store) Pause(ctx context.Context, id int64) (Run, []Partition, error) {
 // the run and the partitions whose tasks the caller must enqueue. A run that
 // is not paused fails with ErrState.
 func (s *Store) Resume(ctx context.Context, id int64) (Run, []Partition, error) {
-	return s.restart(ctx, id, false, func(r Run) error {
+	return s.restart(ctx, id, false, false, func(tx pgx.Tx, r Run) error {
 		if r.Status != StatusPaused {
 			return fmt.Errorf("run %d is %s; only a paused run can be resumed: %w", id, r.Status, ErrState)
 		}
-		return s.latestGeneration(ctx, r)
+		return latestGeneration(ctx, tx, r)
 	}, resumePartitions)
 }
 
@@ -91,7 +91,7 @@ func (s *Store) Restartable(ctx context.Context, id int64) (Run, error) {
 	if !r.Status.Ended() {
 		return Run{}, fmt.Errorf("run %d is %s; cancel it before restarting it from zero: %w", id, r.Status, ErrState)
 	}
-	if err := s.latestGeneration(ctx, r); err != nil {
+	if err := latestGeneration(ctx, s.pool, r); err != nil {
 		return Run{}, err
 	}
 	return r, nil

@@ -119,6 +119,7 @@ type OverlapError struct {
 	Run Run
 }
 
+// Error names the unfinished run.
 func (e *OverlapError) Error() string {
 	return fmt.Sprintf("run %d of job %s for %s is %s: %v", e.Run.ID, e.Run.Job, e.Run.RunKey, e.Run.Status, ErrOverlap)
 }
@@ -229,19 +230,21 @@ func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bo
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The job's runs are created one at a time (until this commits),
 		// so that an Alone run's check sees every run created before it.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('syncworker.create.' || $1 || '.' || current_schema()))`,
-			spec.Job); err != nil {
-			return fmt.Errorf("take the run creation lock of job %s: %w", spec.Job, err)
+		if err := LockRunCreation(ctx, tx, spec.Job); err != nil {
+			return err
 		}
 		if spec.Alone {
-			other, err := scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r
-				WHERE r.job = $1 AND r.run_key <> $2 AND r.status IN ('pending', 'running', 'paused')
-				ORDER BY r.id LIMIT 1`, spec.Job, spec.RunKey))
-			switch {
-			case err == nil:
-				return &OverlapError{Run: other}
-			case !errors.Is(err, pgx.ErrNoRows):
-				return fmt.Errorf("look for unfinished runs of job %s: %w", spec.Job, err)
+			// A run of the same generation that exists is found below,
+			// whatever else is unfinished.
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM runs WHERE job = $1 AND run_key = $2 AND generation = $3)`,
+				spec.Job, spec.RunKey, spec.Generation).Scan(&exists); err != nil {
+				return fmt.Errorf("look for run %s of job %s: %w", spec.RunKey, spec.Job, err)
+			}
+			if !exists {
+				if err := checkAlone(ctx, tx, spec.Job, spec.RunKey); err != nil {
+					return err
+				}
 			}
 		}
 		if spec.Supersedes != 0 {
@@ -486,18 +489,61 @@ func lockRun(ctx context.Context, tx pgx.Tx, id int64) (Run, error) {
 	return r, nil
 }
 
+// rowQuerier reads one row: a pool or a transaction.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// LockRunCreation takes the run creation lock of job until tx ends: the
+// runs of a job are created (and started again by a start that allows no
+// overlap) one at a time, so that a check for the job's unfinished runs and
+// the start it allows are one step (see NewRun.Alone). It is taken before
+// any run's row lock.
+func LockRunCreation(ctx context.Context, tx pgx.Tx, job string) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('syncworker.create.' || $1 || '.' || current_schema()))`, job); err != nil {
+		return fmt.Errorf("take the run creation lock of job %s: %w", job, err)
+	}
+	return nil
+}
+
+// checkAlone returns an *OverlapError when a run of job for another run key
+// than runKey is unfinished; tx must hold the job's creation lock.
+func checkAlone(ctx context.Context, tx pgx.Tx, job, runKey string) error {
+	other, err := scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r
+		WHERE r.job = $1 AND r.run_key <> $2 AND r.status IN ('pending', 'running', 'paused')
+		ORDER BY r.id LIMIT 1`, job, runKey))
+	switch {
+	case err == nil:
+		return &OverlapError{Run: other}
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("look for unfinished runs of job %s: %w", job, err)
+	}
+	return nil
+}
+
+// RetryAlone is Retry for a start that allows no overlap (see NewRun.Alone):
+// under the job's creation lock, it refuses with an *OverlapError while a
+// run of the job for another run key is unfinished.
+func (s *Store) RetryAlone(ctx context.Context, id int64) (Run, []Partition, error) {
+	return s.retry(ctx, id, true)
+}
+
 // Retry makes a failed or cancelled run running again as its next attempt:
 // every partition that is not completed resumes from its checkpoint. It
 // returns the run and the partitions whose tasks the caller must enqueue.
 func (s *Store) Retry(ctx context.Context, id int64) (Run, []Partition, error) {
-	return s.restart(ctx, id, false, func(r Run) error {
+	return s.retry(ctx, id, false)
+}
+
+func (s *Store) retry(ctx context.Context, id int64, alone bool) (Run, []Partition, error) {
+	return s.restart(ctx, id, false, alone, func(tx pgx.Tx, r Run) error {
 		if r.Status == StatusPaused {
 			return fmt.Errorf("run %d is paused; resume it instead: %w", id, ErrState)
 		}
 		if !r.Status.Resumable() {
 			return fmt.Errorf("run %d is %s; only a failed, cancelled or timed-out run can be retried: %w", id, r.Status, ErrState)
 		}
-		return s.latestGeneration(ctx, r)
+		return latestGeneration(ctx, tx, r)
 	}, resumePartitions)
 }
 
@@ -512,9 +558,12 @@ const resumePartitions = `UPDATE run_partitions p SET status = 'running', attemp
 // latestGeneration fails with ErrState when a newer generation of r's job
 // and run key exists: one run per job and run key goes on at a time, and
 // the newer one took r's place.
-func (s *Store) latestGeneration(ctx context.Context, r Run) error {
+// It reads through q, the caller's transaction where it has one: a second
+// connection taken while the run's row is locked can wait forever on a pool
+// that the run's other waiters hold.
+func latestGeneration(ctx context.Context, q rowQuerier, r Run) error {
 	var newer int64
-	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM runs
+	if err := q.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM runs
 		WHERE job = $1 AND run_key = $2 AND generation > $3`, r.Job, r.RunKey, r.Generation).Scan(&newer); err != nil {
 		return fmt.Errorf("run %d: find newer generations: %w", r.ID, err)
 	}
@@ -533,7 +582,7 @@ func (s *Store) latestGeneration(ctx context.Context, r Run) error {
 // completed, has no failed item, or was followed by a newer generation (a
 // restart from zero) fails with ErrState.
 func (s *Store) Redrive(ctx context.Context, id int64) (Run, []Partition, error) {
-	return s.restart(ctx, id, true, func(r Run) error {
+	return s.restart(ctx, id, true, false, func(tx pgx.Tx, r Run) error {
 		if r.Unit != UnitItems {
 			return fmt.Errorf("run %d pulls pages and has no items to redrive; start its job again to pull it anew: %w", id, ErrState)
 		}
@@ -544,7 +593,7 @@ func (s *Store) Redrive(ctx context.Context, id int64) (Run, []Partition, error)
 		if r.Failed == 0 {
 			return fmt.Errorf("run %d has no failed item to redrive: %w", id, ErrState)
 		}
-		return s.latestGeneration(ctx, r)
+		return latestGeneration(ctx, tx, r)
 	}, `UPDATE run_partitions p SET status = 'running', attempt = $2, redrive = $3,
 			cursor = p.start_pos, task_seq = p.seq, takeovers = 0, lease_owner = NULL, lease_expires_at = NULL,
 			last_error = NULL, updated_at = now()
@@ -559,15 +608,31 @@ func (s *Store) Redrive(ctx context.Context, id int64) (Run, []Partition, error)
 // redrive pass) moves the partitions that are to run and returns them. A
 // redrive starts the next pass. With no partition to run, the run is
 // completed at once.
-func (s *Store) restart(ctx context.Context, id int64, redrive bool, allowed func(Run) error, partsSQL string) (Run, []Partition, error) {
+func (s *Store) restart(ctx context.Context, id int64, redrive, alone bool, allowed func(pgx.Tx, Run) error, partsSQL string) (Run, []Partition, error) {
 	var parts []Partition
 	var run Run
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if alone {
+			// The creation lock before the run's row, as CreateRun takes them.
+			var job, key string
+			if err := tx.QueryRow(ctx, `SELECT job, run_key FROM runs WHERE id = $1`, id).Scan(&job, &key); err != nil {
+				if errors.Is(err, pgx.ErrNoRows) {
+					return notFound(id)
+				}
+				return fmt.Errorf("read run %d: %w", id, err)
+			}
+			if err := LockRunCreation(ctx, tx, job); err != nil {
+				return err
+			}
+			if err := checkAlone(ctx, tx, job, key); err != nil {
+				return err
+			}
+		}
 		r, err := lockRun(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		if err := allowed(r); err != nil {
+		if err := allowed(tx, r); err != nil {
 			return err
 		}
 		attempt, pass := r.Attempt+1, r.Redrives

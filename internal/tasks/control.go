@@ -181,6 +181,16 @@ func (c *Control) Retry(ctx context.Context, id int64) (checkpoint.Run, error) {
 	return run, c.enqueue(ctx, id, parts)
 }
 
+// retryAlone is Retry for a start that allows no overlap: it fails with a
+// *checkpoint.OverlapError while a run of the job for another key is unfinished.
+func (c *Control) retryAlone(ctx context.Context, id int64) (checkpoint.Run, error) {
+	run, parts, err := c.store.RetryAlone(ctx, id)
+	if err != nil {
+		return checkpoint.Run{}, err
+	}
+	return run, c.enqueue(ctx, id, parts)
+}
+
 // Redrive runs the failed items of a completed run again, as its next
 // attempt, and enqueues the tasks of the partitions that have some.
 func (c *Control) Redrive(ctx context.Context, id int64) (checkpoint.Run, error) {

@@ -249,7 +249,11 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 		// Paused by an operator, who resumes it: a start does not.
 		return Started{Run: last, How: Found}, nil
 	case err == nil && (last.Status == checkpoint.StatusFailed || last.Status == checkpoint.StatusTimedOut):
-		run, err := c.Retry(ctx, last.ID)
+		retry := c.Retry
+		if opts.alone {
+			retry = c.retryAlone
+		}
+		run, err := retry(ctx, last.ID)
 		if errors.Is(err, checkpoint.ErrState) {
 			// Another start resumed it first.
 			run, err = c.store.Get(ctx, last.ID)

@@ -39,22 +39,29 @@ func WriteAtOnce(t testing.TB, pool *pgxpool.Pool, rounds int, writes ...func(ct
 	}
 }
 
-// WaitForLockWaiter waits until a session waits for the advisory lock of
-// name in pool's schema (syncworker's locks are hashtext of name, ".", the
-// schema), and fails t after 10 s: a test that holds the lock sees that the
-// code under test reached it, and that code runs on only once the test lets
-// it go.
-func WaitForLockWaiter(t testing.TB, pool *pgxpool.Pool, name string) {
+// WaitForLockWaiter waits until a session waits for the advisory lock
+// hashtext(name || '.' || schema) in pool's database and schema (how
+// syncworker names its one-key locks, such as the run creation lock of
+// checkpoint.LockRunCreation), and fails t when done closes first, or after
+// 10 s: a test that holds the lock sees that the code under test reached it
+// (and runs on only once the test lets it go), and code that no longer
+// waits fails the test at once.
+func WaitForLockWaiter(t testing.TB, pool *pgxpool.Pool, name string, done <-chan struct{}) {
 	t.Helper()
-	ctx := context.Background()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var waiting bool
-		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+		if err := pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+				AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND objsubid = 1
 				AND objid = (hashtext($1 || '.' || current_schema())::bigint & 4294967295)::oid)`, name).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting {
 			return
+		}
+		select {
+		case <-done:
+			t.Fatalf("finished without waiting for lock %s", name)
+		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("nothing waited for lock %s within 10 s", name)
