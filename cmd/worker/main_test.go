@@ -200,14 +200,14 @@ func runCmd(t *testing.T, h *harness.Harness, args ...string) (string, error) {
 func TestMigrateCommands(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 1})
 	out, err := runCmd(t, h, "migrate", "version")
-	if err != nil || !strings.Contains(out, "database: 10 (dirty: false)") || !strings.Contains(out, "binary:   10") {
+	if err != nil || !strings.Contains(out, "database: 11 (dirty: false)") || !strings.Contains(out, "binary:   11") {
 		t.Fatalf("migrate version = %q, %v", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "down"); err != nil || !strings.Contains(out, "schema at version 9") {
+	if out, err := runCmd(t, h, "migrate", "down"); err != nil || !strings.Contains(out, "schema at version 10") {
 		t.Fatalf("migrate down = %q, %v; want one step down", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "down", "9"); err != nil || !strings.Contains(out, "schema at version 0") {
-		t.Fatalf("migrate down 9 = %q, %v", out, err)
+	if out, err := runCmd(t, h, "migrate", "down", "10"); err != nil || !strings.Contains(out, "schema at version 0") {
+		t.Fatalf("migrate down 10 = %q, %v", out, err)
 	}
 	if n := h.Count(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'runs'`); n != 0 {
 		t.Fatalf("runs table still there after migrate down")
@@ -216,10 +216,10 @@ func TestMigrateCommands(t *testing.T) {
 	if _, err := runCmd(t, h); err == nil || !strings.Contains(err.Error(), "run `worker migrate`") {
 		t.Fatalf("worker on an unmigrated schema = %v, want a refusal that says to migrate", err)
 	}
-	if out, err := runCmd(t, h, "migrate"); err != nil || !strings.Contains(out, "schema at version 10") {
+	if out, err := runCmd(t, h, "migrate"); err != nil || !strings.Contains(out, "schema at version 11") {
 		t.Fatalf("migrate = %q, %v", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "up"); err != nil || !strings.Contains(out, "schema at version 10") {
+	if out, err := runCmd(t, h, "migrate", "up"); err != nil || !strings.Contains(out, "schema at version 11") {
 		t.Fatalf("migrate up again = %q, %v (want no change, no error)", out, err)
 	}
 	if _, err := runCmd(t, h, "migrate", "down", "zero"); err == nil || !strings.Contains(err.Error(), "invalid step count") {

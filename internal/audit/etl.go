@@ -75,9 +75,11 @@ func auditPages(a *auditor, run checkpoint.Run, parts []checkpoint.Partition, le
 	}
 }
 
-// auditRecords checks that the job's rows in etl_records are exactly want.
+// auditRecords checks that the job's rows in etl_records under the run's
+// key prefix (the run's tenant, say) are exactly want.
 func auditRecords(ctx context.Context, a *auditor, pool *pgxpool.Pool, run checkpoint.Run, want []simulator.Record) error {
-	rows, err := pool.Query(ctx, `SELECT record_key, payload::text FROM etl_records WHERE job = $1`, run.Job)
+	rows, err := pool.Query(ctx, `SELECT substr(record_key, length($2) + 1), payload::text FROM etl_records
+		WHERE job = $1 AND starts_with(record_key, $2)`, run.Job, run.KeyPrefix)
 	if err != nil {
 		return fmt.Errorf("read records of job %s: %w", run.Job, err)
 	}
@@ -113,7 +115,7 @@ func auditRecords(ctx context.Context, a *auditor, pool *pgxpool.Pool, run check
 		a.add(CheckRecords, "%d records missing and %d wrong in all", missing, wrong)
 	}
 	if len(byKey) > 0 {
-		a.add(CheckRecords, "%d rows of job %s are not among the %d records of the source", len(byKey), run.Job, len(want))
+		a.add(CheckRecords, "%d rows of job %s (key prefix %q) are not among the %d records of the source", len(byKey), run.Job, run.KeyPrefix, len(want))
 	}
 	return nil
 }

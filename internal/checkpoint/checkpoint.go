@@ -148,7 +148,11 @@ type Run struct {
 	// whose source gives one); a change from Total is drift.
 	SourceTotal *int64 `json:"source_total,omitempty"`
 	// Warnings are what the run noticed on its way, such as drift.
-	Warnings   []string   `json:"warnings,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	// KeyPrefix goes before the key of each record a run of pages lands,
+	// frozen when it was created: its values of its job's key_params (see
+	// etl.Job.KeyPrefix), or empty.
+	KeyPrefix  string     `json:"key_prefix,omitempty"`
 	LastError  string     `json:"last_error,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
 	StartedAt  *time.Time `json:"started_at"`

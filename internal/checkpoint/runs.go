@@ -20,7 +20,7 @@ const runColumns = `r.id, r.job, r.run_key, r.params, r.status, r.unit, r.genera
 	r.budget_ms, r.attempt_started_at,
 	r.elapsed_ms + CASE WHEN r.status = 'running' AND r.attempt_started_at IS NOT NULL
 		THEN greatest((extract(epoch FROM clock_timestamp() - r.attempt_started_at) * 1000)::bigint, 0) ELSE 0 END,
-	r.source_total, r.warnings,
+	r.source_total, r.warnings, r.key_prefix,
 	coalesce(r.last_error, ''), r.created_at, r.started_at, r.finished_at, r.updated_at`
 
 func scanRun(row pgx.Row) (Run, error) {
@@ -34,7 +34,7 @@ func runFields(r *Run) []any {
 	return []any{&r.ID, &r.Job, &r.RunKey, &r.Params, &r.Status, &r.Unit, &r.Generation, &r.BatchSize,
 		&r.Partitions, &r.Total, &r.Processed, &r.Succeeded, &r.Failed, &r.Records, &r.Attempt,
 		&r.MaxFailures, &r.AttemptFailed, &r.Redrives, &r.Batches, &r.BudgetMS, &r.AttemptStartedAt,
-		&r.DurationMS, &r.SourceTotal, &r.Warnings,
+		&r.DurationMS, &r.SourceTotal, &r.Warnings, &r.KeyPrefix,
 		&r.LastError, &r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.UpdatedAt}
 }
 
@@ -104,6 +104,9 @@ type NewRun struct {
 	// it (a restart keeps its run's, 0 included: no failure allowed), in
 	// place of MaxFailedItems and MaxFailedPercent.
 	FailureLimit *int64
+	// KeyPrefix goes before the key of each record the run lands (see
+	// Run.KeyPrefix).
+	KeyPrefix string
 	// Alone refuses the run, with an *OverlapError, while a run of Job for
 	// another run key is unfinished (pending, running or paused): a
 	// schedule entry that allows no overlap. The runs of a job are created
@@ -261,11 +264,11 @@ func (s *Store) CreateRun(ctx context.Context, spec NewRun) (run Run, created bo
 		}
 		var id int64
 		err := tx.QueryRow(ctx, `
-			INSERT INTO runs (job, run_key, generation, params, unit, batch_size, total, max_failures, budget_ms)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			INSERT INTO runs (job, run_key, generation, params, unit, batch_size, total, max_failures, budget_ms, key_prefix)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (job, run_key, generation) DO NOTHING
 			RETURNING id`,
-			spec.Job, spec.RunKey, spec.Generation, params, spec.Unit, spec.BatchSize, total, limit, budget).Scan(&id)
+			spec.Job, spec.RunKey, spec.Generation, params, spec.Unit, spec.BatchSize, total, limit, budget, spec.KeyPrefix).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // exists; read it below, outside this transaction
 		}

@@ -89,9 +89,9 @@ type Job struct {
 	Params []string `yaml:"params"`
 	// KeyParams are the params whose values are part of each record's key,
 	// for a source whose keys are unique only under them (each tenant's
-	// IDs, which other tenants reuse): the record lands under the values,
-	// each escaped, then "/", then the key field, as tenant-a/17. Without
-	// them a record is its key field alone, whatever run pulled it.
+	// IDs, which other tenants reuse): the record lands under the run's
+	// KeyPrefix, then the key field, as tenant-a/17. Without them a record
+	// is its key field alone, whatever run pulled it.
 	KeyParams []string `yaml:"key_params"`
 	// RateLimit is the job's requests per second to its source, shared by
 	// every worker; 0 means unlimited.
@@ -109,16 +109,31 @@ type Job struct {
 	Partitions int `yaml:"partitions"`
 }
 
-// keyPrefix returns what the record keys of a run with params start with:
-// the values of the job's KeyParams, each escaped as a path segment (so that
-// no value's "/" can pass for the separator) and followed by "/".
-func (j Job) keyPrefix(params map[string]string) string {
+// MaxKeyPrefix bounds the bytes a run's key prefix takes (see KeyPrefix):
+// with a key field of at most 1,024 bytes, a record's key stays within what
+// a Postgres index entry holds.
+const MaxKeyPrefix = 1024
+
+// KeyPrefix returns what the keys of the records of a run with params start
+// with: the values of the job's KeyParams, each escaped as a path segment
+// (so that no value's "/" can pass for the separator) and followed by "/";
+// empty for a job without KeyParams. A run freezes it when it is created. A
+// value that is missing or empty, or a prefix longer than MaxKeyPrefix, is
+// an error.
+func (j Job) KeyPrefix(params map[string]string) (string, error) {
 	var b strings.Builder
 	for _, name := range j.KeyParams {
-		b.WriteString(url.PathEscape(params[name]))
+		v := params[name]
+		if v == "" {
+			return "", fmt.Errorf("key param %s has no value", name)
+		}
+		b.WriteString(url.PathEscape(v))
 		b.WriteByte('/')
 	}
-	return b.String()
+	if b.Len() > MaxKeyPrefix {
+		return "", fmt.Errorf("the values of key_params make a key prefix of %d bytes, more than %d", b.Len(), MaxKeyPrefix)
+	}
+	return b.String(), nil
 }
 
 // ReservedNames are job names a jobs file may not use: syncworker's own jobs.

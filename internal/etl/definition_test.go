@@ -153,17 +153,22 @@ func TestKeyPrefix(t *testing.T) {
 		keyParams []string
 		params    map[string]string
 		want      string
+		wantErr   string
 	}{
-		{"no key params", nil, map[string]string{"tenant": "a"}, ""},
-		{"one", []string{"tenant"}, map[string]string{"tenant": "acme", "since": "2026-01-01"}, "acme/"},
-		{"in their order", []string{"tenant", "region"}, map[string]string{"region": "eu", "tenant": "acme"}, "acme/eu/"},
-		{"a slash is no separator", []string{"tenant", "region"}, map[string]string{"tenant": "a/b", "region": "c"}, "a%2Fb/c/"},
-		{"empty value", []string{"tenant"}, map[string]string{"tenant": ""}, "/"},
+		{"no key params", nil, map[string]string{"tenant": "a"}, "", ""},
+		{"one", []string{"tenant"}, map[string]string{"tenant": "acme", "since": "2026-01-01"}, "acme/", ""},
+		{"in their order", []string{"tenant", "region"}, map[string]string{"region": "eu", "tenant": "acme"}, "acme/eu/", ""},
+		{"a slash is no separator", []string{"tenant", "region"}, map[string]string{"tenant": "a/b", "region": "c"}, "a%2Fb/c/", ""},
+		{"empty value", []string{"tenant"}, map[string]string{"tenant": ""}, "", "key param tenant has no value"},
+		{"missing value", []string{"tenant"}, nil, "", "key param tenant has no value"},
+		{"too long", []string{"a", "b"}, map[string]string{"a": strings.Repeat("é", 100), "b": strings.Repeat("x", 500)}, "",
+			"make a key prefix of 1102 bytes, more than 1024"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := (Job{KeyParams: tt.keyParams}).keyPrefix(tt.params); got != tt.want {
-				t.Errorf("keyPrefix = %q, want %q", got, tt.want)
+			got, err := (Job{KeyParams: tt.keyParams}).KeyPrefix(tt.params)
+			if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("KeyPrefix = %q, %v; want %q, %q", got, err, tt.want, tt.wantErr)
 			}
 		})
 	}

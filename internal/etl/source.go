@@ -187,11 +187,6 @@ func (s *Source) Fetch(ctx context.Context, params map[string]string, pageSize i
 		// A request cut short by the batch's end is nobody's failure.
 		s.metrics.Fetched(time.Since(start), err)
 	}
-	if prefix := s.job.keyPrefix(params); err == nil && prefix != "" {
-		for i := range page.Records {
-			page.Records[i].Key = prefix + page.Records[i].Key
-		}
-	}
 	return page, err
 }
 

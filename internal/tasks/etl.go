@@ -199,6 +199,11 @@ func checkParams(job etl.Job, given map[string]string) (map[string]string, error
 			errs = append(errs, fmt.Errorf("job %s has no param %q (its params: %s)", job.Name, name, want))
 		}
 	}
+	if len(errs) == 0 {
+		if _, err := job.KeyPrefix(params); err != nil {
+			errs = append(errs, fmt.Errorf("job %s: %w", job.Name, err))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", err, ErrInput)
 	}
@@ -294,11 +299,15 @@ func (c *Control) createETL(ctx context.Context, src *etl.Source, params map[str
 	if err := checkPageSize(ctx, src, params, size, first); err != nil {
 		return Started{}, err
 	}
+	prefix, err := def.KeyPrefix(params) // checked by checkParams
+	if err != nil {
+		return Started{}, fmt.Errorf("job %s: %w: %w", def.Name, err, ErrInput)
+	}
 	budget := cmp.Or(opts.Budget, def.Timeout, c.etl.defaultBudget)
 	spec := checkpoint.NewRun{
 		Job: def.Name, RunKey: runKey(params), Generation: gen, Supersedes: supersedes, Params: params, Unit: checkpoint.UnitPages,
 		BatchSize: size, Partitions: cmp.Or(opts.Partitions, def.Partitions), Budget: budget, Open: true,
-		Alone: opts.alone,
+		KeyPrefix: prefix, Alone: opts.alone,
 	}
 	if splittable(def) {
 		spec.Open = false
@@ -516,6 +525,13 @@ func (j *etlJob) Fetch(ctx context.Context, b Batch) (Fetched, error) {
 		pages = max(1, (b.Run.Total+int64(size)-1)/int64(size))
 	}
 	last, warning := pageEnds(def, size, pages, at, page)
+	if prefix := b.Run.KeyPrefix; prefix != "" {
+		// The run's, as it was created: a change of the job's key_params
+		// since then does not re-key it half-way.
+		for i := range page.Records {
+			page.Records[i].Key = prefix + page.Records[i].Key
+		}
+	}
 	recs, dropped := etl.Dedupe(page.Records)
 	f := Fetched{
 		Counts: &checkpoint.Counts{Processed: len(page.Records) + len(page.Rejected), Succeeded: len(recs),
