@@ -180,8 +180,10 @@ func TestETLTimeBudgetStopsAndResumes(t *testing.T) {
 // definition says by the time it runs.
 func TestETLKeyParamsKeepTenantsApart(t *testing.T) {
 	const params = "    total_path: total\n    params: [tenant]\n    query: {tenant: \"{tenant}\"}\n"
+	pair := "  - name: pair\n    url: SIM_URL/v1/records\n    pagination: {style: offset}\n    items_path: items\n    key: id\n" +
+		"    params: [a, b]\n    key_params: [a, b]\n"
 	h := harness.New(t, harness.Options{
-		Jobs: jobsOf("tenants", "/v1/records", "{style: offset, page_size: 500}", params+"    key_params: [tenant]\n"),
+		Jobs: jobsOf("tenants", "/v1/records", "{style: offset, page_size: 500}", params+"    key_params: [tenant]\n") + pair,
 		Sim:  simulator.Config{Records: 1_000}})
 	runs := map[string]int64{}
 	for _, tenant := range []string{"acme", "globex"} {
@@ -191,6 +193,14 @@ func TestETLKeyParamsKeepTenantsApart(t *testing.T) {
 		}
 		runs[tenant] = started.Run.ID
 	}
+	// A key prefix too long for Postgres's index is refused at the start.
+	before := h.Fingerprint()
+	long := strings.Repeat("é", 128) // 256 bytes, 768 escaped
+	if _, err := h.Control.StartETL(t.Context(), "pair", tasks.ETLOptions{Params: map[string]string{"a": long, "b": long}}); !errors.Is(err, tasks.ErrInput) ||
+		!strings.Contains(err.Error(), "key prefix of 1538 bytes, more than 1024") {
+		t.Errorf("start with long key params = %v; want ErrInput for its key prefix", err)
+	}
+	h.VerifyUnchanged(before, "a start refused for its key prefix")
 	// The job's key_params are taken out before its runs run.
 	jobs := strings.ReplaceAll(jobsOf("tenants", "/v1/records", "{style: offset, page_size: 500}", params), "SIM_URL", h.SimURL)
 	if err := os.WriteFile(h.Config.ETL.JobsFile, []byte(jobs), 0o600); err != nil {
