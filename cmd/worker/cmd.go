@@ -28,7 +28,8 @@ func newRootCmd() *cobra.Command {
 		Short: "Serve syncworker's batch tasks (asynq server and sweeper) until SIGINT or SIGTERM",
 		Long: `worker serves syncworker's batch tasks: it runs the asynq server that
 processes sync:batch tasks, the sweeper that puts chains lost from Redis
-back on the queue from their Postgres checkpoints, and the scheduler, which
+back on the queue from their Postgres checkpoints (and deletes the runs that
+ended longer ago than sweeper.retention, 90 days by default), and the scheduler, which
 fires the cron entries of schedule.entries from exactly one worker at a time.
 Start as many as you like against the same Redis and Postgres. On SIGINT or SIGTERM it stops at once:
 running batches roll back and run again on another worker.

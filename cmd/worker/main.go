@@ -1,5 +1,6 @@
 // Command worker runs syncworker's batch tasks: `worker` serves the queue
-// (the asynq server and the sweeper) until SIGINT or SIGTERM, and `worker
+// (the asynq server, the sweeper, which also prunes old runs, and the
+// scheduler) until SIGINT or SIGTERM, and `worker
 // migrate` applies the schema migrations to DATABASE_URL. Any number of
 // workers may run against the same Redis and Postgres.
 package main

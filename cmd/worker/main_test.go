@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"github.com/syncworker/syncworker/internal/config"
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/simulator"
+	"github.com/syncworker/syncworker/migrations"
 )
 
 // execEnv makes the test binary run the worker's main instead of the tests,
@@ -199,15 +202,21 @@ func runCmd(t *testing.T, h *harness.Harness, args ...string) (string, error) {
 
 func TestMigrateCommands(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 1})
-	out, err := runCmd(t, h, "migrate", "version")
-	if err != nil || !strings.Contains(out, "database: 11 (dirty: false)") || !strings.Contains(out, "binary:   11") {
-		t.Fatalf("migrate version = %q, %v", out, err)
+	ups, err := fs.Glob(migrations.FS, "*.up.sql")
+	if err != nil || len(ups) < 2 {
+		t.Fatalf("migrations = %v, %v", ups, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "down"); err != nil || !strings.Contains(out, "schema at version 10") {
+	latest := len(ups) // numbered from 1 without a gap
+	out, err := runCmd(t, h, "migrate", "version")
+	if err != nil || !strings.Contains(out, fmt.Sprintf("database: %d (dirty: false)", latest)) ||
+		!strings.Contains(out, fmt.Sprintf("binary:   %d", latest)) {
+		t.Fatalf("migrate version = %q, %v; want both at %d", out, err, latest)
+	}
+	if out, err := runCmd(t, h, "migrate", "down"); err != nil || !strings.Contains(out, fmt.Sprintf("schema at version %d", latest-1)) {
 		t.Fatalf("migrate down = %q, %v; want one step down", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "down", "10"); err != nil || !strings.Contains(out, "schema at version 0") {
-		t.Fatalf("migrate down 10 = %q, %v", out, err)
+	if out, err := runCmd(t, h, "migrate", "down", strconv.Itoa(latest-1)); err != nil || !strings.Contains(out, "schema at version 0") {
+		t.Fatalf("migrate down %d = %q, %v", latest-1, out, err)
 	}
 	if n := h.Count(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'runs'`); n != 0 {
 		t.Fatalf("runs table still there after migrate down")
@@ -216,10 +225,10 @@ func TestMigrateCommands(t *testing.T) {
 	if _, err := runCmd(t, h); err == nil || !strings.Contains(err.Error(), "run `worker migrate`") {
 		t.Fatalf("worker on an unmigrated schema = %v, want a refusal that says to migrate", err)
 	}
-	if out, err := runCmd(t, h, "migrate"); err != nil || !strings.Contains(out, "schema at version 11") {
+	if out, err := runCmd(t, h, "migrate"); err != nil || !strings.Contains(out, fmt.Sprintf("schema at version %d", latest)) {
 		t.Fatalf("migrate = %q, %v", out, err)
 	}
-	if out, err := runCmd(t, h, "migrate", "up"); err != nil || !strings.Contains(out, "schema at version 11") {
+	if out, err := runCmd(t, h, "migrate", "up"); err != nil || !strings.Contains(out, fmt.Sprintf("schema at version %d", latest)) {
 		t.Fatalf("migrate up again = %q, %v (want no change, no error)", out, err)
 	}
 	if _, err := runCmd(t, h, "migrate", "down", "zero"); err == nil || !strings.Contains(err.Error(), "invalid step count") {

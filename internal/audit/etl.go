@@ -20,8 +20,8 @@ const CheckRecords = "records"
 // ETL audits ETL run id, which pulled the simulator's records into
 // etl_records: the run completed; its ledger is a gapless, non-overlapping
 // cover of every partition's pages, one page per batch, whose sums are the
-// run's counters; and the job's rows are exactly want, each with the
-// source's content, none missing and none besides.
+// run's counters; and the job's rows under the run's key prefix are exactly
+// want, each with the source's content, none missing and none besides.
 func ETL(ctx context.Context, pool *pgxpool.Pool, id int64, want []simulator.Record) (Report, error) {
 	rep, parts, a, err := begin(ctx, pool, id)
 	if err != nil {

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -65,32 +66,17 @@ func TestAloneStartsWaitForTheJobsOtherCreations(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			ctx := t.Context()
 			var other int64
-			var startErr error
-			done := make(chan struct{})
-			err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+			err := testenv.WhileLockHeld(t, e.pool, "syncworker.create.test", func(ctx context.Context, tx pgx.Tx) error {
 				if err := LockRunCreation(ctx, tx, "test"); err != nil {
 					return err
 				}
-				if err := tx.QueryRow(ctx, `INSERT INTO runs (job, run_key, params, unit, batch_size)
-					VALUES ('test', $1, '{}', 'items', 2) RETURNING id`, "other-"+name).Scan(&other); err != nil {
-					return err
-				}
-				go func() {
-					defer close(done)
-					startErr = start()
-				}()
-				testenv.WaitForLockWaiter(t, e.pool, "syncworker.create.test", done)
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			<-done
+				return tx.QueryRow(ctx, `INSERT INTO runs (job, run_key, params, unit, batch_size)
+					VALUES ('test', $1, '{}', 'items', 2) RETURNING id`, "other-"+name).Scan(&other)
+			}, start)
 			var oe *OverlapError
-			if !errors.As(startErr, &oe) || oe.Run.ID != other {
-				t.Fatalf("alone %s beside another creation = %v; want an OverlapError naming run %d", name, startErr, other)
+			if !errors.As(err, &oe) || oe.Run.ID != other {
+				t.Fatalf("alone %s beside another creation = %v; want an OverlapError naming run %d", name, err, other)
 			}
 			e.age(t, other, StatusCancelled, 0)
 		})

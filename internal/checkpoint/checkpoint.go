@@ -93,9 +93,10 @@ var (
 	ErrStale = errors.New("stale batch")
 	// ErrState means the operation does not apply to the run in its current state.
 	ErrState = errors.New("invalid run state")
-	// ErrOverlap means a run that was to run alone (NewRun.Alone) was not
-	// created: a run of its job for another run key is unfinished. The
-	// error is an *OverlapError, which names that run.
+	// ErrOverlap means a start that allows no overlap (NewRun.Alone,
+	// RetryAlone, CheckAlone) started nothing: a run of its job for another
+	// run key is unfinished. The error is an *OverlapError, which names that
+	// run.
 	ErrOverlap = errors.New("another run of the job is unfinished")
 	// ErrLeased means another task holds the partition's lease, or the task
 	// asking is no longer the one that owns the chain.

@@ -50,6 +50,31 @@ func (e *env) create(t *testing.T, key string, n, batch, parts int) Run {
 	return run
 }
 
+// age makes run id look as if it had ended (status) ago: ended long ago
+// for an ended status, or created long ago and still going otherwise.
+func (e *env) age(t *testing.T, id int64, status Status, ago time.Duration) {
+	t.Helper()
+	if _, err := e.pool.Exec(t.Context(), `UPDATE runs SET status = $2,
+			created_at = now() - $3 * interval '1 second' - interval '1 hour',
+			updated_at = now() - $3 * interval '1 second',
+			finished_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled', 'timed_out') THEN now() - $3 * interval '1 second' END
+		WHERE id = $1`, id, status, ago.Seconds()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// generation creates generation gen of job test's run key, in place of
+// supersedes.
+func (e *env) generation(t *testing.T, key string, gen int, supersedes int64) Run {
+	t.Helper()
+	run, created, err := e.store.CreateRun(t.Context(), NewRun{Job: "test", RunKey: key, Generation: gen,
+		Supersedes: supersedes, BatchSize: 2, Partitions: 1, Keys: keys(4)})
+	if err != nil || !created {
+		t.Fatalf("CreateRun(%s gen %d) = created %v, %v", key, gen, created, err)
+	}
+	return run
+}
+
 // probeWrite records in the probe table that a batch's write ran.
 func probeWrite(runID, seq int64) WriteFunc {
 	return func(ctx context.Context, tx pgx.Tx) error {

@@ -59,7 +59,7 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time, limit int) ([]i
 // PruneKickoffs deletes the records of the kick-offs handled before before,
 // and returns how many it deleted. A record matters only while the
 // scheduler may enqueue its fire's kick-off again: within schedule.catch_up
-// of the fire, and while Redis keeps the fire's mark (a day). A claim, the
+// of the fire, and while Redis keeps the fire's mark (25h). A claim, the
 // note of a kick-off that started but was not recorded, is kept for
 // claimLife whatever before says: its task may still be retried, or be run
 // again by hand from asynq's archive.

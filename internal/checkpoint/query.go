@@ -146,12 +146,3 @@ func (s *Store) LedgerSummary(ctx context.Context, id int64) (LedgerSummary, err
 	}
 	return sum, nil
 }
-
-// Unfinished returns the runs of job that are pending, running or paused,
-// oldest first: the runs a scheduled start that does not overlap waits for.
-// A failed, cancelled or timed-out run has stopped until someone retries it,
-// and is not among them.
-func (s *Store) Unfinished(ctx context.Context, job string) ([]Run, error) {
-	return s.queryRuns(ctx, "list unfinished runs of "+job,
-		`WHERE r.job = $1 AND r.status IN ('pending', 'running', 'paused') ORDER BY r.id`, job)
-}

@@ -384,9 +384,10 @@ func (s *Store) ActivePartitions(ctx context.Context) ([]Partition, error) {
 		ORDER BY p.run_id, p.partition`)
 }
 
-// querier is what queryPartitions reads through: a pool or a transaction.
+// querier is what a read goes through: a pool or a transaction.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 func queryPartitions(ctx context.Context, q querier, sql string, args ...any) ([]Partition, error) {
@@ -480,7 +481,8 @@ func (s *Store) queryItems(ctx context.Context, sql string, args ...any) ([]Item
 
 // lockRun locks the row of run id for the rest of tx and returns its state.
 // Every transaction that changes a run and its partitions locks the run
-// first, so that they never deadlock against each other.
+// first (after the job's creation lock, where it takes that one: see
+// LockRunCreation), so that they never deadlock against each other.
 func lockRun(ctx context.Context, tx pgx.Tx, id int64) (Run, error) {
 	r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r WHERE r.id = $1 FOR UPDATE OF r`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -492,10 +494,8 @@ func lockRun(ctx context.Context, tx pgx.Tx, id int64) (Run, error) {
 	return r, nil
 }
 
-// rowQuerier reads one row: a pool or a transaction.
-type rowQuerier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// lockKey is the key of the advisory lock named $1 in this schema.
+const lockKey = `hashtext('syncworker.' || $1 || '.' || current_schema())`
 
 // LockRunCreation takes the run creation lock of job until tx ends: the
 // runs of a job are created (and started again by a start that allows no
@@ -503,16 +503,26 @@ type rowQuerier interface {
 // the start it allows are one step (see NewRun.Alone). It is taken before
 // any run's row lock.
 func LockRunCreation(ctx context.Context, tx pgx.Tx, job string) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('syncworker.create.' || $1 || '.' || current_schema()))`, job); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+lockKey+`)`, "create."+job); err != nil {
 		return fmt.Errorf("take the run creation lock of job %s: %w", job, err)
 	}
 	return nil
 }
 
-// checkAlone returns an *OverlapError when a run of job for another run key
-// than runKey is unfinished; tx must hold the job's creation lock.
-func checkAlone(ctx context.Context, tx pgx.Tx, job, runKey string) error {
-	other, err := scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r
+// CheckAlone returns an *OverlapError when a run of job for another run key
+// than runKey is unfinished (pending, running or paused): a start that
+// allows no overlap would start nothing. A failed, cancelled or timed-out
+// run has stopped until someone retries it, and does not count. Checked
+// outside the job's creation lock, the answer may be out of date by the
+// time a run is created; a NewRun with Alone checks again.
+func (s *Store) CheckAlone(ctx context.Context, job, runKey string) error {
+	return checkAlone(ctx, s.pool, job, runKey)
+}
+
+// checkAlone is CheckAlone through q: inside the job's creation lock, the
+// check and the creation are one step.
+func checkAlone(ctx context.Context, q querier, job, runKey string) error {
+	other, err := scanRun(q.QueryRow(ctx, `SELECT `+runColumns+` FROM runs r
 		WHERE r.job = $1 AND r.run_key <> $2 AND r.status IN ('pending', 'running', 'paused')
 		ORDER BY r.id LIMIT 1`, job, runKey))
 	switch {
@@ -564,7 +574,7 @@ const resumePartitions = `UPDATE run_partitions p SET status = 'running', attemp
 // It reads through q, the caller's transaction where it has one: a second
 // connection taken while the run's row is locked can wait forever on a pool
 // that the run's other waiters hold.
-func latestGeneration(ctx context.Context, q rowQuerier, r Run) error {
+func latestGeneration(ctx context.Context, q querier, r Run) error {
 	var newer int64
 	if err := q.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM runs
 		WHERE job = $1 AND run_key = $2 AND generation > $3`, r.Job, r.RunKey, r.Generation).Scan(&newer); err != nil {
@@ -609,7 +619,9 @@ func (s *Store) Redrive(ctx context.Context, id int64) (Run, []Partition, error)
 // transaction with the run locked: allowed says whether the run's state
 // permits it, and partsSQL (with $1 the run, $2 the new attempt, $3 the
 // redrive pass) moves the partitions that are to run and returns them. A
-// redrive starts the next pass. With no partition to run, the run is
+// redrive starts the next pass. With alone, the job's creation lock is taken
+// first and the run goes on only while no run of the job for another run
+// key is unfinished (see RetryAlone). With no partition to run, the run is
 // completed at once.
 func (s *Store) restart(ctx context.Context, id int64, redrive, alone bool, allowed func(pgx.Tx, Run) error, partsSQL string) (Run, []Partition, error) {
 	var parts []Partition
@@ -788,7 +800,7 @@ func (s *Store) WithPruneLock(ctx context.Context, fn func(ctx context.Context) 
 func (s *Store) withLock(ctx context.Context, name string, fn func(ctx context.Context) error) (locked bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx,
-			`SELECT pg_try_advisory_xact_lock(hashtext('syncworker.' || $1 || '.' || current_schema()))`, name).Scan(&locked); err != nil {
+			`SELECT pg_try_advisory_xact_lock(`+lockKey+`)`, name).Scan(&locked); err != nil {
 			return fmt.Errorf("take %s lock: %w", name, err)
 		}
 		if !locked {

@@ -151,10 +151,11 @@ type Worker struct {
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 }
 
-// MinRetention is the shortest sweeper.retention other than 0.
-const MinRetention = 48 * time.Hour
+// minRetention is the shortest sweeper.retention other than 0.
+const minRetention = 48 * time.Hour
 
-// Sweeper configures the periodic sweep that puts lost chains back on the queue.
+// Sweeper configures the periodic sweep that puts lost chains back on the
+// queue, the takeover of lapsed leases, and the prune of old runs.
 type Sweeper struct {
 	// Interval is the time between sweeps; one worker at a time sweeps
 	// (SWEEPER_INTERVAL). Default: 15s.
@@ -767,11 +768,11 @@ func (c Config) validate(o origin) error {
 
 	durRange("sweeper.interval", c.Sweeper.Interval, 10*time.Millisecond, time.Hour)
 	durRange("sweeper.takeover_interval", c.Sweeper.TakeoverInterval, 10*time.Millisecond, time.Hour)
-	if r := c.Sweeper.Retention; r != 0 && r < MinRetention {
+	if r := c.Sweeper.Retention; r != 0 && r < minRetention {
 		// A kick-off's record must outlive the scheduler's catch-up (at most
 		// 24h) and Redis's mark of its enqueue (25h), or a fire handled
 		// already could be started again. (Claims are kept longer anyway.)
-		bad("sweeper.retention", "must be 0 (keep runs for ever) or at least %s, got %s", MinRetention, r)
+		bad("sweeper.retention", "must be 0 (keep runs for ever) or at least %s, got %s", minRetention, r)
 	}
 
 	if c.ETL.JobsFile == "" {

@@ -110,8 +110,8 @@ type Job struct {
 }
 
 // MaxKeyPrefix bounds the bytes a run's key prefix takes (see KeyPrefix):
-// with a key field of at most 1,024 bytes, a record's key stays within what
-// a Postgres index entry holds.
+// with a key field of at most MaxKey bytes, a record's key stays within
+// what a Postgres index entry holds (2,704 bytes).
 const MaxKeyPrefix = 1024
 
 // KeyPrefix returns what the keys of the records of a run with params start

@@ -76,6 +76,17 @@ func Dedupe(recs []Record) ([]Record, int) {
 	return out, len(recs) - len(out)
 }
 
+// WithKeyPrefix puts prefix, a run's key prefix (see Job.KeyPrefix), before
+// the key of each of recs.
+func WithKeyPrefix(recs []Record, prefix string) {
+	if prefix == "" {
+		return
+	}
+	for i := range recs {
+		recs[i].Key = prefix + recs[i].Key
+	}
+}
+
 // Upsert writes records, each key once (see Dedupe), to the job's table in
 // one statement: a record that is there is updated, never duplicated. It
 // returns the number of rows written.

@@ -546,6 +546,9 @@ func skipValue(b []byte, i int) int {
 	}
 }
 
+// MaxKey bounds the bytes of a record's key field.
+const MaxKey = 1024
+
 // keyText returns a record key as text: a non-empty string, or an integer.
 func keyText(raw json.RawMessage) (string, error) {
 	switch {
@@ -556,8 +559,8 @@ func keyText(raw json.RawMessage) (string, error) {
 		} else if err := json.Unmarshal(raw, &s); err != nil {
 			return "", fmt.Errorf("is not a valid string: %w", err)
 		}
-		if s == "" || len(s) > 1024 {
-			return "", fmt.Errorf("is a string of %d bytes, want 1 to 1024", len(s))
+		if s == "" || len(s) > MaxKey {
+			return "", fmt.Errorf("is a string of %d bytes, want 1 to %d", len(s), MaxKey)
 		}
 		if strings.ContainsRune(s, 0) || !utf8.ValidString(s) {
 			return "", errors.New("is not text Postgres can store (a NUL, or invalid UTF-8)")

@@ -7,6 +7,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -238,6 +239,21 @@ func (h *Harness) StartETL(name string, opts tasks.ETLOptions) tasks.Started {
 		h.t.Fatalf("start etl job %s: %v", name, err)
 	}
 	return started
+}
+
+// KickoffHandler returns the handler of kick-off tasks that h's workers run.
+func (h *Harness) KickoffHandler() *tasks.KickoffHandler {
+	return tasks.NewKickoffHandler(h.Control, tasks.DailyOptions(h.Config.Sync), h.Logger("kickoff"))
+}
+
+// KickoffTask returns the kick-off task of k, as the scheduler enqueues it.
+func (h *Harness) KickoffTask(k tasks.Kickoff) *asynq.Task {
+	h.t.Helper()
+	payload, err := json.Marshal(k)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return asynq.NewTask(tasks.TypeKickoff, payload)
 }
 
 // UnrecordedKickoff plays the first attempt of kick-off k of an ETL job: it

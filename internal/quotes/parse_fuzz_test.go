@@ -21,7 +21,7 @@ import (
 //
 // CI runs it briefly (scripts/dev test); run it longer with
 //
-//	go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 5m ./internal/quotes
+//	go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 2000000x ./internal/quotes
 func FuzzParse(f *testing.F) {
 	for _, b := range []string{
 		goodBody,

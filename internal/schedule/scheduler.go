@@ -178,8 +178,7 @@ func (s *Scheduler) resign(ctx context.Context) {
 
 // fire enqueues the kick-off of e's last fire in (last, now], if any, and
 // returns the time up to which e's fires are done: that fire when its
-// kick-off is enqueued (so that an @every schedule does not drift), else
-// last, to try again at the next poll. Fires missed besides the last one
+// kick-off is enqueued and marked, else last, to try again at the next poll. Fires missed besides the last one
 // (a catch-up, a long pause) are not fired: their runs are superseded by
 // the last one's, and a backfill starts any that are wanted.
 func (s *Scheduler) fire(ctx context.Context, e Entry, last, now time.Time) time.Time {

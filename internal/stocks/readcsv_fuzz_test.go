@@ -14,7 +14,7 @@ import (
 //
 // CI runs it briefly (scripts/dev test); run it longer with
 //
-//	go test -run '^$' -fuzz '^FuzzReadCSV$' -fuzztime 5m ./internal/stocks
+//	go test -run '^$' -fuzz '^FuzzReadCSV$' -fuzztime 2000000x ./internal/stocks
 func FuzzReadCSV(f *testing.F) {
 	for _, s := range []string{
 		"symbol\naapl\n MSFT \n\nbrk.b\n",

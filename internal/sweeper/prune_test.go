@@ -2,23 +2,30 @@ package sweeper_test
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/syncworker/syncworker/internal/harness"
 	"github.com/syncworker/syncworker/internal/simulator"
 	"github.com/syncworker/syncworker/internal/tasks"
 )
 
+const day = 24 * time.Hour
+
+// endedAgo makes run id of h look as if it had ended ago, in status when
+// one is given.
+func endedAgo(t *testing.T, h *harness.Harness, id int64, ago time.Duration, status string) {
+	t.Helper()
+	if _, err := h.DB.Pool.Exec(t.Context(), `UPDATE runs SET finished_at = now() - $2 * interval '1 second',
+			status = coalesce(nullif($3, ''), status) WHERE id = $1`, id, ago.Seconds(), status); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestPruneDeletesRunsPastTheRetention(t *testing.T) {
 	h, _ := setup(t)
 	ctx := t.Context()
-	const day = 24 * time.Hour
 	w := h.StartWorker("w1")
 	old := h.StartDailySync("2026-08-20", 10, 2)
 	h.WaitEnded(old.ID, 30*time.Second)
@@ -27,15 +34,8 @@ func TestPruneDeletesRunsPastTheRetention(t *testing.T) {
 	if err := w.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	finish := func(id int64, ago time.Duration) {
-		t.Helper()
-		if _, err := h.DB.Pool.Exec(ctx, `UPDATE runs SET finished_at = now() - $2 * interval '1 second' WHERE id = $1`,
-			id, ago.Seconds()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	finish(old.ID, 100*day)
-	finish(recent.ID, 10*day)
+	endedAgo(t, h, old.ID, 100*day, "")
+	endedAgo(t, h, recent.ID, 10*day, "")
 	prices := h.Count(`SELECT count(*) FROM stock_prices WHERE trade_date = '2026-08-20'`)
 	if prices == 0 {
 		t.Fatal("the old run loaded no prices")
@@ -43,10 +43,7 @@ func TestPruneDeletesRunsPastTheRetention(t *testing.T) {
 
 	// Another process pruning: this one waits for the next hour.
 	sw := sweeperOf(h, 90*day)
-	err := pgx.BeginFunc(ctx, h.DB.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('syncworker.prune.' || current_schema()))`); err != nil {
-			return err
-		}
+	locked, err := h.Store.WithPruneLock(ctx, func(ctx context.Context) error {
 		if res, err := sw.Prune(ctx); err != nil || !res.Skipped || len(res.Runs) != 0 {
 			t.Errorf("Prune while another prunes = %+v, %v; want skipped", res, err)
 		}
@@ -55,8 +52,8 @@ func TestPruneDeletesRunsPastTheRetention(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || !locked {
+		t.Fatalf("WithPruneLock = %v, %v", locked, err)
 	}
 
 	res, err := sw.Prune(ctx)
@@ -79,7 +76,7 @@ func TestPruneDeletesRunsPastTheRetention(t *testing.T) {
 	}
 
 	// No retention keeps every run.
-	finish(recent.ID, 1000*day)
+	endedAgo(t, h, recent.ID, 1000*day, "")
 	if res, err := sweeperOf(h, 0).Prune(ctx); err != nil || len(res.Runs) != 0 {
 		t.Errorf("Prune with no retention = %+v, %v; want nothing", res, err)
 	}
@@ -101,14 +98,12 @@ func TestSweeperPrunesAsItStarts(t *testing.T) {
 	if _, err := h.Control.Cancel(t.Context(), run.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.DB.Pool.Exec(t.Context(), `UPDATE runs SET finished_at = now() - interval '100 days' WHERE id = $1`, run.ID); err != nil {
-		t.Fatal(err)
-	}
+	endedAgo(t, h, run.ID, 100*day, "")
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sweeperOf(h, 90*24*time.Hour).Run(ctx)
+		sweeperOf(h, 90*day).Run(ctx)
 	}()
 	defer func() { cancel(); <-done }()
 	for deadline := time.Now().Add(10 * time.Second); h.Count(`SELECT count(*) FROM runs WHERE id = $1`, run.ID) != 0; {
@@ -131,11 +126,8 @@ func TestPruneKeepsAResumableRun(t *testing.T) {
 		WHERE run_id = $1`, first.Run.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.DB.Pool.Exec(ctx, `UPDATE runs SET status = 'timed_out', finished_at = now() - interval '100 days'
-		WHERE id = $1`, first.Run.ID); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := sweeperOf(h, 90*24*time.Hour).Prune(ctx); err != nil || len(res.Runs) != 0 {
+	endedAgo(t, h, first.Run.ID, 100*day, "timed_out")
+	if res, err := sweeperOf(h, 90*day).Prune(ctx); err != nil || len(res.Runs) != 0 {
 		t.Fatalf("Prune = %+v, %v; want the resumable run kept", res, err)
 	}
 	again := h.StartETL("patients", tasks.ETLOptions{})
@@ -165,12 +157,7 @@ func TestPruneKeepsTheClaimOfALiveKickoff(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	handler := tasks.NewKickoffHandler(h.Control, tasks.DailyOptions(h.Config.Sync), h.Logger("kickoff"))
-	b, err := json.Marshal(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeKickoff, b)); err != nil {
+	if err := h.KickoffHandler().ProcessTask(ctx, h.KickoffTask(k)); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.Count(`SELECT count(*) FROM runs WHERE job = 'patients'`); n != 1 {

@@ -22,7 +22,8 @@ import (
 	"github.com/syncworker/syncworker/internal/tasks"
 )
 
-// Sweeper puts lost chains back on the queue and takes over lapsed ones.
+// Sweeper puts lost chains back on the queue, takes over lapsed ones, and
+// prunes the runs past their retention.
 type Sweeper struct {
 	store     *checkpoint.Store
 	enqueuer  *tasks.Enqueuer
@@ -159,10 +160,7 @@ func (s *Sweeper) Prune(ctx context.Context) (PruneResult, error) {
 		return err
 	})
 	res.Skipped = !locked && err == nil
-	if err != nil {
-		return res, fmt.Errorf("prune: %w", err)
-	}
-	return res, nil
+	return res, err
 }
 
 // prune prunes at once and then every pruneInterval until ctx ends.

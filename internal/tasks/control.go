@@ -174,17 +174,18 @@ func (c *Control) enqueue(ctx context.Context, id int64, parts []checkpoint.Part
 // Retry resumes a failed or cancelled run from its checkpoints as its next
 // attempt, and enqueues the tasks of its partitions.
 func (c *Control) Retry(ctx context.Context, id int64) (checkpoint.Run, error) {
-	run, parts, err := c.store.Retry(ctx, id)
-	if err != nil {
-		return checkpoint.Run{}, err
-	}
-	return run, c.enqueue(ctx, id, parts)
+	return c.retry(ctx, id, false)
 }
 
-// retryAlone is Retry for a start that allows no overlap: it fails with a
-// *checkpoint.OverlapError while a run of the job for another key is unfinished.
-func (c *Control) retryAlone(ctx context.Context, id int64) (checkpoint.Run, error) {
-	run, parts, err := c.store.RetryAlone(ctx, id)
+// retry is Retry; with alone (a start that allows no overlap) it fails with
+// a *checkpoint.OverlapError while a run of the job for another key is
+// unfinished.
+func (c *Control) retry(ctx context.Context, id int64, alone bool) (checkpoint.Run, error) {
+	retry := c.store.Retry
+	if alone {
+		retry = c.store.RetryAlone
+	}
+	run, parts, err := retry(ctx, id)
 	if err != nil {
 		return checkpoint.Run{}, err
 	}

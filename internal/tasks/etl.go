@@ -37,9 +37,9 @@ type ETLOptions struct {
 	// Partitions overrides the job's partitions for a new run; 0 means the
 	// job's. Only a source that gives a total can be split.
 	Partitions int
-	// alone refuses a new run while a run of the job for other parameters
-	// is unfinished (see checkpoint.NewRun.Alone): a scheduled fire that
-	// allows no overlap.
+	// alone starts nothing, neither a new run nor the resume of a failed
+	// one, while a run of the job for other parameters is unfinished (see
+	// checkpoint.NewRun.Alone): a scheduled fire that allows no overlap.
 	alone bool
 }
 
@@ -254,11 +254,7 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 		// Paused by an operator, who resumes it: a start does not.
 		return Started{Run: last, How: Found}, nil
 	case err == nil && (last.Status == checkpoint.StatusFailed || last.Status == checkpoint.StatusTimedOut):
-		retry := c.Retry
-		if opts.alone {
-			retry = c.retryAlone
-		}
-		run, err := retry(ctx, last.ID)
+		run, err := c.retry(ctx, last.ID, opts.alone)
 		if errors.Is(err, checkpoint.ErrState) {
 			// Another start resumed it first.
 			run, err = c.store.Get(ctx, last.ID)
@@ -299,10 +295,7 @@ func (c *Control) createETL(ctx context.Context, src *etl.Source, params map[str
 	if err := checkPageSize(ctx, src, params, size, first); err != nil {
 		return Started{}, err
 	}
-	prefix, err := def.KeyPrefix(params) // checked by checkParams
-	if err != nil {
-		return Started{}, fmt.Errorf("job %s: %w: %w", def.Name, err, ErrInput)
-	}
+	prefix, _ := def.KeyPrefix(params) // checked by checkParams
 	budget := cmp.Or(opts.Budget, def.Timeout, c.etl.defaultBudget)
 	spec := checkpoint.NewRun{
 		Job: def.Name, RunKey: runKey(params), Generation: gen, Supersedes: supersedes, Params: params, Unit: checkpoint.UnitPages,
@@ -525,13 +518,9 @@ func (j *etlJob) Fetch(ctx context.Context, b Batch) (Fetched, error) {
 		pages = max(1, (b.Run.Total+int64(size)-1)/int64(size))
 	}
 	last, warning := pageEnds(def, size, pages, at, page)
-	if prefix := b.Run.KeyPrefix; prefix != "" {
-		// The run's, as it was created: a change of the job's key_params
-		// since then does not re-key it half-way.
-		for i := range page.Records {
-			page.Records[i].Key = prefix + page.Records[i].Key
-		}
-	}
+	// The run's prefix, as it was created: a change of the job's
+	// key_params since then does not re-key it half-way.
+	etl.WithKeyPrefix(page.Records, b.Run.KeyPrefix)
 	recs, dropped := etl.Dedupe(page.Records)
 	f := Fetched{
 		Counts: &checkpoint.Counts{Processed: len(page.Records) + len(page.Rejected), Succeeded: len(recs),

@@ -224,25 +224,19 @@ func (c *Control) kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 			return res, err
 		}
 	}
-	if k.Overlap != config.OverlapAllow {
-		runs, err := c.store.Unfinished(ctx, k.Job)
-		if err != nil {
-			return res, err
-		}
-		for _, r := range runs {
-			if r.RunKey != key {
-				res.How, res.Run, res.RunKey, res.RunStatus = Skipped, r.ID, r.RunKey, r.Status
-				return res, nil
-			}
+	alone := k.Overlap != config.OverlapAllow
+	if alone {
+		// Checked first to spare an ETL job's first page. Not enough on
+		// its own: another fire of the job may start a run between this
+		// check and the start, which checks again (see
+		// checkpoint.NewRun.Alone).
+		if err := c.store.CheckAlone(ctx, k.Job, key); err != nil {
+			return overlapped(res, err)
 		}
 	}
 
 	var run checkpoint.Run
 	var err error
-	// The check above is not enough on its own: another fire of the job
-	// may start a run between it and this start, which checks again as it
-	// creates its run.
-	alone := k.Overlap != config.OverlapAllow
 	if k.Job == JobDailySync {
 		day, _ := time.Parse(quotes.DateLayout, k.Date) // checked by DecodeKickoff
 		// The date is the fire's own day in the entry's time zone, never
@@ -273,12 +267,19 @@ func (c *Control) kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 		started, err = c.StartETL(ctx, k.Job, ETLOptions{Params: k.Params, alone: alone})
 		run, res.How = started.Run, started.How
 	}
-	if oe := (*checkpoint.OverlapError)(nil); errors.As(err, &oe) {
-		res.How, res.Run, res.RunKey, res.RunStatus = Skipped, oe.Run.ID, oe.Run.RunKey, oe.Run.Status
-		return res, nil
-	}
 	res.Run, res.RunKey, res.RunStatus = run.ID, run.RunKey, run.Status
-	return res, err
+	return overlapped(res, err)
+}
+
+// overlapped returns res as a skip for the unfinished run when err is a
+// *checkpoint.OverlapError, else res and err.
+func overlapped(res KickoffResult, err error) (KickoffResult, error) {
+	var oe *checkpoint.OverlapError
+	if !errors.As(err, &oe) {
+		return res, err
+	}
+	res.How, res.Run, res.RunKey, res.RunStatus = Skipped, oe.Run.ID, oe.Run.RunKey, oe.Run.Status
+	return res, nil
 }
 
 // kickoffOnce handles k through Kickoff the first time, and records what it

@@ -1,11 +1,10 @@
 package tasks_test
 
 import (
-	"encoding/json"
+	"context"
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/syncworker/syncworker/internal/checkpoint"
@@ -50,38 +49,19 @@ func TestFiresAtOnceDoNotOverlap(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			handler := tasks.NewKickoffHandler(h.Control, tasks.DailyOptions(h.Config.Sync), h.Logger("kickoff"))
-			payload, err := json.Marshal(tt.kickoff)
-			if err != nil {
-				t.Fatal(err)
-			}
 			job := tt.kickoff.Job
-			done := make(chan struct{})
-			var fireErr error
 			var other int64
 			// The other fire's creation, under way: its run is not
 			// committed yet when this fire checks for unfinished runs.
-			err = pgx.BeginFunc(ctx, h.DB.Pool, func(tx pgx.Tx) error {
+			err := testenv.WhileLockHeld(t, h.DB.Pool, "syncworker.create."+job, func(ctx context.Context, tx pgx.Tx) error {
 				if err := checkpoint.LockRunCreation(ctx, tx, job); err != nil {
 					return err
 				}
-				if err := tx.QueryRow(ctx, `INSERT INTO runs (job, run_key, params, unit, batch_size)
-					VALUES ($1, $2, '{}', 'items', 5) RETURNING id`, job, tt.otherKey).Scan(&other); err != nil {
-					return err
-				}
-				go func() {
-					defer close(done)
-					fireErr = handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeKickoff, payload))
-				}()
-				testenv.WaitForLockWaiter(t, h.DB.Pool, "syncworker.create."+job, done)
-				return nil
-			})
+				return tx.QueryRow(ctx, `INSERT INTO runs (job, run_key, params, unit, batch_size)
+					VALUES ($1, $2, '{}', 'items', 5) RETURNING id`, job, tt.otherKey).Scan(&other)
+			}, func() error { return h.KickoffHandler().ProcessTask(ctx, h.KickoffTask(tt.kickoff)) })
 			if err != nil {
 				t.Fatal(err)
-			}
-			<-done
-			if fireErr != nil {
-				t.Fatal(fireErr)
 			}
 			rec, err := h.Store.KickoffOf(ctx, tt.kickoff.TaskID())
 			if err != nil || rec.How != string(tasks.Skipped) || rec.RunID != other {

@@ -1,7 +1,6 @@
 package tasks_test
 
 import (
-	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -20,7 +19,7 @@ import (
 func TestRefusedKickoffWhoseUnclaimFailsIsRetried(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 5})
 	ctx := t.Context()
-	handler := tasks.NewKickoffHandler(h.Control, tasks.DailyOptions(h.Config.Sync), h.Logger("kickoff"))
+	handler := h.KickoffHandler()
 	task := asynq.NewTask(tasks.TypeKickoff, []byte(`{"entry":"e","job":"nope","fire":"2026-11-20T23:30:00Z","overlap":"skip"}`))
 
 	// Postgres refuses the unclaim's delete.
@@ -57,11 +56,7 @@ func TestRefusedRetryKeepsTheClaimOfAStartedRun(t *testing.T) {
 	h := harness.New(t, harness.Options{Jobs: harness.PatientsJob, Sim: simulator.Config{Records: 10}})
 	ctx := t.Context()
 	k := tasks.Kickoff{Entry: "e", Job: "patients", Fire: time.Now().UTC().Truncate(time.Second), Overlap: "allow"}
-	payload, err := json.Marshal(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	task := asynq.NewTask(tasks.TypeKickoff, payload)
+	task := h.KickoffTask(k)
 	first := h.UnrecordedKickoff(k)
 
 	noJobs := tasks.NewControl(h.DB.Pool, h.Store, h.Enqueuer, h.Inspector)
@@ -69,8 +64,7 @@ func TestRefusedRetryKeepsTheClaimOfAStartedRun(t *testing.T) {
 	if err := refusing.ProcessTask(ctx, task); !errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("retry with the job gone = %v; want it refused for good", err)
 	}
-	handler := tasks.NewKickoffHandler(h.Control, tasks.DailyOptions(h.Config.Sync), h.Logger("kickoff"))
-	if err := handler.ProcessTask(ctx, task); err != nil {
+	if err := h.KickoffHandler().ProcessTask(ctx, task); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.Count(`SELECT count(*) FROM runs WHERE job = 'patients'`); n != 1 {

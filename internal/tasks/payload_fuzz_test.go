@@ -14,7 +14,7 @@ import (
 //
 // CI runs it briefly (scripts/dev test); run it longer with
 //
-//	go test -run '^$' -fuzz '^FuzzDecodePayload$' -fuzztime 5m ./internal/tasks
+//	go test -run '^$' -fuzz '^FuzzDecodePayload$' -fuzztime 2000000x ./internal/tasks
 func FuzzDecodePayload(f *testing.F) {
 	for _, p := range []Payload{
 		{Run: 1, Attempt: 1},

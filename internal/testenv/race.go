@@ -39,14 +39,41 @@ func WriteAtOnce(t testing.TB, pool *pgxpool.Pool, rounds int, writes ...func(ct
 	}
 }
 
-// WaitForLockWaiter waits until a session waits for the advisory lock
-// hashtext(name || '.' || schema) in pool's database and schema (how
-// syncworker names its one-key locks, such as the run creation lock of
-// checkpoint.LockRunCreation), and fails t when done closes first, or after
-// 10 s: a test that holds the lock sees that the code under test reached it
-// (and runs on only once the test lets it go), and code that no longer
-// waits fails the test at once.
-func WaitForLockWaiter(t testing.TB, pool *pgxpool.Pool, name string, done <-chan struct{}) {
+// WhileLockHeld runs code while a transaction on pool holds the advisory
+// lock hashtext(name || '.' || schema) (how syncworker names its one-key
+// locks, such as checkpoint.LockRunCreation's): hold takes the lock in the
+// transaction and writes what it holds it for, code runs in a goroutine,
+// and once code waits for the lock the transaction commits. It returns
+// code's error. Code that finishes without waiting for the lock fails t at
+// once, and code that does not reach it within 10 s fails t then: a test
+// stands for a concurrent writer under way at the moment code checks.
+func WhileLockHeld(t testing.TB, pool *pgxpool.Pool, name string, hold func(ctx context.Context, tx pgx.Tx) error, code func() error) error {
+	t.Helper()
+	ctx := t.Context()
+	done := make(chan struct{})
+	var codeErr error
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := hold(ctx, tx); err != nil {
+			return err
+		}
+		go func() {
+			defer close(done)
+			codeErr = code()
+		}()
+		waitForLockWaiter(t, pool, name, done)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	return codeErr
+}
+
+// waitForLockWaiter waits until a session waits for the advisory lock of
+// name in pool's database and schema, and fails t when done closes first,
+// or after 10 s.
+func waitForLockWaiter(t testing.TB, pool *pgxpool.Pool, name string, done <-chan struct{}) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var waiting bool
