@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +62,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Pprof serves Go's runtime profiles under /debug/pprof/.
 	Pprof bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client that the wrong-token throttle counts (see clientOf).
+	TrustedProxies []netip.Prefix
 }
 
 // Handler is the admin HTTP handler; Close it when done, to close
@@ -128,6 +132,7 @@ func New(opts Options) *Handler {
 		}
 	}
 	h.auth = newAuth(opts.Token, opts.SessionTTL, opts.Now, home, h.log)
+	h.auth.proxies = opts.TrustedProxies
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", h.health)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
@@ -513,6 +514,37 @@ func TestWrongTokensAreThrottled(t *testing.T) {
 	}
 	if resp, _ := e.do(t, http.MethodPost, "/login", header("Content-Type", "application/x-www-form-urlencoded"), form); resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("the right login after the wrong one = %d, want 429", resp.StatusCode)
+	}
+}
+
+// Behind a trusted reverse proxy, each client it names in X-Forwarded-For
+// has its own wrong-token limit: one guesser holds up nobody else. The same
+// header from a peer that is not trusted is ignored.
+func TestWrongTokensThrottledByClientBehindATrustedProxy(t *testing.T) {
+	for _, trust := range []bool{true, false} {
+		e := setup(t, token, func(o *admin.Options) {
+			if trust {
+				o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+			}
+		})
+		from := func(client, tok string) http.Header {
+			return header("Authorization", "Bearer "+tok, "Accept", acceptJSON, "X-Forwarded-For", client)
+		}
+		for i := range 10 {
+			if resp, body := e.do(t, http.MethodGet, "/api/runs", from("198.51.100.1", "wrong-"+token), ""); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("trusted %v: wrong token %d = %d %s, want 401", trust, i+1, resp.StatusCode, body)
+			}
+		}
+		if resp, _ := e.do(t, http.MethodGet, "/api/runs", from("198.51.100.1", token), ""); resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("trusted %v: the guesser's right token = %d, want 429", trust, resp.StatusCode)
+		}
+		want := http.StatusOK // its own limit
+		if !trust {
+			want = http.StatusTooManyRequests // the proxy's, which the guesser used up
+		}
+		if resp, _ := e.do(t, http.MethodGet, "/api/runs", from("198.51.100.2", token), ""); resp.StatusCode != want {
+			t.Errorf("trusted %v: another client's right token = %d, want %d", trust, resp.StatusCode, want)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -50,6 +51,8 @@ type auth struct {
 	log  *slog.Logger
 	// fails throttles wrong tokens, by client (see failures).
 	fails failures
+	// proxies are the trusted reverse proxies (see clientOf).
+	proxies []netip.Prefix
 }
 
 func newAuth(token string, ttl time.Duration, now func() time.Time, home string, log *slog.Logger) *auth {
@@ -87,7 +90,7 @@ func (a *auth) check(r *http.Request) (ok bool, wait time.Duration) {
 // guess checks a guess of the token from r with right, throttled by r's
 // client (see failures.guess), and logs a wrong one.
 func (a *auth) guess(r *http.Request, right func() bool) (ok bool, wait time.Duration) {
-	client := clientOf(r)
+	client := clientOf(r, a.proxies)
 	ok, wait = a.fails.guess(client, a.now(), right)
 	if !ok && wait == 0 {
 		a.log.Warn("admin authentication refused: wrong token", "remote", client, "path", r.URL.Path)

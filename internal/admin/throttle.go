@@ -4,6 +4,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,7 +16,8 @@ import (
 // failBurst times at once, then once every failEvery; past that, what it
 // sends is refused unchecked (429) until it may guess again. Only wrong
 // tokens count, so a client that logs in right is never held up by its own
-// requests; clients behind one proxy share its address, and its limit.
+// requests. Clients behind one proxy share its address, and its limit,
+// unless the proxy is trusted (see clientOf).
 const (
 	failBurst = 10
 	failEvery = 6 * time.Second
@@ -80,11 +83,51 @@ func (f *failures) add(client string, now time.Time) *rate.Limiter {
 	return l
 }
 
-// clientOf returns the address r came from, without its port.
-func clientOf(r *http.Request) string {
+// clientOf returns the address r came from, without its port; for a
+// request from one of proxies, the last address of its X-Forwarded-For that
+// is not one of them: each proxy appends the address it was sent from, so
+// the entries right of that one were written by trusted proxies, and those
+// left of it by the client, who could write anything. From any other
+// address, X-Forwarded-For is ignored.
+func clientOf(r *http.Request, proxies []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if !trusted(host, proxies) {
+		return host
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		addrs := strings.Split(hops[i], ",")
+		for j := len(addrs) - 1; j >= 0; j-- {
+			addr := strings.TrimSpace(addrs[j])
+			if !trusted(addr, proxies) {
+				if addr == "" {
+					return host // a malformed header: the proxy is all that is known
+				}
+				return addr
+			}
+			host = addr // the farthest trusted proxy so far
+		}
 	}
 	return host
+}
+
+// trusted reports whether addr is an IP within one of proxies.
+func trusted(addr string, proxies []netip.Prefix) bool {
+	if len(proxies) == 0 {
+		return false
+	}
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range proxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -42,5 +43,40 @@ func TestWrongTokensAtOnceAreCountedEach(t *testing.T) {
 		if checked > failBurst {
 			t.Fatalf("round %d: of 400 wrong tokens at once, %d were checked (401), want at most %d", round, checked, failBurst)
 		}
+	}
+}
+
+func TestClientOf(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")}
+	tests := []struct {
+		name    string
+		remote  string
+		xff     []string
+		proxies []netip.Prefix
+		want    string
+	}{
+		{"no proxy trusted: the peer", "203.0.113.5:4000", []string{"198.51.100.7"}, nil, "203.0.113.5"},
+		{"an untrusted peer's header is ignored", "203.0.113.5:4000", []string{"198.51.100.7"}, proxies, "203.0.113.5"},
+		{"behind a trusted proxy: the client it names", "10.1.2.3:4000", []string{"198.51.100.7"}, proxies, "198.51.100.7"},
+		{"what the client wrote is passed over", "10.1.2.3:4000", []string{"1.1.1.1, 198.51.100.7"}, proxies, "198.51.100.7"},
+		{"through two trusted proxies", "10.1.2.3:4000", []string{"198.51.100.7, 10.9.9.9"}, proxies, "198.51.100.7"},
+		{"headers on several lines", "10.1.2.3:4000", []string{"1.1.1.1", "198.51.100.7, 10.9.9.9"}, proxies, "198.51.100.7"},
+		{"every hop trusted: the farthest", "10.1.2.3:4000", []string{"10.7.7.7, 10.9.9.9"}, proxies, "10.7.7.7"},
+		{"no header: the proxy", "10.1.2.3:4000", nil, proxies, "10.1.2.3"},
+		{"an empty entry: the proxy", "10.1.2.3:4000", []string{"198.51.100.7, "}, proxies, "10.1.2.3"},
+		{"IPv6 proxy", "[2001:db8::1]:4000", []string{"2001:db8::99"}, proxies, "2001:db8::99"},
+		{"IPv4-mapped proxy", "[::ffff:10.1.2.3]:4000", []string{"198.51.100.7"}, proxies, "198.51.100.7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = tt.remote
+			for _, v := range tt.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := clientOf(r, tt.proxies); got != tt.want {
+				t.Errorf("clientOf = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

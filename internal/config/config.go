@@ -13,6 +13,7 @@ import (
 	"maps"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -216,6 +217,40 @@ type HTTP struct {
 	// running worker can be profiled without a restart (HTTP_PPROF).
 	// Default: true.
 	Pprof bool `mapstructure:"pprof"`
+	// TrustedProxies are the addresses (IPs or CIDRs, such as 10.0.0.0/8)
+	// of the reverse proxies in front of the admin HTTP: for a request from
+	// one of them, the client is the last address of X-Forwarded-For that
+	// is not a trusted proxy, so that the wrong-token throttle counts each
+	// client behind the proxy on its own rather than all of them as one.
+	// From any other address X-Forwarded-For is ignored, as a client could
+	// write it (HTTP_TRUSTED_PROXIES, a YAML or JSON list). Default: none.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+}
+
+// Proxies returns TrustedProxies as prefixes (an IP is a prefix of its
+// whole length); Validate has checked them.
+func (h HTTP) Proxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range h.TrustedProxies {
+		if p, err := parseProxy(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseProxy parses a trusted proxy's address: an IP, or a CIDR.
+func parseProxy(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	ip = ip.Unmap()
+	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }
 
 // minAdminToken is the shortest admin token accepted: the token is the
@@ -391,6 +426,7 @@ var defaults = []defaultValue{
 	{"http.admin_token", ""},
 	{"http.allow_public", false},
 	{"http.pprof", true},
+	{"http.trusted_proxies", []any{}},
 	{"log.level", "info"},
 	{"log.format", "auto"},
 	{"schedule.poll_interval", "5s"},
@@ -784,6 +820,11 @@ func (c Config) validate(o origin) error {
 			bad("http.addr", "must be host:port (such as 127.0.0.1:8080 or :8080), or empty to serve no admin HTTP, got %q", c.HTTP.Addr)
 		} else if err := c.HTTP.CheckExposure(); err != nil {
 			errs = append(errs, fmt.Errorf("config: %w", err))
+		}
+	}
+	for i, p := range c.HTTP.TrustedProxies {
+		if _, err := parseProxy(p); err != nil {
+			bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "must be an IP or a CIDR such as 10.0.0.0/8, got %q", p)
 		}
 	}
 	if t := c.HTTP.AdminToken; t != "" {

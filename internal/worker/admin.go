@@ -113,8 +113,9 @@ func adminHandler(cfg config.Config, d adminDeps) (*admin.Handler, error) {
 			{Name: "postgres", Ping: d.db.Ping},
 			{Name: "redis", Ping: func(ctx context.Context) error { return d.rdb.Ping(ctx).Err() }},
 		},
-		Token:  cfg.HTTP.AdminToken,
-		Logger: d.log,
-		Pprof:  cfg.HTTP.Pprof,
+		Token:          cfg.HTTP.AdminToken,
+		TrustedProxies: cfg.HTTP.Proxies(),
+		Logger:         d.log,
+		Pprof:          cfg.HTTP.Pprof,
 	}), nil
 }

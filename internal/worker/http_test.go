@@ -137,7 +137,10 @@ func get(t *testing.T, url string, bearer bool) (int, string) {
 // the runs API and asynqmon (on the worker's own Redis) only with the token.
 func TestWorkerAdminNeedsTheToken(t *testing.T) {
 	h := harness.New(t, harness.Options{Symbols: 20,
-		Configure: func(c *config.Config) { c.HTTP.AdminToken = adminToken }})
+		Configure: func(c *config.Config) {
+			c.HTTP.AdminToken = adminToken
+			c.HTTP.TrustedProxies = []string{"127.0.0.1", "::1"}
+		}})
 	run := h.StartDailySync(date, 5, 2)
 	h.StartWorker("w")
 	base := "http://" + h.AdminAddr("w")
@@ -163,6 +166,29 @@ func TestWorkerAdminNeedsTheToken(t *testing.T) {
 		if code != tt.wantCode || !strings.Contains(body, tt.wantBodyContains) {
 			t.Errorf("GET %s (token %t) = %d %s, want %d with %s", tt.path, tt.bearer, code, body, tt.wantCode, tt.wantBodyContains)
 		}
+	}
+	// The test's requests come from 127.0.0.1, a trusted proxy here: a
+	// client it names that guesses wrong is held up, and only that one.
+	from := func(client, token string) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/api/runs", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 10 {
+		from("198.51.100.1", "wrong-"+adminToken)
+	}
+	if a, b := from("198.51.100.1", adminToken), from("198.51.100.2", adminToken); a != http.StatusTooManyRequests || b != http.StatusOK {
+		t.Errorf("after 10 wrong tokens from one client behind the proxy: its right token = %d, another's = %d; want 429, 200", a, b)
 	}
 	if strings.Contains(h.Log.String(), adminToken) {
 		t.Errorf("the worker logged the admin token:\n%s", h.Log.String())
