@@ -145,8 +145,18 @@ func New(opts Options) *Metrics {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
+	leader := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "syncworker_scheduler_leader",
+		Help: "1 while this process is the scheduler's leader (which fires the schedule's entries and exports the runs' " +
+			"and the queues' metrics), else 0: summed over the workers, 1.",
+	}, func() float64 {
+		if m.exporter() {
+			return 1
+		}
+		return 0
+	})
 	m.reg.MustRegister(m.batches, m.items, m.records, m.batchSeconds, m.fetchSeconds, m.fetchErrors,
-		m.rateWaits, m.rateWaitSeconds,
+		m.rateWaits, m.rateWaitSeconds, leader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if opts.Queues != nil {
 		m.reg.MustRegister(gated{c: asynqmetrics.NewQueueMetricsCollector(opts.Queues), on: m.exporter})

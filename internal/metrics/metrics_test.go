@@ -29,10 +29,11 @@ func prefixed(s harness.Scraped, prefix string) []string {
 	return names
 }
 
-// The figures every worker would export alike, asynq's queues and the
-// runs, come only from the process whose gate is open; the gate is asked
-// at every scrape.
-func TestClusterMetricsOnlyFromTheExporter(t *testing.T) {
+// cluster returns the metrics of a worker whose gate is exporter, over a
+// queue "sync" that holds one pending task and a pending run of job "j",
+// and the address they are served at.
+func cluster(t *testing.T, exporter func() bool) (*metrics.Metrics, string) {
+	t.Helper()
 	r := testenv.NewRedis(t)
 	client := asynq.NewClientFromRedisClient(r.Client)
 	if _, err := client.Enqueue(asynq.NewTask("sync:batch", []byte(`{}`)), asynq.Queue("sync")); err != nil {
@@ -44,13 +45,19 @@ func TestClusterMetricsOnlyFromTheExporter(t *testing.T) {
 		Keys: []string{"A", "B"}}); err != nil {
 		t.Fatal(err)
 	}
-
-	var exporter atomic.Bool
-	m := metrics.New(metrics.Options{Runs: store, Queues: asynq.NewInspectorFromRedisClient(r.Client), Exporter: exporter.Load})
+	m := metrics.New(metrics.Options{Runs: store, Queues: asynq.NewInspectorFromRedisClient(r.Client), Exporter: exporter})
 	srv := httptest.NewServer(m.Handler())
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return m, srv.URL
+}
 
-	off := harness.Scrape(t, srv.URL)
+// The figures every worker would export alike, asynq's queues and the
+// runs, come only from the process whose gate is open; the gate is asked
+// at every scrape.
+func TestClusterMetricsOnlyFromTheExporter(t *testing.T) {
+	var exporter atomic.Bool
+	_, url := cluster(t, exporter.Load)
+	off := harness.Scrape(t, url)
 	if names := prefixed(off, "asynq_"); len(names) != 0 {
 		t.Errorf("with the gate closed the scrape has asynq's metrics %v", names)
 	}
@@ -62,7 +69,7 @@ func TestClusterMetricsOnlyFromTheExporter(t *testing.T) {
 	}
 
 	exporter.Store(true)
-	on := harness.Scrape(t, srv.URL)
+	on := harness.Scrape(t, url)
 	if v, n := on.Sum("asynq_queue_size", "queue", "sync"); n != 1 || v != 1 {
 		t.Errorf("asynq_queue_size{queue=sync} = %v in %d series, want 1 in 1", v, n)
 	}

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -171,7 +172,7 @@ func TestQueueMetricsComeFromTheLeaderOnly(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			var with []string
+			var with, leaders []string
 			for _, name := range running {
 				s := harness.Scrape(t, "http://"+addrs[name]+"/metrics")
 				_, queues := s.Sum("asynq_queue_size")
@@ -182,8 +183,13 @@ func TestQueueMetricsComeFromTheLeaderOnly(t *testing.T) {
 				if queues > 0 {
 					with = append(with, name)
 				}
+				if leader, n := s.Sum("syncworker_scheduler_leader"); n != 1 {
+					t.Fatalf("worker %s exports %d syncworker_scheduler_leader series, want 1", name, n)
+				} else if leader == 1 {
+					leaders = append(leaders, name)
+				}
 			}
-			if len(with) == 1 {
+			if len(with) == 1 && slices.Equal(leaders, with) {
 				return with[0]
 			}
 			if len(with) > 1 || time.Now().After(deadline) {
