@@ -83,47 +83,68 @@ func (f *failures) add(client string, now time.Time) *rate.Limiter {
 	return l
 }
 
-// clientOf returns the address r came from, without its port; for a
-// request from one of proxies, the last address of its X-Forwarded-For that
-// is not one of them: each proxy appends the address it was sent from, so
-// the entries right of that one were written by trusted proxies, and those
-// left of it by the client, who could write anything. From any other
-// address, X-Forwarded-For is ignored.
+// clientOf returns the throttle's key of the client r came from (see key);
+// for a request from one of proxies, of the last address of its
+// X-Forwarded-For that is not one of them: each proxy appends the address it
+// was sent from, so the entries right of that one were written by trusted
+// proxies, and those left of it by the client, who could write anything. An
+// entry that is no address stops the walk at the nearest proxy. From any
+// other peer, X-Forwarded-For is ignored.
 func clientOf(r *http.Request, proxies []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	if !trusted(host, proxies) {
+	peer, ok := parseHop(host)
+	if !ok {
 		return host
+	}
+	if !trusted(peer, proxies) {
+		return key(peer)
 	}
 	hops := r.Header.Values("X-Forwarded-For")
 	for i := len(hops) - 1; i >= 0; i-- {
 		addrs := strings.Split(hops[i], ",")
 		for j := len(addrs) - 1; j >= 0; j-- {
-			addr := strings.TrimSpace(addrs[j])
-			if !trusted(addr, proxies) {
-				if addr == "" {
-					return host // a malformed header: the proxy is all that is known
-				}
-				return addr
+			ip, ok := parseHop(addrs[j])
+			if !ok {
+				return key(peer) // malformed: the nearest proxy is all that is known
 			}
-			host = addr // the farthest trusted proxy so far
+			if !trusted(ip, proxies) {
+				return key(ip)
+			}
+			peer = ip // the farthest trusted proxy so far
 		}
 	}
-	return host
+	return key(peer)
 }
 
-// trusted reports whether addr is an IP within one of proxies.
-func trusted(addr string, proxies []netip.Prefix) bool {
-	if len(proxies) == 0 {
-		return false
+// parseHop parses an address as a proxy writes it: an IP, maybe in
+// brackets or with a port; its zone dropped, IPv4-mapped unmapped.
+func parseHop(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
 	}
-	ip, err := netip.ParseAddr(addr)
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	ip, err := netip.ParseAddr(s)
 	if err != nil {
-		return false
+		return netip.Addr{}, false
 	}
-	ip = ip.Unmap()
+	return ip.Unmap().WithZone(""), true
+}
+
+// key is the throttle's key of a client: its IPv4 address, or its IPv6 /64
+// (what one subscriber holds).
+func key(ip netip.Addr) string {
+	if ip.Is6() {
+		return netip.PrefixFrom(ip, 64).Masked().String()
+	}
+	return ip.String()
+}
+
+// trusted reports whether ip is within one of proxies.
+func trusted(ip netip.Addr, proxies []netip.Prefix) bool {
 	for _, p := range proxies {
 		if p.Contains(ip) {
 			return true

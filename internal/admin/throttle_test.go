@@ -64,8 +64,16 @@ func TestClientOf(t *testing.T) {
 		{"every hop trusted: the farthest", "10.1.2.3:4000", []string{"10.7.7.7, 10.9.9.9"}, proxies, "10.7.7.7"},
 		{"no header: the proxy", "10.1.2.3:4000", nil, proxies, "10.1.2.3"},
 		{"an empty entry: the proxy", "10.1.2.3:4000", []string{"198.51.100.7, "}, proxies, "10.1.2.3"},
-		{"IPv6 proxy", "[2001:db8::1]:4000", []string{"2001:db8::99"}, proxies, "2001:db8::99"},
+		{"IPv6 proxy; an IPv6 client by its /64", "[2001:db8::1]:4000", []string{"2001:db8:0:1::99"}, proxies, "2001:db8:0:1::/64"},
+		{"an IPv6 peer by its /64", "[2001:db8:0:2::5]:4000", nil, nil, "2001:db8:0:2::/64"},
 		{"IPv4-mapped proxy", "[::ffff:10.1.2.3]:4000", []string{"198.51.100.7"}, proxies, "198.51.100.7"},
+		{"IPv4-mapped client", "10.1.2.3:4000", []string{"::ffff:198.51.100.7"}, proxies, "198.51.100.7"},
+		{"a client with its port", "10.1.2.3:4000", []string{"198.51.100.7:5555"}, proxies, "198.51.100.7"},
+		{"a bracketed IPv6 client with its port", "10.1.2.3:4000", []string{"[2001:db8:0:3::7]:5555"}, proxies, "2001:db8:0:3::/64"},
+		{"a bracketed IPv6 client", "10.1.2.3:4000", []string{"[2001:db8:0:3::7]"}, proxies, "2001:db8:0:3::/64"},
+		{"a trusted hop with its port", "10.1.2.3:4000", []string{"198.51.100.7, 10.0.0.9:80"}, proxies, "198.51.100.7"},
+		{"no address: the nearest proxy", "10.1.2.3:4000", []string{"unknown"}, proxies, "10.1.2.3"},
+		{"no address behind a trusted hop: that hop", "10.1.2.3:4000", []string{"unknown, 10.0.0.9"}, proxies, "10.0.0.9"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

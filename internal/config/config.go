@@ -217,13 +217,15 @@ type HTTP struct {
 	// running worker can be profiled without a restart (HTTP_PPROF).
 	// Default: true.
 	Pprof bool `mapstructure:"pprof"`
-	// TrustedProxies are the addresses (IPs or CIDRs, such as 10.0.0.0/8)
-	// of the reverse proxies in front of the admin HTTP: for a request from
-	// one of them, the client is the last address of X-Forwarded-For that
-	// is not a trusted proxy, so that the wrong-token throttle counts each
-	// client behind the proxy on its own rather than all of them as one.
-	// From any other address X-Forwarded-For is ignored, as a client could
-	// write it (HTTP_TRUSTED_PROXIES, a YAML or JSON list). Default: none.
+	// TrustedProxies are the addresses (IPs, or CIDRs as narrow as can be,
+	// such as 10.0.3.17 or 10.0.3.0/28) of every reverse proxy in front of
+	// the admin HTTP: for a request from one of them, the client is the
+	// last address of X-Forwarded-For that is not a trusted proxy, so that
+	// the wrong-token throttle counts each client behind the proxy on its
+	// own rather than all of them as one. Any host in the list can write
+	// that header and pass for whom it likes; from any other address the
+	// header is ignored (HTTP_TRUSTED_PROXIES, a YAML or JSON list; quote
+	// IPv6 addresses there). Default: none.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
 }
 
@@ -239,18 +241,38 @@ func (h HTTP) Proxies() []netip.Prefix {
 	return out
 }
 
-// parseProxy parses a trusted proxy's address: an IP, or a CIDR.
+// parseProxy parses a trusted proxy's address: an IP, or a CIDR, without a
+// zone; an IPv4-mapped one as the IPv4 it maps (as the throttle reads the
+// addresses it meets). A prefix of length 0 would trust every peer's
+// X-Forwarded-For, and is refused.
 func parseProxy(s string) (netip.Prefix, error) {
+	var p netip.Prefix
 	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, err
+		}
+		if ip := p.Addr(); ip.Is4In6() {
+			if p.Bits() < 96 {
+				return netip.Prefix{}, errors.New("an IPv4-mapped prefix needs at least 96 bits")
+			}
+			p = netip.PrefixFrom(ip.Unmap(), p.Bits()-96)
+		}
+	} else {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if ip.Zone() != "" {
+			return netip.Prefix{}, errors.New("an address with a zone")
+		}
+		ip = ip.Unmap()
+		p = netip.PrefixFrom(ip, ip.BitLen())
 	}
-	ip, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
+	if p.Bits() == 0 {
+		return netip.Prefix{}, errors.New("a prefix of length 0 would trust every peer")
 	}
-	ip = ip.Unmap()
-	return netip.PrefixFrom(ip, ip.BitLen()), nil
+	return p.Masked(), nil
 }
 
 // minAdminToken is the shortest admin token accepted: the token is the
@@ -824,7 +846,7 @@ func (c Config) validate(o origin) error {
 	}
 	for i, p := range c.HTTP.TrustedProxies {
 		if _, err := parseProxy(p); err != nil {
-			bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "must be an IP or a CIDR such as 10.0.0.0/8, got %q", p)
+			bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "must be a proxy's IP or CIDR, such as 10.0.3.17 or 10.0.3.0/28, got %q: %v", p, err)
 		}
 	}
 	if t := c.HTTP.AdminToken; t != "" {

@@ -175,7 +175,11 @@ func TestInvalid(t *testing.T) {
 			wantErr: []string{"sweeper.retention (SWEEPER_RETENTION)", "0 (keep runs for ever) or at least 48h0m0s, got 24h0m0s"}},
 		{name: "negative retention", file: "sweeper:\n  retention: -1h\n", wantErr: []string{"sweeper.retention", "$FILE"}},
 		{name: "trusted proxy that is no address", env: map[string]string{"HTTP_TRUSTED_PROXIES": "[10.0.0.0/8, proxy.internal]"},
-			wantErr: []string{`http.trusted_proxies[1] (HTTP_TRUSTED_PROXIES) must be an IP or a CIDR such as 10.0.0.0/8, got "proxy.internal"`}},
+			wantErr: []string{`http.trusted_proxies[1] (HTTP_TRUSTED_PROXIES) must be a proxy's IP or CIDR, such as 10.0.3.17 or 10.0.3.0/28, got "proxy.internal"`}},
+		{name: "every address trusted", file: "http:\n  trusted_proxies: [10.0.3.17, 0.0.0.0/0, \"::/0\"]\n",
+			wantErr: []string{"http.trusted_proxies[1]", "http.trusted_proxies[2]", "would trust every peer"}},
+		{name: "trusted proxy with a zone", file: "http:\n  trusted_proxies: [\"fe80::1%eth0\"]\n",
+			wantErr: []string{"http.trusted_proxies[0]", "an address with a zone"}},
 		{name: "failure percent over 100", env: map[string]string{"SYNC_MAX_FAILED_PERCENT": "150"},
 			wantErr: []string{"sync.max_failed_percent (SYNC_MAX_FAILED_PERCENT)", "between 0 (no limit) and 100"}},
 		{name: "negative failed items", env: map[string]string{"SYNC_MAX_FAILED_ITEMS": "-5"},
@@ -348,9 +352,10 @@ func TestAcceptedForms(t *testing.T) {
 		{"bare zero duration", "sync:\n  task_slice: 0\n", func(c Config) bool { return c.Sync.TaskSlice == 0 }},
 		{"compound duration", "sync:\n  task_slice: 1m30s\n", func(c Config) bool { return c.Sync.TaskSlice == 90*time.Second }},
 		{"runs kept for ever", "sweeper:\n  retention: 0\n", func(c Config) bool { return c.Sweeper.Retention == 0 }},
-		{"trusted proxies", "http:\n  trusted_proxies: [10.0.0.0/8, 192.0.2.7, \"2001:db8::/32\"]\n", func(c Config) bool {
+		{"trusted proxies", "http:\n  trusted_proxies: [10.0.0.0/8, 192.0.2.7, \"2001:db8::/32\", \"::ffff:10.1.0.0/112\", \"::ffff:10.2.0.1\"]\n", func(c Config) bool {
 			p := c.HTTP.Proxies()
-			return len(p) == 3 && p[0].String() == "10.0.0.0/8" && p[1].String() == "192.0.2.7/32" && p[2].String() == "2001:db8::/32"
+			return len(p) == 5 && p[0].String() == "10.0.0.0/8" && p[1].String() == "192.0.2.7/32" && p[2].String() == "2001:db8::/32" &&
+				p[3].String() == "10.1.0.0/16" && p[4].String() == "10.2.0.1/32"
 		}},
 		{"default retention of 90 days", "", func(c Config) bool { return c.Sweeper.Retention == 90*24*time.Hour }},
 		{"quoted api key of digits", "quotes:\n  api_key: \"0123\"\n", func(c Config) bool { return c.Quotes.APIKey == "0123" }},
