@@ -226,11 +226,17 @@ func (m *Metrics) RecordsLanded(job string, n int) {
 	}
 }
 
-// Source returns the metrics of job's source and rate limit.
+// Source returns the metrics of job's source and rate limit. Its errors'
+// series start at 0, one for each class, so that the first error of a class
+// is an increase (an alert on increase() sees no step at a series' birth).
 func (m *Metrics) Source(job string) *Source {
+	errs := m.fetchErrors.MustCurryWith(prometheus.Labels{"job": job})
+	for c := fault.Transient; c <= fault.RunFatal; c++ {
+		errs.WithLabelValues(c.String())
+	}
 	return &Source{
 		fetchSeconds:    m.fetchSeconds.WithLabelValues(job),
-		fetchErrors:     m.fetchErrors.MustCurryWith(prometheus.Labels{"job": job}),
+		fetchErrors:     errs,
 		rateWaits:       m.rateWaits.WithLabelValues(job),
 		rateWaitSeconds: m.rateWaitSeconds.WithLabelValues(job),
 	}

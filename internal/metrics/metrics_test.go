@@ -166,4 +166,11 @@ func TestSourceMetrics(t *testing.T) {
 			t.Errorf("%s has no help text", name)
 		}
 	}
+	// A source's error series are there before its first error, at 0, so
+	// that the first one is an increase.
+	m.Source("k")
+	s = harness.Scrape(t, srv.URL)
+	if got, n := s.Sum("syncworker_fetch_errors_total", "job", "k"); got != 0 || n != 4 {
+		t.Errorf("syncworker_fetch_errors_total{job=k} before any error = %v in %d series, want 0 in one for each of the 4 classes", got, n)
+	}
 }
