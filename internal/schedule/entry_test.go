@@ -154,3 +154,25 @@ func TestEveryFiresTheSameForEveryLeader(t *testing.T) {
 		t.Errorf("new leader's next fire = %s, want 12:10:00", next)
 	}
 }
+
+// The scheduler decides at the fire whether a daily sync's date is a market
+// holiday, and says so in the kick-off; an ETL job's kick-off has no say.
+func TestKickoffSaysWhetherTheDateIsAHoliday(t *testing.T) {
+	s := &Scheduler{holidays: []string{"2026-12-25"}}
+	daily, err := NewEntry(config.ScheduleEntry{Name: "d", Cron: "CRON_TZ=UTC 30 18 * * 1-5", Job: tasks.JobDailySync}, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pull, err := NewEntry(config.ScheduleEntry{Name: "p", Cron: "@daily", Job: "patients"}, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fire, want := range map[string]bool{"2026-12-25T18:30:00Z": true, "2026-12-24T18:30:00Z": false} {
+		if k := s.kickoff(daily, utc(fire)); k.Holiday == nil || *k.Holiday != want {
+			t.Errorf("kick-off of the fire at %s: holiday %v, want %v", fire, k.Holiday, want)
+		}
+	}
+	if k := s.kickoff(pull, utc("2026-12-25T00:00:00Z")); k.Holiday != nil {
+		t.Errorf("an ETL job's kick-off has holiday %v", *k.Holiday)
+	}
+}

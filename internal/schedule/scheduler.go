@@ -3,6 +3,7 @@ package schedule
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -37,7 +38,10 @@ type Options struct {
 	PollInterval time.Duration
 	// CatchUp is how far back a new leader looks for missed fires.
 	CatchUp time.Duration
-	Logger  *slog.Logger
+	// Holidays are the market's holidays (sync.market_holidays): a daily
+	// sync's kick-off says whether its date is one (tasks.Kickoff.Holiday).
+	Holidays []string
+	Logger   *slog.Logger
 }
 
 // Scheduler fires the schedule's entries while this process is the leader.
@@ -55,6 +59,7 @@ type Scheduler struct {
 	enqueuer Enqueuer
 	poll     time.Duration
 	catchUp  time.Duration
+	holidays []string
 	log      *slog.Logger
 	leader   atomic.Bool
 	// failing is set while tries for the lead fail (Postgres is down), so
@@ -76,7 +81,7 @@ func New(opts Options) *Scheduler {
 	// default), holding the lock, and the schedule, for a dead leader.
 	cfg.RuntimeParams["idle_session_timeout"] = strconv.FormatInt((3*opts.PollInterval + 5*time.Second).Milliseconds(), 10)
 	return &Scheduler{entries: opts.Entries, lock: lock{cfg: cfg}, enqueuer: opts.Enqueuer,
-		poll: opts.PollInterval, catchUp: opts.CatchUp, log: opts.Logger}
+		poll: opts.PollInterval, catchUp: opts.CatchUp, holidays: opts.Holidays, log: opts.Logger}
 }
 
 // IsLeader reports whether this process is the scheduler's leader now: the
@@ -176,6 +181,17 @@ func (s *Scheduler) resign(ctx context.Context) {
 	}
 }
 
+// kickoff returns the kick-off of e's fire at fire, with whether a daily
+// sync's date is a market holiday decided here, at the fire.
+func (s *Scheduler) kickoff(e Entry, fire time.Time) tasks.Kickoff {
+	k := e.Kickoff(fire)
+	if k.Job == tasks.JobDailySync {
+		holiday := slices.Contains(s.holidays, k.Date)
+		k.Holiday = &holiday
+	}
+	return k
+}
+
 // fire enqueues the kick-off of e's last fire in (last, now], if any, and
 // returns the time up to which e's fires are done: that fire when its
 // kick-off is enqueued and marked, else last, to try again at the next poll. Fires missed besides the last one
@@ -186,7 +202,7 @@ func (s *Scheduler) fire(ctx context.Context, e Entry, last, now time.Time) time
 	if !ok {
 		return last
 	}
-	k := e.Kickoff(fire)
+	k := s.kickoff(e, fire)
 	created, err := s.enqueuer.EnqueueKickoff(ctx, k)
 	log := s.log.With("entry", e.Name, "job", e.Job, "fire", k.Fire, "task", k.TaskID())
 	if n > 1 {
@@ -222,7 +238,7 @@ func (s *Scheduler) reassert(ctx context.Context, e Entry, done, now time.Time) 
 	if now.Sub(done) > s.catchUp {
 		return
 	}
-	k := e.Kickoff(done)
+	k := s.kickoff(e, done)
 	restored, err := s.enqueuer.RestoreKickoff(ctx, k)
 	if err != nil || !restored {
 		// An error is Redis failing: the next poll tries again, and the

@@ -43,6 +43,34 @@ func TestScheduledSyncSkipsHolidays(t *testing.T) {
 	}
 }
 
+// A kick-off carries the scheduler's decision whether its date is a
+// holiday, made at the fire, and every worker follows it whatever its own
+// sync.market_holidays (during a rolling change of them): an old payload
+// without one leaves it to the worker's.
+func TestKickoffCarriesTheFiresHolidayDecision(t *testing.T) {
+	h := harness.New(t, harness.Options{Symbols: 10, Configure: func(c *config.Config) {
+		c.Sync.MarketHolidays = []string{"2026-12-25"}
+	}})
+	ctx := t.Context()
+	yes, no := true, false
+	for _, tt := range []struct {
+		date    string
+		holiday *bool
+		want    tasks.How
+	}{
+		{"2026-12-25", &no, tasks.Created},  // the worker's config says holiday; the fire did not
+		{"2026-12-28", &yes, tasks.Holiday}, // a Monday the fire took for a holiday
+		{"2026-12-29", nil, tasks.Created},  // an older scheduler's kick-off: the worker's config
+	} {
+		day, _ := time.Parse(time.DateOnly, tt.date)
+		res, err := h.Control.Kickoff(ctx, tasks.Kickoff{Entry: "daily", Job: tasks.JobDailySync, Fire: day.Add(18 * time.Hour),
+			Date: tt.date, Holiday: tt.holiday, Overlap: config.OverlapAllow}, tasks.DailyOptions(h.Config.Sync))
+		if err != nil || res.How != tt.want {
+			t.Errorf("kick-off of %s (holiday %v) = %+v, %v; want %s", tt.date, tt.holiday, res, err, tt.want)
+		}
+	}
+}
+
 // A fire on a holiday reports holiday even while another day's run is
 // unfinished and the entry does not allow overlap: nothing was skipped, as
 // there is nothing to start that day.

@@ -56,6 +56,12 @@ type Kickoff struct {
 	Date string `json:"date,omitempty"`
 	// Params are an ETL job's run parameters.
 	Params map[string]string `json:"params,omitempty"`
+	// Holiday says whether a daily sync's Date is a market holiday, as the
+	// scheduler's sync.market_holidays had it at the fire: every worker
+	// then decides the same, whatever its own configuration (during a
+	// rolling change of it, say). Nil (a kick-off of an older scheduler)
+	// leaves it to the worker's configuration.
+	Holiday *bool `json:"holiday,omitempty"`
 	// Overlap is the entry's overlap policy, config.OverlapSkip or
 	// config.OverlapAllow.
 	Overlap string `json:"overlap"`
@@ -81,6 +87,8 @@ func DecodeKickoff(b []byte) (Kickoff, error) {
 		return Kickoff{}, errors.New("kickoff payload needs entry, job and fire")
 	case k.Overlap != config.OverlapSkip && k.Overlap != config.OverlapAllow:
 		return Kickoff{}, fmt.Errorf("kickoff payload overlap %q: want %s or %s", k.Overlap, config.OverlapSkip, config.OverlapAllow)
+	case k.Job != JobDailySync && k.Holiday != nil:
+		return Kickoff{}, fmt.Errorf("kickoff payload of %s has holiday; only daily-sync takes one", k.Job)
 	case k.Job == JobDailySync && len(k.Params) > 0:
 		return Kickoff{}, errors.New("kickoff payload of daily-sync has params; it takes a date")
 	case k.Job == JobDailySync:
@@ -206,6 +214,13 @@ func (c *Control) Kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 func (c *Control) kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions, claimed time.Time) (KickoffResult, error) {
 	res := KickoffResult{Entry: k.Entry, Job: k.Job, Fire: k.Fire}
 	key := k.Date
+	if k.Holiday != nil {
+		// The fire's decision, not this worker's configuration.
+		daily.Holidays = nil
+		if *k.Holiday {
+			daily.Holidays = []string{k.Date}
+		}
+	}
 	if k.Job != JobDailySync {
 		_, params, err := c.etl.prepare(k.Job, ETLOptions{Params: k.Params})
 		if err != nil {

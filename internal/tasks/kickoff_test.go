@@ -17,9 +17,12 @@ func TestDecodeKickoff(t *testing.T) {
 	if id := daily.TaskID(); id != "kickoff:daily:20261120T233000Z" {
 		t.Errorf("TaskID = %s", id)
 	}
+	holiday := true
+	daily.Holiday = &holiday
 	b, _ := json.Marshal(daily)
 	got, err := DecodeKickoff(b)
-	if err != nil || !got.Fire.Equal(daily.Fire) || got.TaskID() != daily.TaskID() || got.Date != daily.Date {
+	if err != nil || !got.Fire.Equal(daily.Fire) || got.TaskID() != daily.TaskID() || got.Date != daily.Date ||
+		got.Holiday == nil || !*got.Holiday {
 		t.Errorf("round trip of %s = %+v, %v", b, got, err)
 	}
 	etl := Kickoff{Entry: "p", Job: "patients", Fire: daily.Fire, Params: map[string]string{"region": "eu"}, Overlap: "allow"}
@@ -37,6 +40,7 @@ func TestDecodeKickoff(t *testing.T) {
 		{"daily without a date", `{"entry":"e","job":"daily-sync","fire":"2026-11-20T23:30:00Z","overlap":"skip"}`, `date ""`},
 		{"daily with params", `{"entry":"e","job":"daily-sync","fire":"2026-11-20T23:30:00Z","date":"2026-11-20","params":{"a":"b"},"overlap":"skip"}`, "has params"},
 		{"etl with a date", `{"entry":"e","job":"x","fire":"2026-11-20T23:30:00Z","date":"2026-11-20","overlap":"skip"}`, "only daily-sync takes one"},
+		{"etl with holiday", `{"entry":"e","job":"x","fire":"2026-11-20T23:30:00Z","holiday":false,"overlap":"skip"}`, "has holiday; only daily-sync"},
 	}
 	for _, tt := range tests {
 		if _, err := DecodeKickoff([]byte(tt.in)); err == nil || !strings.Contains(err.Error(), tt.wantErr) {

@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	})
 	sched = schedule.New(schedule.Options{
 		Entries: entries, ConnConfig: pool.Config().ConnConfig, Name: name, Enqueuer: enqueuer,
-		PollInterval: cfg.Schedule.PollInterval, CatchUp: cfg.Schedule.CatchUp,
+		PollInterval: cfg.Schedule.PollInterval, CatchUp: cfg.Schedule.CatchUp, Holidays: cfg.Sync.MarketHolidays,
 		Logger: log.With("component", "scheduler"),
 	})
 	var wg sync.WaitGroup
