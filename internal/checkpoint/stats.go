@@ -21,6 +21,10 @@ type RunStats struct {
 	// before it ever ran) when that is later. A healthy chain commits every
 	// batch's time or so; a lag that keeps growing is a stuck chain.
 	Lag map[string]time.Duration
+	// LastFailure is, for each job with a failed attempt among its runs,
+	// when the latest one ended: later than it was at the last look means a
+	// run failed since, whatever retries or the retention changed besides.
+	LastFailure map[string]time.Time
 }
 
 // RunCount is the number of runs of a job in one state.
@@ -32,7 +36,7 @@ type RunCount struct {
 
 // RunStats returns the figures of all runs, read from one snapshot.
 func (s *Store) RunStats(ctx context.Context) (RunStats, error) {
-	stats := RunStats{Lag: map[string]time.Duration{}}
+	stats := RunStats{Lag: map[string]time.Duration{}, LastFailure: map[string]time.Time{}}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) error {
 			rows, err := tx.Query(ctx, `SELECT job, status, count(*) FROM runs GROUP BY job, status ORDER BY job, status`)
@@ -65,6 +69,19 @@ func (s *Store) RunStats(ctx context.Context) (RunStats, error) {
 			})
 			if err != nil {
 				return fmt.Errorf("measure checkpoint lag: %w", err)
+			}
+			rows, err = tx.Query(ctx, `SELECT r.job, max(a.finished_at) FROM run_attempts a JOIN runs r ON r.id = a.run_id
+				WHERE a.status = 'failed' GROUP BY r.job`)
+			if err != nil {
+				return fmt.Errorf("find the last failures: %w", err)
+			}
+			var at time.Time
+			_, err = pgx.ForEachRow(rows, []any{&job, &at}, func() error {
+				stats.LastFailure[job] = at
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("find the last failures: %w", err)
 			}
 			return nil
 		})

@@ -104,3 +104,34 @@ func TestRunStatsCountRunsAndMeasureLag(t *testing.T) {
 		t.Errorf("lag of job a after a commit = %s, want under 5s", lag)
 	}
 }
+
+// The last failure of a job is when its latest failed attempt ended, and a
+// retry of the run does not take it back; a job without one has none.
+func TestRunStatsTellTheLastFailure(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.complete(t, e.createJob(t, "ok", "done"))
+	run := e.createJob(t, "f", "k")
+	if err := e.store.MarkRunning(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	p := e.lease(t, run.ID, 0)
+	before := time.Now()
+	if failed, err := e.store.FailPartition(ctx, p.Ref(), "boom"); err != nil || !failed {
+		t.Fatalf("FailPartition = %v, %v", failed, err)
+	}
+	if _, _, err := e.store.Retry(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := e.store.RunStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, ok := stats.LastFailure["f"]
+	if !ok || at.Before(before.Add(-time.Minute)) || at.After(time.Now().Add(time.Minute)) {
+		t.Errorf("last failure of job f = %s (present %v), want about now", at, ok)
+	}
+	if at, ok := stats.LastFailure["ok"]; ok {
+		t.Errorf("job ok has a last failure at %s", at)
+	}
+}

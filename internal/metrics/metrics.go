@@ -276,6 +276,11 @@ var (
 			"whichever is later (from its creation before it ever ran). A lag that keeps growing is a stuck chain. "+
 			"Read from Postgres at scrape time.",
 		[]string{"job"}, nil)
+	failureDesc = prometheus.NewDesc("syncworker_run_last_failure_timestamp_seconds",
+		"For each job with a failed run attempt: when the latest one ended, in seconds since the epoch. "+
+			"An alert on time() minus it sees every failure, whatever retries or the retention change besides. "+
+			"Read from Postgres at scrape time.",
+		[]string{"job"}, nil)
 )
 
 // runsCollector exports the runs' figures of one scrape.
@@ -284,6 +289,7 @@ type runsCollector struct{ stats checkpoint.RunStats }
 func (c runsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- runsDesc
 	ch <- lagDesc
+	ch <- failureDesc
 }
 
 func (c runsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -301,6 +307,9 @@ func (c runsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for job, lag := range c.stats.Lag {
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, lag.Seconds(), job)
+	}
+	for job, at := range c.stats.LastFailure {
+		ch <- prometheus.MustNewConstMetric(failureDesc, prometheus.GaugeValue, float64(at.UnixNano())/1e9, job)
 	}
 }
 

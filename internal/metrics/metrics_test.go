@@ -30,8 +30,8 @@ func prefixed(s harness.Scraped, prefix string) []string {
 }
 
 // cluster returns the metrics of a worker whose gate is exporter, over a
-// queue "sync" that holds one pending task and a pending run of job "j",
-// and the address they are served at.
+// queue "sync" that holds one pending task, and a pending run and a failed
+// one of job "j", and the address they are served at.
 func cluster(t *testing.T, exporter func() bool) (*metrics.Metrics, string) {
 	t.Helper()
 	r := testenv.NewRedis(t)
@@ -43,6 +43,18 @@ func cluster(t *testing.T, exporter func() bool) (*metrics.Metrics, string) {
 	store := checkpoint.New(db.Pool)
 	if _, _, err := store.CreateRun(t.Context(), checkpoint.NewRun{Job: "j", RunKey: "k", BatchSize: 1, Partitions: 1,
 		Keys: []string{"A", "B"}}); err != nil {
+		t.Fatal(err)
+	}
+	failed, _, err := store.CreateRun(t.Context(), checkpoint.NewRun{Job: "j", RunKey: "f", BatchSize: 1, Partitions: 1,
+		Keys: []string{"A"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.MarkRunning(t.Context(), failed.ID); err != nil {
+		t.Fatal(err)
+	}
+	// As a fatal error stops it: the attempt is recorded, failed.
+	if _, err := db.Pool.Exec(t.Context(), `UPDATE runs SET status = 'failed', finished_at = now() WHERE id = $1`, failed.ID); err != nil {
 		t.Fatal(err)
 	}
 	m := metrics.New(metrics.Options{Runs: store, Queues: asynq.NewInspectorFromRedisClient(r.Client), Exporter: exporter})
@@ -61,7 +73,7 @@ func TestClusterMetricsOnlyFromTheExporter(t *testing.T) {
 	if names := prefixed(off, "asynq_"); len(names) != 0 {
 		t.Errorf("with the gate closed the scrape has asynq's metrics %v", names)
 	}
-	if names := prefixed(off, "syncworker_runs"); len(names) != 0 {
+	if names := prefixed(off, "syncworker_run"); len(names) != 0 {
 		t.Errorf("with the gate closed the scrape has the runs' metrics %v", names)
 	}
 	if _, n := off.Sum("go_goroutines"); n != 1 {
@@ -78,7 +90,7 @@ func TestClusterMetricsOnlyFromTheExporter(t *testing.T) {
 	}
 	for _, status := range checkpoint.Statuses() {
 		want := 0.0
-		if status == checkpoint.StatusPending {
+		if status == checkpoint.StatusPending || status == checkpoint.StatusFailed {
 			want = 1
 		}
 		if v, n := on.Sum("syncworker_runs", "job", "j", "status", string(status)); n != 1 || v != want {
@@ -87,6 +99,9 @@ func TestClusterMetricsOnlyFromTheExporter(t *testing.T) {
 	}
 	if v, n := on.Sum("syncworker_checkpoint_lag_seconds", "job", "j"); n != 1 || v < 0 || v > 60 {
 		t.Errorf("syncworker_checkpoint_lag_seconds{job=j} = %v in %d series, want one of a few seconds", v, n)
+	}
+	if v, n := on.Sum("syncworker_run_last_failure_timestamp_seconds", "job", "j"); n != 1 || time.Since(time.Unix(int64(v), 0)).Abs() > time.Minute {
+		t.Errorf("syncworker_run_last_failure_timestamp_seconds{job=j} = %v in %d series, want about now", v, n)
 	}
 }
 
