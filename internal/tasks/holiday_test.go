@@ -2,6 +2,7 @@ package tasks_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,7 +67,11 @@ func TestKickoffCarriesTheFiresHolidayDecision(t *testing.T) {
 		res, err := h.Control.Kickoff(ctx, tasks.Kickoff{Entry: "daily", Job: tasks.JobDailySync, Fire: day.Add(18 * time.Hour),
 			Date: tt.date, Holiday: tt.holiday, Overlap: config.OverlapAllow}, tasks.DailyOptions(h.Config.Sync))
 		if err != nil || res.How != tt.want {
-			t.Errorf("kick-off of %s (holiday %v) = %+v, %v; want %s", tt.date, tt.holiday, res, err, tt.want)
+			said := "unsaid"
+			if tt.holiday != nil {
+				said = fmt.Sprint(*tt.holiday)
+			}
+			t.Errorf("kick-off of %s (holiday %s) = %+v, %v; want %s", tt.date, said, res, err, tt.want)
 		}
 	}
 }
