@@ -176,11 +176,12 @@ func (b *bencher) run(ctx context.Context, serverURL, dbName, redisServer string
 		rd := Round{BaselineNew: Rate(n, dNew), Checkpointed: Rate(n, sum(dCkpt)), PairedBare: Rate(n, sum(dBare)),
 			PairCostPct: pairCostPct(dCkpt, dBare)}
 		if round == 0 && 2*o.Batch <= o.Records {
-			c, b, err := checkpointed(ctx, pool, o.Records, 2*o.Batch, day.AddDate(0, 0, -4))
+			wideCkpt, wideBare, err := checkpointed(ctx, pool, o.Records, 2*o.Batch, day.AddDate(0, 0, -4))
 			if err != nil {
 				return nil, err
 			}
-			res.Wide = Round{Checkpointed: Rate(n, sum(c)), PairedBare: Rate(n, sum(b)), PairCostPct: pairCostPct(c, b)}
+			res.Wide = Round{Checkpointed: Rate(n, sum(wideCkpt)), PairedBare: Rate(n, sum(wideBare)),
+				PairCostPct: pairCostPct(wideCkpt, wideBare)}
 		}
 		sp := spec{name: fmt.Sprintf("etl-1w-round%d", round+1), workers: 1, records: o.Records, job: etlJob}
 		if round == 0 {

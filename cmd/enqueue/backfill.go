@@ -21,10 +21,10 @@ func (a *app) backfillCmd() *cobra.Command {
 		Use:   "daily-sync --from YYYY-MM-DD --to YYYY-MM-DD",
 		Short: "Start the daily sync of every trading day in a range that has no run yet",
 		Long: `backfill daily-sync starts the daily stock-price sync of every weekday from
---from to --to (both included) that has no run yet. Weekends are skipped;
-market holidays are not known and are started like any weekday. A day that
-has a run, in any state, is reported as existing and left alone (retry a
-failed one with enqueue retry). The range may not end after today in the
+--from to --to (both included) that has no run yet. Weekends are skipped,
+and so are the days of sync.market_holidays without a run, reported as
+holidays. A day that has a run, in any state, is reported as existing and
+left alone (retry a failed one with enqueue retry). The range may not end after today in the
 market time zone, nor span more than ` + fmt.Sprint(tasks.MaxBackfillDays) + ` days; a bad range is refused and
 nothing is started. Prints what it did with each day.`,
 		Args: cobra.NoArgs,

@@ -174,10 +174,17 @@ func (a *auth) validCookie(r *http.Request) bool {
 // tooMany refuses a client that got the token wrong too often: it may try
 // again after wait.
 func (a *auth) tooMany(w http.ResponseWriter, wait time.Duration) {
-	secs := int(math.Ceil(wait.Seconds()))
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	secs := retryAfter(w, wait)
 	w.Header().Set("Cache-Control", "no-store")
 	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many wrong tokens from this address: try again in %d s", secs))
+}
+
+// retryAfter tells the client to come back after wait, in whole seconds,
+// and returns them.
+func retryAfter(w http.ResponseWriter, wait time.Duration) int {
+	secs := int(math.Ceil(wait.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return secs
 }
 
 // deny refuses r: a browser asking for a page is sent to the login form,
@@ -228,8 +235,7 @@ func (a *auth) login(w http.ResponseWriter, r *http.Request) {
 		}
 		ok, wait := a.guess(r, func() bool { return a.matches(r.PostForm.Get("token")) })
 		if wait > 0 {
-			secs := int(math.Ceil(wait.Seconds()))
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			secs := retryAfter(w, wait)
 			a.render(w, http.StatusTooManyRequests, loginData{Next: next,
 				Error: fmt.Sprintf("Too many wrong tokens from this address. Try again in %d s.", secs)})
 			return

@@ -44,7 +44,7 @@ type Batch struct {
 	Counts *Counts
 	// Rejected are the records of a batch of a run of pages that it left
 	// out, and why: at most Counts.Failed of them, kept with the run (see
-	// Store.FailedItems) under the batch's position, From.
+	// Store.FailuresOf) under the batch's position, From.
 	Rejected []Rejected
 	// Last says that the batch's range ends the partition, whatever its
 	// end was: the last page of an open run of pages.

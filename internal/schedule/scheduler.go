@@ -194,9 +194,10 @@ func (s *Scheduler) kickoff(e Entry, fire time.Time) tasks.Kickoff {
 
 // fire enqueues the kick-off of e's last fire in (last, now], if any, and
 // returns the time up to which e's fires are done: that fire when its
-// kick-off is enqueued and marked, else last, to try again at the next poll. Fires missed besides the last one
-// (a catch-up, a long pause) are not fired: their runs are superseded by
-// the last one's, and a backfill starts any that are wanted.
+// kick-off is enqueued and marked, else last, to try again at the next
+// poll. Fires missed besides the last one (a catch-up, a long pause) are not
+// fired: their runs are superseded by the last one's, and a backfill starts
+// any that are wanted.
 func (s *Scheduler) fire(ctx context.Context, e Entry, last, now time.Time) time.Time {
 	fire, n, ok := e.Latest(last, now)
 	if !ok {

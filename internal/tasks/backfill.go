@@ -65,9 +65,10 @@ func BackfillRange(from, to, today time.Time) ([]time.Time, error) {
 // Backfill starts the daily sync of every weekday from from to to (both
 // included; see BackfillRange) that has no run yet, with opts as for
 // StartDailySync (its dates are the days'). A day that has a run, in any
-// state, is reported and left alone; so is a market holiday without one. It stops at the first error, returning
-// the days it did; tasks that could not be enqueued are reported once at the
-// end (ErrNotEnqueued: the sweeper enqueues them).
+// state, is reported and left alone; so is a market holiday without one. It
+// stops at the first error, returning the days it did; tasks that could not
+// be enqueued are reported once at the end (ErrNotEnqueued: the sweeper
+// enqueues them).
 func (c *Control) Backfill(ctx context.Context, from, to time.Time, opts DailySyncOptions) ([]BackfillDay, error) {
 	days, err := BackfillRange(from, to, opts.Today)
 	if err != nil {

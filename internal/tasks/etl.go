@@ -41,6 +41,11 @@ type ETLOptions struct {
 	// one, while a run of the job for other parameters is unfinished (see
 	// checkpoint.NewRun.Alone): a scheduled fire that allows no overlap.
 	alone bool
+	// claimed is when a kick-off claimed its fire (zero: no kick-off): a
+	// run created since, which an earlier attempt of the kick-off may have
+	// started, is the fire's, found even when it has completed or been
+	// cancelled since, rather than a reason to pull the next generation.
+	claimed time.Time
 }
 
 // How says what StartETL did.
@@ -261,6 +266,9 @@ func (c *Control) StartETL(ctx context.Context, job string, opts ETLOptions) (St
 			return Started{Run: run, How: Found}, err
 		}
 		return Started{Run: run, How: Resumed}, err
+	case err == nil && !opts.claimed.IsZero() && !last.CreatedAt.Before(opts.claimed):
+		// Completed or cancelled: this kick-off's earlier attempt started it.
+		return Started{Run: last, How: Found}, nil
 	case err == nil:
 		gen, supersedes = last.Generation+1, last.ID
 	case !errors.Is(err, checkpoint.ErrNotFound):

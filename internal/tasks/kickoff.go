@@ -267,19 +267,8 @@ func (c *Control) kickoff(ctx context.Context, k Kickoff, daily DailySyncOptions
 			res.How, err = Holiday, nil
 		}
 	} else {
-		if !claimed.IsZero() {
-			last, err := c.store.GetByKey(ctx, k.Job, key)
-			switch {
-			case err == nil && !last.CreatedAt.Before(claimed) &&
-				(last.Status == checkpoint.StatusCompleted || last.Status == checkpoint.StatusCancelled):
-				res.How, res.Run, res.RunKey, res.RunStatus = Found, last.ID, last.RunKey, last.Status
-				return res, nil
-			case err != nil && !errors.Is(err, checkpoint.ErrNotFound):
-				return res, err
-			}
-		}
 		var started Started
-		started, err = c.StartETL(ctx, k.Job, ETLOptions{Params: k.Params, alone: alone})
+		started, err = c.StartETL(ctx, k.Job, ETLOptions{Params: k.Params, alone: alone, claimed: claimed})
 		run, res.How = started.Run, started.How
 	}
 	res.Run, res.RunKey, res.RunStatus = run.ID, run.RunKey, run.Status
